@@ -1,0 +1,120 @@
+/**
+ * Errors of the eBPF toolkit. One base class with a stable `code`; subclasses only where they carry
+ * data a caller acts on (the errno, the verifier log, the missing feature).
+ */
+import { constants as osConstants } from "node:os";
+
+/** Stable error codes of the toolkit. */
+export type BpfErrorCode =
+  | "BPF_ERR_SYSCALL"
+  | "BPF_ERR_VERIFIER"
+  | "BPF_ERR_UNSUPPORTED"
+  | "BPF_ERR_ASM"
+  | "BPF_ERR_BTF"
+  | "BPF_ERR_INVALID_ARG"
+  | "BPF_ERR_CLOSED"
+  | "BPF_ERR_CGROUP";
+
+/** Base class of every error the toolkit throws. */
+export class BpfError extends Error {
+  readonly code: BpfErrorCode;
+  constructor(code: BpfErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+const errnoNames = new Map<number, string>(
+  Object.entries(osConstants.errno).map(([name, value]) => [value as number, name]),
+);
+// Linux-internal errno that leaks out of bpf(2); not in os.constants.
+errnoNames.set(524, "ENOTSUPP");
+
+/** Symbolic name of an errno value ("EPERM"), or "errno N" when unknown. */
+export function errnoName(errno: number): string {
+  return errnoNames.get(errno) ?? `errno ${errno}`;
+}
+
+/** What the user can do about a failed bpf(2) command, by errno. */
+function hintFor(command: string, errno: number): string {
+  switch (errnoName(errno)) {
+    case "EPERM":
+      return "run as root, or grant CAP_BPF and CAP_NET_ADMIN (CAP_SYS_ADMIN before Linux 5.8); on kernels before 5.11 also raise RLIMIT_MEMLOCK";
+    case "EACCES":
+      return "the verifier refused the program; read the log above";
+    case "EINVAL":
+      return `the kernel does not accept these ${command} arguments: a feature may be missing from this kernel (run \`toa doctor\`), or a field is out of range`;
+    case "E2BIG":
+      return "the attribute has non-zero bytes the kernel does not know: this kernel is older than the feature used";
+    case "ENOENT":
+      return "no such object: the key, pin or attachment does not exist";
+    case "EEXIST":
+      return "it already exists: unpin or detach it first, or update in place";
+    case "EBADF":
+      return "the file descriptor is closed or not a BPF object";
+    case "ENOSPC":
+      return "the map or buffer is full";
+    case "ENOMEM":
+      return "the kernel is out of memory for BPF objects (check RLIMIT_MEMLOCK on kernels before 5.11)";
+    case "EBUSY":
+      return "the object is in use (another program is attached exclusively?)";
+    case "EOPNOTSUPP":
+    case "ENOTSUPP":
+      return "this kernel does not support the operation (run `toa doctor`)";
+    case "ENOSYS":
+      return "the kernel was built without bpf(2) (CONFIG_BPF_SYSCALL)";
+    default:
+      return "see bpf(2)";
+  }
+}
+
+/** A bpf(2) or libc call failed: names the command and the errno, with a hint. */
+export class SyscallError extends BpfError {
+  readonly command: string;
+  readonly errno: number;
+  readonly errnoName: string;
+  readonly hint: string;
+  constructor(command: string, errno: number, detail?: string) {
+    const name = errnoName(errno);
+    const hint = hintFor(command, errno);
+    super("BPF_ERR_SYSCALL", `${command}${detail ? ` (${detail})` : ""}: ${name}: ${hint}`);
+    this.command = command;
+    this.errno = errno;
+    this.errnoName = name;
+    this.hint = hint;
+  }
+}
+
+/** The verifier refused a program; `log` is the kernel's verifier log. */
+export class VerifierError extends BpfError {
+  readonly log: string;
+  readonly errnoName: string;
+  constructor(programName: string, errno: number, log: string) {
+    const name = errnoName(errno);
+    const trimmed = log.trim();
+    const tail = trimmed.split("\n").slice(-30).join("\n");
+    super(
+      "BPF_ERR_VERIFIER",
+      `load program ${programName}: ${name}: ${hintFor("BPF_PROG_LOAD", errno)}` +
+        (trimmed ? `\nverifier log (last lines):\n${tail}` : "\n(the kernel gave no verifier log: the attach type or program type was refused before verification)"),
+    );
+    this.log = log;
+    this.errnoName = name;
+  }
+}
+
+/** A kernel feature is missing; names it and the upstream kernel that added it. */
+export class UnsupportedFeatureError extends BpfError {
+  readonly feature: string;
+  readonly minimumKernel: string;
+  constructor(feature: string, minimumKernel: string, cause?: unknown) {
+    super(
+      "BPF_ERR_UNSUPPORTED",
+      `${feature} is not supported by this kernel (upstream Linux ${minimumKernel} has it; distributions may backport it)`,
+      { cause },
+    );
+    this.feature = feature;
+    this.minimumKernel = minimumKernel;
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * The only foreign-function boundary of the project: bpf(2) and the few libc calls the toolkit needs
+ * (mount for bpffs, setrlimit for RLIMIT_MEMLOCK), through koffi.
+ *
+ * Every call goes through the replaceable {@link SyscallBackend}, so unit tests run without a kernel:
+ * `setSyscallBackend(fake)` records the attrs and answers with canned results (the aya
+ * `override_syscall` pattern).
+ */
+import { createRequire } from "node:module";
+import { arch } from "node:process";
+import { SyscallError } from "./errors.js";
+
+/** Result of one raw call: `ret` < 0 means failure with `errno`. */
+export interface RawResult {
+  ret: number;
+  errno: number;
+}
+
+/** The raw operations the toolkit performs on the kernel. Replace it in tests. */
+export interface SyscallBackend {
+  /** bpf(cmd, attr, size). */
+  bpf(cmd: number, attr: Buffer, size: number): RawResult;
+  /** Address of a buffer's first byte, written into attrs as a u64 pointer. */
+  address(buf: Buffer): bigint;
+  /** mount(2). */
+  mount(source: string, target: string, fstype: string, flags: number): RawResult;
+  /** setrlimit(RLIMIT_MEMLOCK, infinity). */
+  raiseMemlock(): RawResult;
+}
+
+/** SYS_bpf by architecture (arch/*\/include/uapi/asm/unistd.h; the generic table for arm64, riscv). */
+const SYS_BPF: Record<string, number> = { x64: 321, arm64: 280, riscv64: 280, ia32: 357, arm: 386, ppc64: 361, s390x: 351, loong64: 280 };
+const RLIMIT_MEMLOCK = 8;
+
+function createKoffiBackend(): SyscallBackend {
+  const require = createRequire(import.meta.url);
+  // koffi ships prebuilt binaries in its npm package: no compiler at install.
+  const koffi = require("koffi") as typeof import("koffi");
+  const libc = koffi.load("libc.so.6");
+  const nr = SYS_BPF[arch];
+  // syscall(2) is variadic; on the Linux ABIs listed above integer and pointer varargs travel in the
+  // same registers as fixed arguments, so a fixed prototype is correct and much cheaper to call.
+  const syscall = libc.func("long syscall(long nr, long cmd, void *attr, unsigned long size)");
+  const mount = libc.func("int mount(const char *src, const char *target, const char *fstype, unsigned long flags, void *data)");
+  const setrlimit = libc.func("int setrlimit(int resource, void *rlim)");
+  const result = (ret: number | bigint): RawResult => {
+    const n = Number(ret);
+    return { ret: n, errno: n < 0 ? koffi.errno() : 0 };
+  };
+  return {
+    bpf(cmd, attr, size) {
+      if (nr === undefined) return { ret: -1, errno: 38 /* ENOSYS */ };
+      return result(syscall(nr, cmd, attr, size));
+    },
+    address(buf) {
+      return BigInt(koffi.address(buf) as bigint);
+    },
+    mount(source, target, fstype, flags) {
+      return result(mount(source, target, fstype, flags, null));
+    },
+    raiseMemlock() {
+      const rlim = Buffer.alloc(16);
+      rlim.writeBigUInt64LE(0xffffffffffffffffn, 0);
+      rlim.writeBigUInt64LE(0xffffffffffffffffn, 8);
+      return result(setrlimit(RLIMIT_MEMLOCK, rlim));
+    },
+  };
+}
+
+let backend: SyscallBackend | undefined;
+
+/** The backend in use, created on first use so that importing the toolkit never loads native code. */
+export function syscalls(): SyscallBackend {
+  backend ??= createKoffiBackend();
+  return backend;
+}
+
+/** Replace the backend (tests); returns the previous one so it can be restored. */
+export function setSyscallBackend(next: SyscallBackend | undefined): SyscallBackend | undefined {
+  const previous = backend;
+  backend = next;
+  return previous;
+}
+
+/** bpf(2) command numbers (include/uapi/linux/bpf.h `enum bpf_cmd`). */
+export const BpfCommand = {
+  MAP_CREATE: 0,
+  MAP_LOOKUP_ELEM: 1,
+  MAP_UPDATE_ELEM: 2,
+  MAP_DELETE_ELEM: 3,
+  MAP_GET_NEXT_KEY: 4,
+  PROG_LOAD: 5,
+  OBJ_PIN: 6,
+  OBJ_GET: 7,
+  PROG_ATTACH: 8,
+  PROG_DETACH: 9,
+  PROG_GET_FD_BY_ID: 13,
+  MAP_GET_FD_BY_ID: 14,
+  OBJ_GET_INFO_BY_FD: 15,
+  PROG_QUERY: 16,
+  BTF_LOAD: 18,
+  LINK_CREATE: 28,
+  LINK_UPDATE: 29,
+  LINK_GET_FD_BY_ID: 30,
+  LINK_DETACH: 34,
+} as const;
+
+const commandNames = new Map<number, string>(Object.entries(BpfCommand).map(([k, v]) => [v, `BPF_${k}`]));
+
+/** Name of a bpf command for messages ("BPF_MAP_CREATE"). */
+export function commandName(cmd: number): string {
+  return commandNames.get(cmd) ?? `bpf command ${cmd}`;
+}
+
+/**
+ * Run one bpf(2) command; returns the non-negative result (often an fd) or throws
+ * {@link SyscallError} naming the command and errno. EINTR/EAGAIN are retried, as libbpf and
+ * cilium/ebpf do for PROG_LOAD.
+ */
+export function bpf(cmd: number, attr: Buffer, size = attr.length, detail?: string): number {
+  for (let attempt = 0; ; attempt++) {
+    const { ret, errno } = syscalls().bpf(cmd, attr, size);
+    if (ret >= 0) return ret;
+    if ((errno === 4 /* EINTR */ || errno === 11 /* EAGAIN */) && attempt < 5) continue;
+    throw new SyscallError(commandName(cmd), errno, detail);
+  }
+}
+
+/** Like {@link bpf} but returns the errno instead of throwing (for probes and expected misses). */
+export function bpfTry(cmd: number, attr: Buffer, size = attr.length): RawResult {
+  for (let attempt = 0; ; attempt++) {
+    const r = syscalls().bpf(cmd, attr, size);
+    if (r.ret >= 0 || !((r.errno === 4 || r.errno === 11) && attempt < 5)) return r;
+  }
+}
+
+/** Raise RLIMIT_MEMLOCK: BPF memory was charged to it before Linux 5.11 (memcg accounting since). */
+export function raiseMemlockLimit(): void {
+  const { ret, errno } = syscalls().raiseMemlock();
+  if (ret < 0) throw new SyscallError("setrlimit(RLIMIT_MEMLOCK)", errno);
+}
+
+/** mount(2), for bpffs. */
+export function mountFs(source: string, target: string, fstype: string): void {
+  const { ret, errno } = syscalls().mount(source, target, fstype, 0);
+  if (ret < 0) throw new SyscallError(`mount -t ${fstype} ${target}`, errno);
+}
+
+/** Encode a NUL-terminated C string into a fresh buffer (kept alive by the caller during the call). */
+export function cString(s: string): Buffer {
+  const b = Buffer.alloc(Buffer.byteLength(s) + 1);
+  b.write(s, 0);
+  return b;
+}

@@ -1,0 +1,47 @@
+/**
+ * `toa` command line. `main()` only calls {@link run}, which returns an exit code, so every command
+ * runs in-process in tests. Each command lives in commands/<name>.ts and exports a factory
+ * `(io, setExit) => Command`.
+ */
+import { Command, CommanderError } from "commander";
+import { type Io, processIo, UsageError } from "./io.js";
+import { commandFactories } from "./commands/index.js";
+
+/** Build the command tree; `exit` records the exit code an action wants. */
+export function buildProgram(io: Io, exit: (code: number) => void): Command {
+  const program = new Command("toa")
+    .description(
+      "Real client addresses for servers behind full-NAT load balancers (TCP Option Address, TOA),\n" +
+        "with eBPF programs assembled in TypeScript: no kernel module, no compiler.",
+    )
+    .version(process.env.npm_package_version ?? "0.1.0")
+    .showHelpAfterError("(run with --help for usage)")
+    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
+    .exitOverride();
+  for (const factory of commandFactories) {
+    const cmd = factory(io, exit);
+    cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+    program.addCommand(cmd);
+  }
+  return program;
+}
+
+/** Run the CLI with `argv` (without node and script); resolves to the exit code. */
+export async function run(argv: string[], io: Io = processIo): Promise<number> {
+  let code = 0;
+  const program = buildProgram(io, (c) => (code = c));
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    if (e instanceof UsageError) {
+      io.err(`toa: ${e.message}`);
+      return e.exitCode;
+    }
+    const err = e as Error & { code?: string };
+    io.err(`toa: ${err.message}`);
+    if (process.env.TOA_DEBUG) io.err(String(err.stack));
+    return 1;
+  }
+}
