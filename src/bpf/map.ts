@@ -1,0 +1,309 @@
+/**
+ * Maps: {@link MapSpec} is the pure-data blueprint, {@link BpfMap} the kernel object (an fd with an
+ * explicit close). Keys and values go through {@link Codec}s so callers work with typed values.
+ */
+import { closeSync, readFileSync } from "node:fs";
+import { BpfError, SyscallError } from "./errors.js";
+import { BpfCommand, bpf, bpfTry, cString, syscalls } from "./syscall.js";
+import { Btf, type BtfType, btfSize, buildBtf } from "./btf.js";
+import { bytes, type Codec, s32 } from "./codec.js";
+
+/** Map types (enum bpf_map_type). */
+export const MapType = {
+  HASH: 1,
+  ARRAY: 2,
+  PERCPU_HASH: 5,
+  PERCPU_ARRAY: 6,
+  LRU_HASH: 9,
+  LPM_TRIE: 11,
+  SOCKMAP: 15,
+  SOCKHASH: 18,
+  SK_STORAGE: 24,
+} as const;
+export type MapTypeName = keyof typeof MapType;
+
+/** Map flags. */
+export const MapFlag = { NO_PREALLOC: 1, RDONLY: 1 << 3, WRONLY: 1 << 4 } as const;
+
+/** Update flags. */
+export const UpdateFlag = { ANY: 0, NOEXIST: 1, EXIST: 2 } as const;
+
+/** Blueprint of a map: plain data, no kernel involved. */
+export interface MapSpec {
+  /** Object name: [A-Za-z0-9_.], at most 15 characters. */
+  name: string;
+  type: MapTypeName;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags?: number;
+  /** BTF for key and value; required for SK_STORAGE. */
+  key?: BtfType;
+  value?: BtfType;
+}
+
+const needsNoPrealloc = new Set<MapTypeName>(["LPM_TRIE", "SK_STORAGE"]);
+const perCpu = new Set<MapTypeName>(["PERCPU_ARRAY", "PERCPU_HASH"]);
+
+/** Check a spec where it enters, naming the field and what is allowed. */
+export function validateMapSpec(spec: MapSpec): void {
+  const bad = (field: string, why: string) => new BpfError("BPF_ERR_INVALID_ARG", `map ${spec.name}: ${field} ${why}`);
+  if (!/^[A-Za-z0-9_.]{1,15}$/.test(spec.name)) throw bad("name", "must be 1-15 characters of [A-Za-z0-9_.]");
+  if (!(spec.type in MapType)) throw bad("type", `must be one of ${Object.keys(MapType).join(", ")}`);
+  if (!Number.isInteger(spec.keySize) || spec.keySize <= 0) throw bad("keySize", "must be a positive integer");
+  if (!Number.isInteger(spec.valueSize) || spec.valueSize <= 0) throw bad("valueSize", "must be a positive integer");
+  if (spec.type === "SK_STORAGE") {
+    if (spec.maxEntries !== 0) throw bad("maxEntries", "must be 0 for SK_STORAGE (storage lives with each socket)");
+    if (spec.keySize !== 4) throw bad("keySize", "must be 4 for SK_STORAGE (the key is a socket fd)");
+    if (!spec.key || !spec.value) throw bad("key/value", "BTF types are required for SK_STORAGE");
+  } else if (!Number.isInteger(spec.maxEntries) || spec.maxEntries <= 0) {
+    throw bad("maxEntries", "must be a positive integer");
+  }
+  if (spec.key && btfSize(spec.key) !== spec.keySize) throw bad("key", `BTF size ${btfSize(spec.key)} differs from keySize ${spec.keySize}`);
+  if (spec.value && btfSize(spec.value) !== spec.valueSize) throw bad("value", `BTF size ${btfSize(spec.value)} differs from valueSize ${spec.valueSize}`);
+}
+
+/** Number of possible CPUs: per-CPU values hold one slot for each (/sys/devices/system/cpu/possible). */
+let possibleCpusCache: number | undefined;
+export function possibleCpus(): number {
+  if (possibleCpusCache !== undefined) return possibleCpusCache;
+  const text = readFileSync("/sys/devices/system/cpu/possible", "utf8").trim();
+  let n = 0;
+  for (const part of text.split(",")) {
+    const [a, b] = part.split("-").map(Number);
+    n += b === undefined ? 1 : b - a + 1;
+  }
+  possibleCpusCache = n;
+  return n;
+}
+
+/** Build the MAP_CREATE attr (exported for unit tests of the layout). */
+export function mapCreateAttr(spec: MapSpec, btf?: { fd: number; keyId: number; valueId: number }): Buffer {
+  const attr = Buffer.alloc(64);
+  attr.writeUInt32LE(MapType[spec.type], 0);
+  attr.writeUInt32LE(spec.keySize, 4);
+  attr.writeUInt32LE(spec.valueSize, 8);
+  attr.writeUInt32LE(spec.maxEntries, 12);
+  let flags = spec.flags ?? 0;
+  if (needsNoPrealloc.has(spec.type)) flags |= MapFlag.NO_PREALLOC;
+  attr.writeUInt32LE(flags, 16);
+  attr.write(spec.name, 28, 15, "latin1");
+  if (btf) {
+    attr.writeUInt32LE(btf.fd, 48);
+    attr.writeUInt32LE(btf.keyId, 52);
+    attr.writeUInt32LE(btf.valueId, 56);
+  }
+  return attr;
+}
+
+/** Kernel facts about a map (BPF_OBJ_GET_INFO_BY_FD). */
+export interface MapInfo {
+  type: number;
+  id: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  name: string;
+}
+
+/** Read bpf_map_info for an fd. */
+export function mapInfo(fd: number): MapInfo {
+  const info = Buffer.alloc(96);
+  const attr = Buffer.alloc(16);
+  attr.writeUInt32LE(fd, 0);
+  attr.writeUInt32LE(info.length, 4);
+  attr.writeBigUInt64LE(syscalls().address(info), 8);
+  bpf(BpfCommand.OBJ_GET_INFO_BY_FD, attr);
+  return {
+    type: info.readUInt32LE(0),
+    id: info.readUInt32LE(4),
+    keySize: info.readUInt32LE(8),
+    valueSize: info.readUInt32LE(12),
+    maxEntries: info.readUInt32LE(16),
+    flags: info.readUInt32LE(20),
+    name: info.toString("latin1", 24, 40).replace(/\0.*$/s, ""),
+  };
+}
+
+/** A map in the kernel. K and V are the typed key and value. */
+export class BpfMap<K = Buffer, V = Buffer> {
+  private _fd: number;
+  readonly keyCodec: Codec<K>;
+  readonly valueCodec: Codec<V>;
+  /** Bytes of one value as the kernel copies it (per-CPU maps: one 8-aligned slot per possible CPU). */
+  readonly valueBufferSize: number;
+  /** Reused buffers: lookups allocate nothing but the decoded value. */
+  private readonly keyBuf: Buffer;
+  private readonly valueBuf: Buffer;
+  private readonly attr = Buffer.alloc(32);
+
+  constructor(fd: number, readonly info: MapInfo, codecs: { key?: Codec<K>; value?: Codec<V> } = {}) {
+    this._fd = fd;
+    this.keyCodec = codecs.key ?? (bytes(info.keySize) as unknown as Codec<K>);
+    this.valueCodec = codecs.value ?? (bytes(info.valueSize) as unknown as Codec<V>);
+    const isPerCpu = info.type === MapType.PERCPU_ARRAY || info.type === MapType.PERCPU_HASH;
+    this.valueBufferSize = isPerCpu ? Math.ceil(info.valueSize / 8) * 8 * possibleCpus() : info.valueSize;
+    this.keyBuf = Buffer.alloc(info.keySize);
+    this.valueBuf = Buffer.alloc(this.valueBufferSize);
+    this.attr.writeBigUInt64LE(syscalls().address(this.keyBuf), 8);
+    this.attr.writeBigUInt64LE(syscalls().address(this.valueBuf), 16);
+  }
+
+  /** Create a map from its spec (loads BTF first when the spec has key/value types). */
+  static create<K = Buffer, V = Buffer>(spec: MapSpec, codecs: { key?: Codec<K>; value?: Codec<V> } = {}): BpfMap<K, V> {
+    validateMapSpec(spec);
+    let btf: Btf | undefined;
+    let btfIds: { fd: number; keyId: number; valueId: number } | undefined;
+    if (spec.key && spec.value) {
+      const blob = buildBtf([spec.key, spec.value]);
+      btf = Btf.load(blob.bytes);
+      btfIds = { fd: btf.fd, keyId: blob.ids[0], valueId: blob.ids[1] };
+    }
+    try {
+      const fd = bpf(BpfCommand.MAP_CREATE, mapCreateAttr(spec, btfIds), 64, `map ${spec.name}, type ${spec.type}`);
+      return new BpfMap<K, V>(fd, mapInfo(fd), codecs);
+    } finally {
+      // The map holds its own reference to the BTF.
+      btf?.close();
+    }
+  }
+
+  /** Open a map pinned in bpffs. */
+  static fromPin<K = Buffer, V = Buffer>(path: string, codecs: { key?: Codec<K>; value?: Codec<V> } = {}): BpfMap<K, V> {
+    const fd = objGet(path);
+    return new BpfMap<K, V>(fd, mapInfo(fd), codecs);
+  }
+
+  get fd(): number {
+    if (this._fd < 0) throw new BpfError("BPF_ERR_CLOSED", `map ${this.info.name} is closed`);
+    return this._fd;
+  }
+
+  get isPerCpu(): boolean {
+    return this.valueBufferSize !== this.info.valueSize || this.info.type === MapType.PERCPU_ARRAY || this.info.type === MapType.PERCPU_HASH;
+  }
+
+  private setKey(key: K): void {
+    const k = this.keyCodec.encode(key);
+    k.copy(this.keyBuf, 0, 0, this.info.keySize);
+  }
+
+  /** Raw value bytes for `key` (per-CPU: every CPU's slot), or undefined when absent. */
+  lookupRaw(key: K): Buffer | undefined {
+    this.setKey(key);
+    this.attr.writeUInt32LE(this.fd, 0);
+    this.attr.writeBigUInt64LE(0n, 24);
+    const r = bpfTry(BpfCommand.MAP_LOOKUP_ELEM, this.attr, 32);
+    if (r.ret < 0) {
+      if (r.errno === 2 /* ENOENT */) return undefined;
+      throw new SyscallError("BPF_MAP_LOOKUP_ELEM", r.errno, `map ${this.info.name}`);
+    }
+    return Buffer.from(this.valueBuf);
+  }
+
+  /** The value for `key`, or undefined. */
+  lookup(key: K): V | undefined {
+    const raw = this.lookupRaw(key);
+    return raw === undefined ? undefined : this.valueCodec.decode(raw.subarray(0, this.info.valueSize));
+  }
+
+  /** Per-CPU maps: one decoded value per possible CPU. */
+  lookupPerCpu(key: K): V[] | undefined {
+    const raw = this.lookupRaw(key);
+    if (raw === undefined) return undefined;
+    const stride = Math.ceil(this.info.valueSize / 8) * 8;
+    const out: V[] = [];
+    for (let off = 0; off + stride <= raw.length; off += stride) out.push(this.valueCodec.decode(raw.subarray(off, off + this.info.valueSize)));
+    return out;
+  }
+
+  /** Insert or replace (`flags`: UpdateFlag). Per-CPU maps take the same value for every CPU. */
+  update(key: K, value: V, flags: number = UpdateFlag.ANY): void {
+    this.setKey(key);
+    const v = this.valueCodec.encode(value);
+    if (this.valueBufferSize === this.info.valueSize) {
+      v.copy(this.valueBuf, 0, 0, this.info.valueSize);
+    } else {
+      const stride = Math.ceil(this.info.valueSize / 8) * 8;
+      for (let off = 0; off < this.valueBufferSize; off += stride) v.copy(this.valueBuf, off, 0, this.info.valueSize);
+    }
+    this.attr.writeUInt32LE(this.fd, 0);
+    this.attr.writeBigUInt64LE(BigInt(flags), 24);
+    bpf(BpfCommand.MAP_UPDATE_ELEM, this.attr, 32, `map ${this.info.name}`);
+  }
+
+  /** Delete `key`; returns false when it was not there. */
+  delete(key: K): boolean {
+    this.setKey(key);
+    this.attr.writeUInt32LE(this.fd, 0);
+    this.attr.writeBigUInt64LE(0n, 24);
+    const r = bpfTry(BpfCommand.MAP_DELETE_ELEM, this.attr, 32);
+    if (r.ret >= 0) return true;
+    if (r.errno === 2) return false;
+    throw new SyscallError("BPF_MAP_DELETE_ELEM", r.errno, `map ${this.info.name}`);
+  }
+
+  /** Every key (BPF_MAP_GET_NEXT_KEY from no key). Keys deleted meanwhile restart nothing: best effort, as in the kernel. */
+  *keys(): Generator<K> {
+    const attr = Buffer.alloc(32);
+    const cur = Buffer.alloc(this.info.keySize);
+    const next = Buffer.alloc(this.info.keySize);
+    attr.writeUInt32LE(this.fd, 0);
+    attr.writeBigUInt64LE(0n, 8); // NULL key: first key
+    attr.writeBigUInt64LE(syscalls().address(next), 16);
+    for (;;) {
+      const r = bpfTry(BpfCommand.MAP_GET_NEXT_KEY, attr, 32);
+      if (r.ret < 0) {
+        if (r.errno === 2) return;
+        throw new SyscallError("BPF_MAP_GET_NEXT_KEY", r.errno, `map ${this.info.name}`);
+      }
+      next.copy(cur);
+      yield this.keyCodec.decode(Buffer.from(cur));
+      attr.writeBigUInt64LE(syscalls().address(cur), 8);
+    }
+  }
+
+  /** Every [key, value] pair present. */
+  *entries(): Generator<[K, V]> {
+    for (const k of this.keys()) {
+      const v = this.lookup(k);
+      if (v !== undefined) yield [k, v];
+    }
+  }
+
+  /** Pin in bpffs so the map outlives this process. */
+  pin(path: string): void {
+    objPin(path, this.fd);
+  }
+
+  close(): void {
+    if (this._fd >= 0) closeSync(this._fd);
+    this._fd = -1;
+  }
+}
+
+/** BPF_OBJ_PIN: pin an fd at `path` (bpffs). */
+export function objPin(path: string, fd: number): void {
+  const p = cString(path);
+  const attr = Buffer.alloc(20);
+  attr.writeBigUInt64LE(syscalls().address(p), 0);
+  attr.writeUInt32LE(fd, 8);
+  bpf(BpfCommand.OBJ_PIN, attr, 20, path);
+}
+
+/** BPF_OBJ_GET: open the object pinned at `path`. */
+export function objGet(path: string): number {
+  const p = cString(path);
+  const attr = Buffer.alloc(20);
+  attr.writeBigUInt64LE(syscalls().address(p), 0);
+  return bpf(BpfCommand.OBJ_GET, attr, 20, path);
+}
+
+/** Look up the sk_storage value of a socket by its fd (the map key of SK_STORAGE maps is an fd). */
+export function socketStorage<V>(map: BpfMap<number, V>, socketFd: number): V | undefined {
+  return map.lookup(socketFd);
+}
+
+/** Codec for sk_storage keys (socket fds). */
+export const socketFdKey = s32;

@@ -1,0 +1,199 @@
+/**
+ * Programs: {@link ProgramSpec} is the blueprint (instructions with symbolic labels and map names),
+ * {@link Program} the loaded kernel object. Loading resolves map names to fds; when the verifier
+ * refuses the program it is loaded again with a log buffer that grows until the whole log fits, and
+ * the log goes into the {@link VerifierError}.
+ */
+import { closeSync } from "node:fs";
+import { BpfError, SyscallError, VerifierError } from "./errors.js";
+import { BpfCommand, bpf, bpfTry, cString, syscalls } from "./syscall.js";
+import { encode, type Item, slotCount } from "./asm/index.js";
+import type { BpfMap } from "./map.js";
+import { objGet, objPin } from "./map.js";
+
+/** Program types (enum bpf_prog_type). */
+export const ProgramType = {
+  SOCKET_FILTER: 1,
+  CGROUP_SKB: 8,
+  CGROUP_SOCK: 9,
+  SOCK_OPS: 13,
+  SK_SKB: 14,
+  SK_MSG: 16,
+  CGROUP_SOCK_ADDR: 18,
+  CGROUP_SOCKOPT: 25,
+} as const;
+export type ProgramTypeName = keyof typeof ProgramType;
+
+/** Attach types (enum bpf_attach_type). */
+export const AttachType = {
+  CGROUP_INET_INGRESS: 0,
+  CGROUP_INET_EGRESS: 1,
+  CGROUP_INET_SOCK_CREATE: 2,
+  CGROUP_SOCK_OPS: 3,
+  SK_SKB_STREAM_PARSER: 4,
+  SK_SKB_STREAM_VERDICT: 5,
+  SK_MSG_VERDICT: 7,
+  CGROUP_GETSOCKOPT: 21,
+  CGROUP_SETSOCKOPT: 22,
+  CGROUP_INET4_GETPEERNAME: 29,
+  CGROUP_INET6_GETPEERNAME: 30,
+  CGROUP_INET4_GETSOCKNAME: 31,
+  CGROUP_INET6_GETSOCKNAME: 32,
+  SK_SKB_VERDICT: 38,
+} as const;
+export type AttachTypeName = keyof typeof AttachType;
+
+/** Blueprint of a program: plain data, no kernel involved. */
+export interface ProgramSpec {
+  /** Object name: [A-Za-z0-9_.], at most 15 characters. */
+  name: string;
+  type: ProgramTypeName;
+  /** Required by some types (cgroup sock_addr, sockopt) at load time. */
+  expectedAttachType?: AttachTypeName;
+  license?: string;
+  instructions: readonly Item[];
+}
+
+/** Options for {@link Program.load}. */
+export interface LoadOptions {
+  /** Maps referenced by name from `ldMap`. */
+  maps?: Record<string, BpfMap<any, any>> | ReadonlyMap<string, BpfMap<any, any>>;
+  /** Ask the verifier for its statistics even on success (sets {@link Program.verifierStats}). */
+  stats?: boolean;
+  /** Initial log buffer size when a log is needed. */
+  logSize?: number;
+}
+
+const LOG_LEVEL_BRANCH = 1;
+const LOG_LEVEL_STATS = 4;
+// Before 6.4 the kernel refuses log buffers larger than UINT32_MAX >> 8.
+const MAX_LOG_SIZE = 0xffffffff >>> 8;
+const PROG_LOAD_ATTR_SIZE = 144; // offsetofend(log_true_size)
+
+/** Build the PROG_LOAD attr (exported for unit tests of the layout). Buffers must stay alive. */
+export function progLoadAttr(spec: ProgramSpec, insns: Buffer, license: Buffer, log?: Buffer, logLevel = 0): Buffer {
+  const attr = Buffer.alloc(PROG_LOAD_ATTR_SIZE);
+  const addr = (b: Buffer) => syscalls().address(b);
+  attr.writeUInt32LE(ProgramType[spec.type], 0);
+  attr.writeUInt32LE(insns.length / 8, 4);
+  attr.writeBigUInt64LE(addr(insns), 8);
+  attr.writeBigUInt64LE(addr(license), 16);
+  if (log) {
+    attr.writeUInt32LE(logLevel, 24);
+    attr.writeUInt32LE(log.length, 28);
+    attr.writeBigUInt64LE(addr(log), 32);
+  }
+  attr.write(spec.name.slice(0, 15), 48, 15, "latin1");
+  if (spec.expectedAttachType !== undefined) attr.writeUInt32LE(AttachType[spec.expectedAttachType], 68);
+  return attr;
+}
+
+/** Kernel facts about a program (BPF_OBJ_GET_INFO_BY_FD). */
+export interface ProgramInfo {
+  type: number;
+  id: number;
+  tag: string;
+  name: string;
+  xlatedLength: number;
+  mapIds: number;
+}
+
+/** Read bpf_prog_info for an fd. */
+export function programInfo(fd: number): ProgramInfo {
+  const info = Buffer.alloc(232);
+  const attr = Buffer.alloc(16);
+  attr.writeUInt32LE(fd, 0);
+  attr.writeUInt32LE(info.length, 4);
+  attr.writeBigUInt64LE(syscalls().address(info), 8);
+  bpf(BpfCommand.OBJ_GET_INFO_BY_FD, attr);
+  return {
+    type: info.readUInt32LE(0),
+    id: info.readUInt32LE(4),
+    tag: info.subarray(8, 16).toString("hex"),
+    xlatedLength: info.readUInt32LE(20),
+    mapIds: info.readUInt32LE(52),
+    name: info.toString("latin1", 64, 80).replace(/\0.*$/s, ""),
+  };
+}
+
+function logText(log: Buffer): string {
+  const end = log.indexOf(0);
+  return log.toString("utf8", 0, end < 0 ? log.length : end);
+}
+
+/** A loaded program. */
+export class Program {
+  private _fd: number;
+  /** The verifier's "processed N insns" figure when loaded with `stats`. */
+  verifierStats?: { processedInstructions: number; log: string };
+
+  constructor(fd: number, readonly spec: Pick<ProgramSpec, "name" | "type" | "expectedAttachType">, readonly info: ProgramInfo) {
+    this._fd = fd;
+  }
+
+  /** Load a program. Throws {@link VerifierError} (with the log) when the verifier refuses it. */
+  static load(spec: ProgramSpec, options: LoadOptions = {}): Program {
+    if (!/^[A-Za-z0-9_.]{1,15}$/.test(spec.name)) {
+      throw new BpfError("BPF_ERR_INVALID_ARG", `program name "${spec.name}" must be 1-15 characters of [A-Za-z0-9_.]`);
+    }
+    const maps = options.maps instanceof Map ? options.maps : new Map(Object.entries(options.maps ?? {}));
+    const insns = encode(spec.instructions, (name) => maps.get(name)?.fd);
+    const license = cString(spec.license ?? "GPL");
+    let log: Buffer | undefined = options.stats ? Buffer.alloc(4096) : undefined;
+    let level = options.stats ? LOG_LEVEL_STATS : 0;
+    let attr = progLoadAttr(spec, insns, license, log, level);
+    let r = bpfTry(BpfCommand.PROG_LOAD, attr, PROG_LOAD_ATTR_SIZE);
+    let size = options.logSize ?? 64 * 1024;
+    for (let attempt = 0; r.ret < 0 && attempt < 12; attempt++) {
+      // Retry with the branch-level log; grow on ENOSPC (the log did not fit).
+      if (log && level === LOG_LEVEL_BRANCH && r.errno !== 28 /* ENOSPC */) break;
+      if (log && level === LOG_LEVEL_BRANCH) {
+        const trueSize = attr.readUInt32LE(140); // 6.4+: the size the whole log needs
+        size = Math.min(MAX_LOG_SIZE, trueSize > size ? trueSize : size * 4);
+        if (log.length >= MAX_LOG_SIZE) break;
+      }
+      log = Buffer.alloc(size);
+      level = LOG_LEVEL_BRANCH | (options.stats ? LOG_LEVEL_STATS : 0);
+      attr = progLoadAttr(spec, insns, license, log, level);
+      r = bpfTry(BpfCommand.PROG_LOAD, attr, PROG_LOAD_ATTR_SIZE);
+    }
+    if (r.ret < 0) {
+      const text = log ? logText(log) : "";
+      if (r.errno === 13 /* EACCES */ || r.errno === 22 /* EINVAL */ || text) throw new VerifierError(spec.name, r.errno, text);
+      throw new SyscallError("BPF_PROG_LOAD", r.errno, `program ${spec.name}`);
+    }
+    const program = new Program(r.ret, spec, programInfo(r.ret));
+    if (options.stats && log) {
+      const text = logText(log);
+      const m = /processed (\d+) insns/.exec(text);
+      program.verifierStats = { processedInstructions: m ? Number(m[1]) : -1, log: text };
+    }
+    return program;
+  }
+
+  /** Open a program pinned in bpffs. */
+  static fromPin(path: string): Program {
+    const fd = objGet(path);
+    const info = programInfo(fd);
+    return new Program(fd, { name: info.name, type: "SOCK_OPS" }, info);
+  }
+
+  /** Number of slots in the spec (for reporting). */
+  static size(spec: ProgramSpec): number {
+    return slotCount(spec.instructions);
+  }
+
+  get fd(): number {
+    if (this._fd < 0) throw new BpfError("BPF_ERR_CLOSED", `program ${this.spec.name} is closed`);
+    return this._fd;
+  }
+
+  pin(path: string): void {
+    objPin(path, this.fd);
+  }
+
+  close(): void {
+    if (this._fd >= 0) closeSync(this._fd);
+    this._fd = -1;
+  }
+}

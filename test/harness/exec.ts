@@ -1,0 +1,83 @@
+/** Running commands and processes for tests: every spawned process is ended by its pid at teardown. */
+import { type ChildProcess, execFile, spawn, type SpawnOptions } from "node:child_process";
+import { promisify } from "node:util";
+
+const execFileP = promisify(execFile);
+
+/** Run a command to completion; throws with its stderr when it fails. */
+export async function sh(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
+  try {
+    const child = execFileP(cmd, args, { timeout: opts.timeoutMs ?? 30_000, maxBuffer: 64 << 20 });
+    if (opts.input !== undefined) {
+      child.child.stdin?.end(opts.input);
+    }
+    const { stdout } = await child;
+    return stdout;
+  } catch (e) {
+    const err = e as Error & { stderr?: string; stdout?: string; code?: number };
+    throw new Error(`${cmd} ${args.join(" ")} failed (exit ${err.code}): ${err.stderr || err.message}`);
+  }
+}
+
+/** A process started for a test. */
+export interface Started {
+  child: ChildProcess;
+  pid: number;
+  output(): string;
+  /** Resolves when the process exits. */
+  exited: Promise<number | null>;
+  /** SIGTERM, then SIGKILL after a grace period; only this pid. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Start a long-running process; collects stdout+stderr. */
+export function start(cmd: string, args: string[], opts: SpawnOptions = {}): Started {
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...opts });
+  let out = "";
+  child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => {
+    child.once("exit", (code) => resolve(code));
+    child.once("error", () => resolve(-1));
+  });
+  const pid = child.pid ?? -1;
+  return {
+    child,
+    pid,
+    output: () => out,
+    exited,
+    async stop(graceMs = 2000) {
+      if (child.exitCode !== null || child.signalCode !== null || pid < 0) return;
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {
+        return;
+      }
+      const timer = setTimeout(() => {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          /* already gone */
+        }
+      }, graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Poll `check` until it returns a truthy value or the deadline passes. */
+export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 10_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

@@ -1,0 +1,22 @@
+/**
+ * Gate for privileged tests: they run as root; in CI (CI=true) they must run, so a non-root CI run
+ * fails loudly instead of skipping. Outside CI without root they skip with the reason printed.
+ */
+import type { TestContext } from "node:test";
+
+/** True when the test may go on; otherwise the test was skipped (or throws in CI). */
+export function requireRoot(t: TestContext): boolean {
+  if (process.getuid?.() === 0) return true;
+  if (process.env.CI === "true") throw new Error("privileged test must run in CI, but the process is not root");
+  const reason = "needs root (bpf, cgroups, network namespaces); run `sudo npm test`";
+  console.log(`# skip ${t.name}: ${reason}`);
+  t.skip(reason);
+  return false;
+}
+
+/** A short name unique to this run: prefix-pid-counter-random, safe for netns/cgroup/pin names. */
+let counter = 0;
+export function uniqueName(prefix: string): string {
+  counter++;
+  return `${prefix}-${process.pid.toString(36)}${counter.toString(36)}${Math.random().toString(36).slice(2, 5)}`;
+}
