@@ -1,0 +1,129 @@
+/**
+ * IP address text <-> bytes, without node:net so the wire layer stays pure. Output follows RFC 5952
+ * (lowercase, longest zero run compressed, `::ffff:a.b.c.d` for IPv4-mapped addresses).
+ */
+import { WireError } from "./errors.js";
+
+/** Address family of an address string: 4, 6, or 0 when it is neither. */
+export function addressFamily(text: string): 0 | 4 | 6 {
+  if (parseIpv4(text) !== null) return 4;
+  if (parseIpv6(text) !== null) return 6;
+  return 0;
+}
+
+/** Parse dotted-quad IPv4 text into 4 bytes, or null. Leading zeros are refused (octal ambiguity). */
+export function parseIpv4(text: string): Uint8Array | null {
+  const parts = text.split(".");
+  if (parts.length !== 4) return null;
+  const out = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) {
+    const p = parts[i];
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return null;
+    const v = Number(p);
+    if (v > 255) return null;
+    out[i] = v;
+  }
+  return out;
+}
+
+/** Parse IPv6 text (with `::` and an optional trailing dotted quad) into 16 bytes, or null. */
+export function parseIpv6(text: string): Uint8Array | null {
+  if (text.length < 2 || text.length > 45) return null;
+  let head = text;
+  let tail = "";
+  const dbl = text.indexOf("::");
+  if (dbl !== -1) {
+    if (text.indexOf("::", dbl + 1) !== -1) return null;
+    head = text.slice(0, dbl);
+    tail = text.slice(dbl + 2);
+  }
+  const headGroups = head === "" ? [] : head.split(":");
+  const tailGroups = tail === "" ? [] : tail.split(":");
+  const words: number[] = [];
+  const pushGroups = (groups: string[], into: number[], isLast: boolean): boolean => {
+    for (let i = 0; i < groups.length; i++) {
+      const g = groups[i];
+      if (isLast && i === groups.length - 1 && g.includes(".")) {
+        const v4 = parseIpv4(g);
+        if (!v4) return false;
+        into.push((v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]);
+        continue;
+      }
+      if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return false;
+      into.push(parseInt(g, 16));
+    }
+    return true;
+  };
+  const tailWords: number[] = [];
+  if (dbl === -1) {
+    if (!pushGroups(headGroups, words, true) || words.length !== 8) return null;
+  } else {
+    if (!pushGroups(headGroups, words, false) || !pushGroups(tailGroups, tailWords, true)) return null;
+    if (words.length + tailWords.length > 7) return null;
+    while (words.length + tailWords.length < 8) words.push(0);
+    words.push(...tailWords);
+  }
+  const out = new Uint8Array(16);
+  for (let i = 0; i < 8; i++) {
+    out[2 * i] = words[i] >> 8;
+    out[2 * i + 1] = words[i] & 0xff;
+  }
+  return out;
+}
+
+/** Parse an IPv4 or IPv6 address; throws WIRE_ERR_INVALID_ARG naming `what` when it is neither. */
+export function parseAddress(text: string, what = "address"): { family: 4 | 6; bytes: Uint8Array } {
+  const v4 = parseIpv4(text);
+  if (v4) return { family: 4, bytes: v4 };
+  const v6 = parseIpv6(text);
+  if (v6) return { family: 6, bytes: v6 };
+  throw new WireError("WIRE_ERR_INVALID_ARG", `${what} must be an IPv4 or IPv6 address, got ${JSON.stringify(text)}`);
+}
+
+/** Format 4 bytes at `offset` as dotted quad. */
+export function formatIpv4(buf: Uint8Array, offset = 0): string {
+  return `${buf[offset]}.${buf[offset + 1]}.${buf[offset + 2]}.${buf[offset + 3]}`;
+}
+
+/** Format 16 bytes at `offset` as RFC 5952 IPv6 text. */
+export function formatIpv6(buf: Uint8Array, offset = 0): string {
+  const w = new Array<number>(8);
+  for (let i = 0; i < 8; i++) w[i] = (buf[offset + 2 * i] << 8) | buf[offset + 2 * i + 1];
+  // ::ffff:a.b.c.d (RFC 5952 §5): the form Node and the kernel print for v4-mapped peers.
+  if (w[0] === 0 && w[1] === 0 && w[2] === 0 && w[3] === 0 && w[4] === 0 && w[5] === 0xffff) {
+    return `::ffff:${formatIpv4(buf, offset + 12)}`;
+  }
+  // Longest run of zero words (length >= 2, first one on ties) becomes "::" (RFC 5952 §4.2).
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (w[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && w[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (bestStart === -1) return w.map((x) => x.toString(16)).join(":");
+  const left = w.slice(0, bestStart).map((x) => x.toString(16)).join(":");
+  const right = w.slice(bestStart + bestLen).map((x) => x.toString(16)).join(":");
+  return `${left}::${right}`;
+}
+
+/** Format an address of either family from its bytes. */
+export function formatAddress(bytes: Uint8Array): string {
+  return bytes.length === 4 ? formatIpv4(bytes) : formatIpv6(bytes);
+}
+
+/** Check a port number, naming the field on error. */
+export function checkPort(port: number, what = "port"): number {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new WireError("WIRE_ERR_INVALID_ARG", `${what} must be an integer 0..65535, got ${port}`);
+  }
+  return port;
+}
