@@ -60,8 +60,10 @@ export function buildBtf(roots: BtfType[]): BtfBlob {
   const strings: string[] = [""];
   const stringOffsets = new Map<string, number>([["", 0]]);
   let strLen = 1;
-  const str = (s: string): number => {
-    if (s !== "" && !identifier.test(s.replace(/ /g, "_"))) throw new BpfError("BPF_ERR_BTF", `BTF name "${s}" is not a C identifier`);
+  // Only INT names may contain spaces ("unsigned long long"); struct, member and typedef names must
+  // be C identifiers or the kernel refuses the blob (btf_name_valid_identifier).
+  const str = (s: string, spaced = false): number => {
+    if (s !== "" && !identifier.test(spaced ? s.replace(/ /g, "_") : s)) throw new BpfError("BPF_ERR_BTF", `BTF name "${s}" is not a C identifier`);
     let off = stringOffsets.get(s);
     if (off === undefined) {
       off = strLen;
@@ -82,7 +84,7 @@ export function buildBtf(roots: BtfType[]): BtfBlob {
       case "int": {
         if (!identifier.test(t.name.replace(/ /g, "_"))) throw new BpfError("BPF_ERR_BTF", `bad int name ${t.name}`);
         rec = Buffer.alloc(16);
-        rec.writeUInt32LE(str(t.name), 0);
+        rec.writeUInt32LE(str(t.name, true), 0);
         rec.writeUInt32LE(KIND.int << 24, 4);
         rec.writeUInt32LE(t.size, 8);
         // nr_bits = 8 * size: anything else makes the kernel treat it as a bitfield.
