@@ -1,0 +1,46 @@
+/**
+ * Errors of the load balancer, one class with a stable, literal-typed `code` (the undici
+ * `UND_ERR_*` model): callers branch on the code, users read the message.
+ */
+
+/** Stable error codes of `src/lb`. */
+export type LbErrorCode =
+  /** The configuration was refused; the message lists every problem with its field path. */
+  | "LB_ERR_CONFIG"
+  /** No healthy backend in the pool: the client is closed at once. */
+  | "LB_ERR_NO_BACKEND"
+  /** Connecting to a backend took longer than the connect timeout. */
+  | "LB_ERR_CONNECT_TIMEOUT"
+  /** Every local port of the range is in use for this (local address, backend). */
+  | "LB_ERR_PORTS_EXHAUSTED"
+  /** The TOA sender (eBPF) could not be loaded or attached. */
+  | "LB_ERR_TOA_SENDER"
+  /** A listener or the admin listener could not bind. */
+  | "LB_ERR_LISTEN";
+
+/** The only error class thrown by `src/lb`; `cause` keeps the underlying error. */
+export class LbError extends Error {
+  readonly code: LbErrorCode;
+  constructor(code: LbErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = "LbError";
+  }
+}
+
+/** One problem in a configuration: where (`file`, dotted `path`) and what is allowed. */
+export interface ConfigIssue {
+  path: string;
+  message: string;
+}
+
+/** A refused configuration; `issues` holds every problem found, the message lists them one a line. */
+export class ConfigError extends LbError {
+  constructor(
+    readonly file: string,
+    readonly issues: readonly ConfigIssue[],
+  ) {
+    super("LB_ERR_CONFIG", issues.map((i) => `${file}: ${i.path || "(top level)"}: ${i.message}`).join("\n"));
+    this.name = "ConfigError";
+  }
+}
