@@ -30,6 +30,9 @@ const errnoNames = new Map<number, string>(
 );
 // Linux-internal errno that leaks out of bpf(2); not in os.constants.
 errnoNames.set(524, "ENOTSUPP");
+// Aliases in os.constants (EWOULDBLOCK, ENOTSUP) would otherwise win: use Linux's own names.
+errnoNames.set(11, "EAGAIN");
+errnoNames.set(95, "EOPNOTSUPP");
 
 /** Symbolic name of an errno value ("EPERM"), or "errno N" when unknown. */
 export function errnoName(errno: number): string {

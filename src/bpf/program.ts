@@ -146,8 +146,9 @@ export class Program {
     let size = options.logSize ?? 64 * 1024;
     for (let attempt = 0; r.ret < 0 && attempt < 12; attempt++) {
       // Retry with the branch-level log; grow on ENOSPC (the log did not fit).
-      if (log && level === LOG_LEVEL_BRANCH && r.errno !== 28 /* ENOSPC */) break;
-      if (log && level === LOG_LEVEL_BRANCH) {
+      // (`level & BRANCH`: with stats requested the level is BRANCH | STATS.)
+      if (log && level & LOG_LEVEL_BRANCH && r.errno !== 28 /* ENOSPC */) break;
+      if (log && level & LOG_LEVEL_BRANCH) {
         const trueSize = attr.readUInt32LE(140); // 6.4+: the size the whole log needs
         size = Math.min(MAX_LOG_SIZE, trueSize > size ? trueSize : size * 4);
         if (log.length >= MAX_LOG_SIZE) break;
