@@ -1,0 +1,99 @@
+/**
+ * The rewriters: cgroup/getpeername4 and getpeername6 programs that make accept() and getpeername()
+ * return the client's address kept by the receiver. inet_getname() runs them for every peer look-up,
+ * accept() included.
+ *
+ *   AF_INET socket,  IPv4 TOA  -> client a.b.c.d
+ *   AF_INET6 socket, IPv6 TOA  -> client IPv6
+ *   AF_INET6 socket, IPv4 TOA  -> ::ffff:a.b.c.d (dual-stack listeners: Node, Go, Java listen on ::)
+ *   AF_INET socket,  IPv6 TOA  -> unchanged (NAT64: counted; read it with getsockopt 4096)
+ */
+import { asm, type ProgramSpec } from "../bpf/index.js";
+import { MapName, Peer, SockAddr } from "./layout.js";
+import { count, returnOne } from "./macros.js";
+
+const { call, ja, jeq, jne, label, ldMap, ldx, mov, R0, R1, R2, R3, R4, R6, R7, stx } = asm;
+type Item = asm.Item;
+
+/** toa_peer *p = bpf_sk_storage_get(&toa_peers, ctx->sk, NULL, 0): r7, or count empty and return. */
+function lookupPeer(): Item[] {
+  return [
+    mov(R6, R1),
+    ldx("DW", R2, R6, SockAddr.sk), // never NULL in sock_addr programs
+    ldMap(R1, MapName.peers),
+    mov(R3, 0),
+    mov(R4, 0),
+    call("sk_storage_get"),
+    jne(R0, 0, "have_peer"),
+    ...count("empty", MapName.stats, "getname_toa_empty"),
+    ja("out"),
+    label("have_peer"),
+    mov(R7, R0),
+    ldx("B", R2, R7, Peer.family),
+  ];
+}
+
+/** user_port = p->port: both are network order; the context field keeps it in its low 16 bits. */
+const rewritePort: Item[] = [ldx("H", R2, R7, Peer.port), stx("W", R6, SockAddr.userPort, R2)];
+
+/** cgroup/getpeername4. */
+export function getpeername4Program(): ProgramSpec {
+  return {
+    name: "toa_getpeer4",
+    type: "CGROUP_SOCK_ADDR",
+    expectedAttachType: "CGROUP_INET4_GETPEERNAME",
+    license: "GPL",
+    instructions: [
+      ...lookupPeer(),
+      jeq(R2, 4, "v4"),
+      jeq(R2, 0, "empty"),
+      ...count("mismatch", MapName.stats, "getname_toa_mismatch"),
+      ja("out"),
+      label("empty"),
+      ...count("empty0", MapName.stats, "getname_toa_empty"),
+      ja("out"),
+      label("v4"),
+      ldx("W", R2, R7, Peer.addr),
+      stx("W", R6, SockAddr.userIp4, R2),
+      ...rewritePort,
+      ...count("ok", MapName.stats, "getname_toa_ok"),
+      label("out"),
+      ...returnOne(),
+    ],
+  };
+}
+
+/** cgroup/getpeername6. */
+export function getpeername6Program(): ProgramSpec {
+  return {
+    name: "toa_getpeer6",
+    type: "CGROUP_SOCK_ADDR",
+    expectedAttachType: "CGROUP_INET6_GETPEERNAME",
+    license: "GPL",
+    instructions: [
+      ...lookupPeer(),
+      jeq(R2, 6, "v6"),
+      jeq(R2, 4, "mapped"),
+      ...count("empty0", MapName.stats, "getname_toa_empty"),
+      ja("out"),
+      label("v6"),
+      // Context stores must be register stores (BPF_ST into ctx is refused).
+      ...[0, 4, 8, 12].flatMap((o) => [ldx("W", R2, R7, Peer.addr + o), stx("W", R6, SockAddr.userIp6 + o, R2)]),
+      ja("port"),
+      label("mapped"),
+      // ::ffff:a.b.c.d, the IPv4-mapped form a dual-stack socket reports for IPv4 peers
+      mov(R2, 0),
+      stx("W", R6, SockAddr.userIp6, R2),
+      stx("W", R6, SockAddr.userIp6 + 4, R2),
+      asm.mov32(R2, 0xffff0000 | 0),
+      stx("W", R6, SockAddr.userIp6 + 8, R2),
+      ldx("W", R2, R7, Peer.addr),
+      stx("W", R6, SockAddr.userIp6 + 12, R2),
+      label("port"),
+      ...rewritePort,
+      ...count("ok", MapName.stats, "getname_toa_ok"),
+      label("out"),
+      ...returnOne(),
+    ],
+  };
+}
