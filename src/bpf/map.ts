@@ -238,7 +238,9 @@ export class BpfMap<K = Buffer, V = Buffer> {
     this.setKey(key);
     this.attr.writeUInt32LE(this.fd, 0);
     this.attr.writeBigUInt64LE(0n, 24);
-    const r = bpfTry(BpfCommand.MAP_DELETE_ELEM, this.attr, 32);
+    // The attr ends at `key` for this command (BPF_MAP_DELETE_ELEM_LAST_FIELD): the shared attr's
+    // value pointer at 16 would make CHECK_ATTR fail with EINVAL, so pass only the first 16 bytes.
+    const r = bpfTry(BpfCommand.MAP_DELETE_ELEM, this.attr, 16);
     if (r.ret >= 0) return true;
     if (r.errno === 2) return false;
     throw new SyscallError("BPF_MAP_DELETE_ELEM", r.errno, `map ${this.info.name}`);

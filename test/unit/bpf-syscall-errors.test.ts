@@ -332,7 +332,18 @@ test("map element commands: key at 8, value at 16, flags at 24; ENOENT is a miss
   assert.equal(m.lookup(1), 44n);
   assert.equal(m.delete(1), true);
   assert.equal(m.delete(1), false);
-  const sizes = new Set(k.calls.filter((c) => c.cmd >= 1 && c.cmd <= 3).map((c) => c.size));
-  assert.deepEqual([...sizes], [32]);
+  // The kernel's CHECK_ATTR: every byte after the command's last field must be zero.
+  // Lookup and update end at flags (32 bytes); delete ends at key (16 bytes).
+  const lastField = new Map<number, number>([
+    [BpfCommand.MAP_LOOKUP_ELEM, 32],
+    [BpfCommand.MAP_UPDATE_ELEM, 32],
+    [BpfCommand.MAP_DELETE_ELEM, 16],
+  ]);
+  for (const c of k.calls) {
+    const end = lastField.get(c.cmd);
+    if (end === undefined) continue;
+    const tail = c.attr.subarray(end, c.size);
+    assert.ok(tail.every((b) => b === 0), `command ${c.cmd}: bytes ${end}..${c.size} must be zero, got ${tail.toString("hex")}`);
+  }
   // Not closed: 100500 is not a real fd.
 });
