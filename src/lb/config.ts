@@ -153,8 +153,8 @@ class Checker {
     this.add(path, `must be one of ${allowed.join(", ")}; got ${describe(v)}`);
     return def;
   }
-  endpoint(v: unknown, path: string): Endpoint | null {
-    const e = parseEndpoint(v as string);
+  endpoint(v: unknown, path: string, allowPortZero = false): Endpoint | null {
+    const e = parseEndpoint(v as string, { allowPortZero });
     if (typeof e === "string") {
       this.add(path, e);
       return null;
@@ -208,7 +208,7 @@ export function validateConfig(raw: unknown, source: string): LbConfig {
       listen = a?.listen;
       path = "admin.listen";
     }
-    admin = c.endpoint(listen, path);
+    admin = c.endpoint(listen, path, true);
   }
 
   const pools: Record<string, PoolConfig> = {};
@@ -230,7 +230,7 @@ export function validateConfig(raw: unknown, source: string): LbConfig {
       const l = c.object(rl, path);
       if (!l) return;
       c.keys(l, path, ["name", "listen", "pool", "mode", "toaKind", "timeouts"]);
-      const listen = c.endpoint(l.listen, `${path}.listen`);
+      const listen = c.endpoint(l.listen, `${path}.listen`, true);
       let pool = "";
       if (typeof l.pool !== "string") {
         const names = Object.keys(pools);
@@ -256,7 +256,7 @@ export function validateConfig(raw: unknown, source: string): LbConfig {
       const toaKind = c.int(l.toaKind, `${path}.toaKind`, DEFAULTS.toaKind, 2, 255);
       if (listen) {
         const key = `${listen.address}:${listen.port}`;
-        if (seen.has(key)) c.add(`${path}.listen`, `${l.listen} is already used by ${seen.get(key)}`);
+        if (listen.port !== 0 && seen.has(key)) c.add(`${path}.listen`, `${l.listen} is already used by ${seen.get(key)}`);
         seen.set(key, path);
       }
       if (name && listeners.some((x) => x.name === name)) c.add(`${path}.name`, `duplicate listener name ${JSON.stringify(name)}`);
@@ -265,7 +265,7 @@ export function validateConfig(raw: unknown, source: string): LbConfig {
       }
     });
   }
-  if (admin && listeners.some((l) => l.listen.port === admin!.port && (l.listen.address === admin!.address || isAny(l.listen.address) || isAny(admin!.address)))) {
+  if (admin && admin.port !== 0 && listeners.some((l) => l.listen.port === admin!.port && (l.listen.address === admin!.address || isAny(l.listen.address) || isAny(admin!.address)))) {
     c.add("admin", `port ${admin.port} is also used by a listener`);
   }
   if (c.issues.length > 0) throw new ConfigError(source, c.issues);

@@ -1,11 +1,13 @@
 /** Every command of the CLI, in the order `toa --help` lists them. */
 import type { Command } from "commander";
 import type { Io } from "../io.js";
+import { lbCommand } from "./lb.js";
 import { inspectCommand } from "./inspect.js";
 
 /** A command factory: builds the commander Command; `exit` sets the process exit code. */
 export type CommandFactory = (io: Io, exit: (code: number) => void) => Command;
 
 export const commandFactories: CommandFactory[] = [
+  lbCommand,
   inspectCommand,
 ];

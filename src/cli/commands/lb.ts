@@ -1,0 +1,186 @@
+/** `toa lb`: the full-NAT layer-4 load balancer (src/lb). Thin: parse, build the config, run, print. */
+import { readFileSync, writeFileSync, rmSync } from "node:fs";
+import { request } from "node:http";
+import { Command, Option } from "commander";
+import { pino } from "pino";
+import type { Io } from "../io.js";
+import { UsageError } from "../io.js";
+import type { CommandFactory } from "./index.js";
+import { type LbConfig, loadConfigFile, validateConfig, CLIENT_ADDRESS_MODES, SCHEDULERS, DEFAULTS } from "../../lb/config.js";
+import { hasInlineConfig, type LbFlags, rawConfigFromFlags } from "../../lb/flags.js";
+import { ConfigError } from "../../lb/errors.js";
+import { Balancer } from "../../lb/balancer.js";
+import { loadToaSender } from "../../lb/toa-sender.js";
+import { formatEndpoint } from "../../lb/endpoint.js";
+
+interface LbOptions extends LbFlags {
+  config?: string;
+  check?: boolean;
+  reload?: boolean;
+  pidFile?: string;
+  cgroup?: string;
+  logLevel: string;
+}
+
+const HELP = `
+Client address modes (per listener):
+  toa        write the client address as a TCP option (kind 254) in the backend connection's
+             handshake ACK; backends run \`toa load\` (or toa.ko). Needs root (eBPF sock_ops).
+  proxy-v2   send a binary PROXY protocol v2 header first (nginx: listen ... proxy_protocol;
+             HAProxy: accept-proxy)
+  proxy-v1   the text PROXY protocol v1 line
+  none       plain full-NAT: backends see the balancer's address
+
+Schedulers: round-robin, weighted-round-robin (smooth, nginx-style), least-connections,
+source-hash (consistent hash of the client address, 160 points per unit of weight).
+
+Examples:
+  # one-liner: two backends, PROXY v2, status page on :9100
+  toa lb --listen 198.51.100.1:80 --backend 203.0.113.10:80 --backend 203.0.113.11:80 \\
+         --mode proxy-v2 --admin 127.0.0.1:9100
+
+  # weights, IPv6 listener, HTTP health check
+  toa lb --listen '[2001:db8:1::1]:80' --backend 203.0.113.10:80*3 --backend 203.0.113.11:80 \\
+         --scheduler weighted-round-robin --health http:/healthz=200 --mode none
+
+  # from a file (reference: docs/lb.md)
+  toa lb --check --config /etc/toa/lb.yaml     # validate; exit 1 naming the file and field
+  toa lb --config /etc/toa/lb.yaml             # run in the foreground; logs are JSON (pino)
+  toa lb --reload --config /etc/toa/lb.yaml    # POST /reload to its admin listener (or: kill -HUP)
+
+Signals: SIGHUP reloads the config file, keeping established connections; SIGTERM/SIGINT drain
+(stop accepting, wait up to drainTimeout, then close). A second SIGTERM closes at once.
+Admin listener: / (status page), /status.json, /metrics (Prometheus), POST /reload.
+`;
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+/** Load the config from --config or the one-liner flags. */
+function buildConfig(o: LbOptions): LbConfig {
+  if (o.config) {
+    if (hasInlineConfig(o)) throw new UsageError("use either --config FILE or --listen/--backend, not both");
+    return loadConfigFile(o.config);
+  }
+  if (!o.listen?.length || !o.backend?.length) throw new UsageError("give --config FILE, or at least one --listen ADDR:PORT and one --backend ADDR:PORT");
+  return validateConfig(rawConfigFromFlags(o), "command line");
+}
+
+function summary(c: LbConfig): string {
+  const backends = Object.values(c.pools).reduce((n, p) => n + p.backends.length, 0);
+  const lines = [`${c.source}: ok: ${c.listeners.length} listener(s), ${Object.keys(c.pools).length} pool(s), ${backends} backend(s)`];
+  for (const l of c.listeners) lines.push(`  ${l.name}: ${formatEndpoint(l.listen)} (${l.mode === "toa" ? `toa kind ${l.toaKind}` : l.mode}) → ${l.pool} [${c.pools[l.pool].scheduler}: ${c.pools[l.pool].backends.map((b) => (b.weight === 1 ? b.id : `${b.id}*${b.weight}`)).join(", ")}]`);
+  if (c.admin) lines.push(`  admin: http://${formatEndpoint(c.admin)}/`);
+  return lines.join("\n");
+}
+
+/** POST /reload to the admin listener of the config. */
+function postReload(c: LbConfig): Promise<string> {
+  if (!c.admin) throw new UsageError(`${c.source} has no admin listener: use --pid-file FILE (SIGHUP) or kill -HUP <pid>`);
+  const host = c.admin.address === "0.0.0.0" ? "127.0.0.1" : c.admin.address === "::" ? "::1" : c.admin.address;
+  return new Promise((resolve, reject) => {
+    const req = request({ host, port: c.admin!.port, path: "/reload", method: "POST", timeout: 10_000 }, (res) => {
+      let body = "";
+      res.on("data", (d: Buffer) => (body += d.toString()));
+      res.on("end", () => (res.statusCode === 200 ? resolve(body.trim()) : reject(new Error(`reload refused: ${body.trim()}`))));
+    });
+    req.on("error", (e) => reject(new Error(`cannot reach the admin listener at ${formatEndpoint(c.admin!)}: ${e.message}`)));
+    req.end();
+  });
+}
+
+async function runBalancer(o: LbOptions, config: LbConfig, io: Io): Promise<number> {
+  const log = pino({ level: o.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+  const needsToa = config.listeners.some((l) => l.mode === "toa");
+  let openWriter;
+  if (needsToa) {
+    const kinds = new Set(config.listeners.filter((l) => l.mode === "toa").map((l) => l.toaKind));
+    openWriter = await loadToaSender({ cgroupPath: o.cgroup, kind: [...kinds][0] });
+  } else {
+    // A reload may switch a listener to toa: load the sender then.
+    openWriter = undefined;
+  }
+  const balancer = await Balancer.start(config, { log, openWriter, loadConfig: o.config ? () => loadConfigFile(o.config!) : undefined });
+  if (o.pidFile) writeFileSync(o.pidFile, `${process.pid}\n`);
+  io.err(`toa lb: running (pid ${process.pid}); SIGHUP reloads, SIGTERM drains`);
+  return await new Promise<number>((resolve) => {
+    let stopping = false;
+    const onHup = (): void => {
+      if (!o.config) return void log.warn("SIGHUP: the config came from the command line; nothing to reload");
+      balancer.reload().catch(() => undefined);
+    };
+    const onTerm = (sig: string): void => {
+      if (stopping) {
+        log.warn(`${sig} again: closing now`);
+        void balancer.close();
+        return;
+      }
+      stopping = true;
+      log.info(`${sig}: draining`);
+      void balancer.drain().then(() => {
+        process.off("SIGHUP", onHup);
+        process.off("SIGTERM", onTerm);
+        process.off("SIGINT", onTerm);
+        if (o.pidFile) rmSync(o.pidFile, { force: true });
+        log.flush();
+        resolve(0);
+      });
+    };
+    process.on("SIGHUP", onHup);
+    process.on("SIGTERM", onTerm);
+    process.on("SIGINT", onTerm);
+  });
+}
+
+export const lbCommand: CommandFactory = (io, exit) =>
+  new Command("lb")
+    .description("Full-NAT layer-4 load balancer that passes the client address to backends (TOA, PROXY v1/v2)")
+    .option("-c, --config <file>", "YAML config file (reference: docs/lb.md)")
+    .option("--check", "validate the config and exit (0 = ok, 1 = refused)")
+    .option("--reload", "make the running balancer reload its config (admin POST /reload, or SIGHUP with --pid-file)")
+    .option("--pid-file <file>", "write the pid here; with --reload, send SIGHUP to it")
+    .option("-l, --listen <addr:port>", "listen address, e.g. 198.51.100.1:80 or '[2001:db8::1]:80' (repeatable)", collect)
+    .option("-b, --backend <addr:port[*weight]>", "backend, e.g. 203.0.113.10:80 or 203.0.113.11:80*3 (repeatable)", collect)
+    .addOption(new Option("-m, --mode <mode>", `client address mode (default ${DEFAULTS.mode})`).choices(CLIENT_ADDRESS_MODES as string[]))
+    .addOption(new Option("-s, --scheduler <name>", `backend choice (default ${DEFAULTS.scheduler})`).choices(SCHEDULERS as string[]))
+    .option("--toa-kind <n>", `TCP option kind of the TOA (default ${DEFAULTS.toaKind}; 200 for Tencent/old LVS)`)
+    .option("--health <check>", "health check: tcp, or http:/path[=status]")
+    .option("--connect-timeout <duration>", "backend connect timeout (default 3s)")
+    .option("--idle-timeout <duration>", "close a connection idle this long (default 5m)")
+    .option("--drain-timeout <duration>", "how long SIGTERM waits for connections (default 30s)")
+    .option("--source-address <addr>", "local address for backend connections (repeatable; FULLNAT local address pool)", collect)
+    .option("--source-ports <first-last>", "local ports for toa mode (default 20000-59999)")
+    .option("--admin <addr:port>", "admin listener: status page, /metrics, /status.json, POST /reload")
+    .option("--cgroup <dir>", "cgroup v2 folder to attach the TOA sender to (default: the balancer's own)")
+    .option("--log-level <level>", "pino log level: fatal, error, warn, info, debug", "info")
+    .addHelpText("after", HELP)
+    .action(async (o: LbOptions) => {
+      if (o.reload && o.pidFile && !o.config) {
+        const pid = Number(readFileSync(o.pidFile, "utf8").trim());
+        process.kill(pid, "SIGHUP");
+        io.out(`sent SIGHUP to ${pid}`);
+        return exit(0);
+      }
+      let config: LbConfig;
+      try {
+        config = buildConfig(o);
+      } catch (e) {
+        if (e instanceof ConfigError) {
+          io.err(`toa lb: config refused:\n${e.message}`);
+          return exit(1);
+        }
+        throw e;
+      }
+      if (o.check) {
+        io.out(summary(config));
+        return exit(0);
+      }
+      if (o.reload) {
+        if (o.pidFile) {
+          const pid = Number(readFileSync(o.pidFile, "utf8").trim());
+          process.kill(pid, "SIGHUP");
+          io.out(`sent SIGHUP to ${pid}`);
+        } else io.out(await postReload(config));
+        return exit(0);
+      }
+      exit(await runBalancer(o, config, io));
+    });

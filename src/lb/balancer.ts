@@ -1,0 +1,253 @@
+/**
+ * The load balancer: listeners and pools built from a validated config, reloads that keep
+ * established connections, drain on shutdown, the admin listener and the status snapshot.
+ *
+ *   client ─▶ Listener ─ pick ─▶ Pool (scheduler, health) ─▶ connect (toa: local port + register)
+ *                 └──────────────── relay (both ways, backpressure) ────────────────┘
+ */
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Logger } from "pino";
+import type { Registry } from "prom-client";
+import { startAdmin } from "./admin.js";
+import type { ClientAddressWriter } from "./client-address.js";
+import type { LbConfig } from "./config.js";
+import { formatDuration } from "./duration.js";
+import { formatEndpoint } from "./endpoint.js";
+import { Listener } from "./listener.js";
+import { createMetrics } from "./metrics.js";
+import { Pool } from "./pool.js";
+import type { StatusSnapshot } from "./status.js";
+
+export interface BalancerOptions {
+  log: Logger;
+  /** Opens the TOA sender, the first time a listener in `toa` mode needs it; throws when unavailable. */
+  openWriter?: () => ClientAddressWriter;
+  /** Loads the config again for POST /reload (the CLI re-reads the file); absent = reload refused. */
+  loadConfig?: () => LbConfig;
+}
+
+export class Balancer {
+  private readonly listeners = new Map<string, Listener>();
+  /** Listeners removed by a reload whose connections are still open. */
+  private readonly retired = new Set<Listener>();
+  private readonly pools = new Map<string, Pool>();
+  private writer: ClientAddressWriter | null = null;
+  private admin: Server | null = null;
+  private adminKey = "";
+  readonly registry: Registry;
+  private readonly startedAtMs = Date.now();
+  private draining = false;
+  private reloads = 0;
+  private reloadFailures = 0;
+  private reloadChain: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private config: LbConfig,
+    private readonly opts: BalancerOptions,
+  ) {
+    this.registry = createMetrics(() => this.snapshot());
+  }
+
+  /** Build everything and start listening; on failure nothing is left open. */
+  static async start(config: LbConfig, opts: BalancerOptions): Promise<Balancer> {
+    const b = new Balancer(config, opts);
+    try {
+      await b.apply(config);
+    } catch (e) {
+      await b.close();
+      throw e;
+    }
+    return b;
+  }
+
+  get log(): Logger {
+    return this.opts.log;
+  }
+
+  /** The address a listener is bound to (useful with port 0). */
+  listenerAddress(name: string): AddressInfo | null {
+    return (this.listeners.get(name)?.server.address() as AddressInfo | null) ?? null;
+  }
+
+  /** The admin listener's address, or null. */
+  adminAddress(): AddressInfo | null {
+    return (this.admin?.address() as AddressInfo | null) ?? null;
+  }
+
+  /**
+   * Apply a new config without dropping established connections: pools are updated in place (same
+   * backends keep health and counters), listeners on the same address keep their socket and take
+   * the new settings, new listeners open, removed ones stop accepting while their clients finish.
+   * If a new listener cannot bind, the old config stays in force.
+   */
+  reload(next?: LbConfig): Promise<string> {
+    const run = async (): Promise<string> => {
+      try {
+        const config = next ?? this.opts.loadConfig?.();
+        if (!config) throw new Error("no config source to reload from");
+        if (this.draining) throw new Error("draining: reload refused");
+        await this.apply(config);
+        this.reloads++;
+        const msg = `reloaded ${config.source}: ${config.listeners.length} listener(s), ${Object.keys(config.pools).length} pool(s)`;
+        this.log.info({ reloads: this.reloads }, msg);
+        return msg;
+      } catch (e) {
+        this.reloadFailures++;
+        this.log.error({ err: (e as Error).message }, "reload failed; the running config stays");
+        throw e;
+      }
+    };
+    const p = this.reloadChain.then(run, run);
+    this.reloadChain = p.catch(() => undefined);
+    return p;
+  }
+
+  private async apply(config: LbConfig): Promise<void> {
+    if (config.listeners.some((l) => l.mode === "toa") && !this.writer) {
+      if (!this.opts.openWriter) throw new Error("TOA sender unavailable: no sender configured (use mode proxy-v2, proxy-v1 or none)");
+      this.writer = this.opts.openWriter();
+    }
+    // New listeners first: if one cannot bind, nothing has changed yet.
+    const opened: Listener[] = [];
+    const deps = { pool: (n: string) => this.pools.get(n), writer: () => this.writer, log: this.log };
+    const kept = new Map<string, Listener>();
+    for (const lc of config.listeners) {
+      const cur = this.listeners.get(lc.name);
+      const boundPort = (cur?.server.address() as AddressInfo | null)?.port;
+      if (cur && cur.config.listen.address === lc.listen.address && (cur.config.listen.port === lc.listen.port || boundPort === lc.listen.port || lc.listen.port === 0)) {
+        kept.set(lc.name, cur);
+        continue;
+      }
+      const l = new Listener(lc, deps);
+      try {
+        await l.listen();
+      } catch (e) {
+        for (const o of opened) o.stopAccepting();
+        throw e;
+      }
+      opened.push(l);
+    }
+    // Pools: update in place, add, remove.
+    for (const [name, pc] of Object.entries(config.pools)) {
+      const p = this.pools.get(name);
+      if (p) p.update(pc);
+      else this.pools.set(name, new Pool(pc, this.log));
+    }
+    for (const [name, p] of this.pools) {
+      if (!(name in config.pools)) {
+        p.stop();
+        this.pools.delete(name);
+      }
+    }
+    // Listeners: keep, add, retire.
+    for (const lc of config.listeners) {
+      const l = kept.get(lc.name);
+      if (l) l.config = lc;
+    }
+    for (const [name, l] of this.listeners) {
+      if (kept.get(name) === l) continue;
+      l.stopAccepting();
+      this.listeners.delete(name);
+      if (l.stats.active > 0) this.retired.add(l);
+    }
+    for (const l of opened) {
+      this.listeners.set(l.name, l);
+      const a = l.server.address() as AddressInfo;
+      this.log.info({ listener: l.name, mode: l.config.mode, pool: l.config.pool }, `listening on ${formatEndpoint(a)} (${l.config.mode}) → pool ${l.config.pool}`);
+    }
+    // Admin listener: reopen only when its address changed.
+    const key = config.admin ? formatEndpoint(config.admin) : "";
+    if (key !== this.adminKey) {
+      const old = this.admin;
+      this.admin = null;
+      if (old) old.close();
+      if (config.admin) {
+        this.admin = await startAdmin(config.admin, { snapshot: () => this.snapshot(), registry: this.registry, reload: () => this.reload() });
+        this.log.info(`admin on http://${formatEndpoint(this.admin.address() as AddressInfo)}/ (status page, /metrics, /status.json, POST /reload)`);
+      }
+      this.adminKey = key;
+    }
+    this.config = config;
+  }
+
+  /** Connections open now, in every listener (retired ones included). */
+  activeConnections(): number {
+    let n = 0;
+    for (const l of this.listeners.values()) n += l.stats.active;
+    for (const l of this.retired) n += l.stats.active;
+    return n;
+  }
+
+  /**
+   * Stop accepting, wait for open connections to finish up to `deadlineMs` (the config's
+   * drainTimeout), then close the rest and everything else. Resolves when done.
+   */
+  async drain(deadlineMs = this.config.drainTimeoutMs): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    for (const l of this.listeners.values()) l.stopAccepting();
+    const n = this.activeConnections();
+    this.log.info({ active: n }, `draining: not accepting; waiting up to ${formatDuration(deadlineMs)} for ${n} connection(s)`);
+    const until = Date.now() + deadlineMs;
+    while (this.activeConnections() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    const left = this.activeConnections();
+    if (left > 0) this.log.warn({ left }, `drain deadline passed: closing ${left} connection(s)`);
+    await this.close();
+    this.log.info("stopped");
+  }
+
+  /** Close everything now. */
+  async close(): Promise<void> {
+    for (const l of [...this.listeners.values(), ...this.retired]) {
+      l.stopAccepting();
+      l.destroyAll();
+    }
+    this.listeners.clear();
+    this.retired.clear();
+    for (const p of this.pools.values()) p.stop();
+    if (this.admin) {
+      const a = this.admin;
+      this.admin = null;
+      a.closeAllConnections();
+      await new Promise((r) => a.close(() => r(undefined)));
+    }
+    try {
+      this.writer?.close?.();
+    } finally {
+      this.writer = null;
+    }
+  }
+
+  /** The state shown by the status page, /status.json and /metrics. */
+  snapshot(): StatusSnapshot {
+    for (const l of this.retired) if (l.stats.active === 0) this.retired.delete(l);
+    const listeners = [...this.listeners.values(), ...this.retired].map((l) => ({
+      name: l.name,
+      listen: formatEndpoint((l.server.address() as AddressInfo | null) ?? l.config.listen),
+      mode: l.config.mode === "toa" ? `toa (kind ${l.config.toaKind})` : l.config.mode,
+      pool: l.config.pool,
+      ...l.stats,
+    }));
+    const pools = [...this.pools.values()].map((p) => ({
+      name: p.name,
+      scheduler: p.config.scheduler,
+      healthCheck: p.config.healthCheck
+        ? `${p.config.healthCheck.type === "http" ? `http GET ${p.config.healthCheck.path} → ${p.config.healthCheck.expectStatus}` : "tcp"} every ${formatDuration(p.config.healthCheck.intervalMs)}, rise ${p.config.healthCheck.rise}, fall ${p.config.healthCheck.fall}`
+        : "none",
+      backends: p.backends.map((b) => ({
+        id: b.id,
+        weight: b.weight,
+        healthy: b.healthy,
+        state: (p.config.healthCheck ? (b.healthy ? "UP" : "DOWN") : "no check") as "UP" | "DOWN" | "no check",
+        lastCheck: b.lastCheck,
+        lastChangeMs: b.lastChange,
+        active: b.active,
+        ...b.stats,
+      })),
+    }));
+    const usesToa = this.config.listeners.some((l) => l.mode === "toa");
+    const toa = usesToa ? (this.writer?.counters?.() ?? { written: 0, skippedNoSpace: 0 }) : null;
+    return { pid: process.pid, startedAtMs: this.startedAtMs, nowMs: Date.now(), config: this.config.source, draining: this.draining, reloads: this.reloads, reloadFailures: this.reloadFailures, listeners, pools, toa };
+  }
+}

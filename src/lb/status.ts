@@ -1,0 +1,53 @@
+/** A point-in-time view of the balancer: what /status.json returns and what the page and /metrics show. */
+
+export interface BackendStatus {
+  id: string;
+  weight: number;
+  healthy: boolean;
+  /** "UP"/"DOWN" with checks, "no check" without. */
+  state: "UP" | "DOWN" | "no check";
+  lastCheck: string;
+  lastChangeMs: number;
+  active: number;
+  connections: number;
+  bytesIn: number;
+  bytesOut: number;
+  connectErrors: number;
+  portExhausted: number;
+  checksFailed: number;
+}
+
+export interface PoolStatus {
+  name: string;
+  scheduler: string;
+  healthCheck: string;
+  backends: BackendStatus[];
+}
+
+export interface ListenerStatus {
+  name: string;
+  listen: string;
+  mode: string;
+  pool: string;
+  accepted: number;
+  active: number;
+  bytesIn: number;
+  bytesOut: number;
+  noBackend: number;
+  failed: number;
+  connectErrors: number;
+}
+
+export interface StatusSnapshot {
+  pid: number;
+  startedAtMs: number;
+  nowMs: number;
+  config: string;
+  draining: boolean;
+  reloads: number;
+  reloadFailures: number;
+  listeners: ListenerStatus[];
+  pools: PoolStatus[];
+  /** null when no listener uses toa mode. */
+  toa: { written: number; skippedNoSpace: number } | null;
+}

@@ -1,0 +1,44 @@
+/**
+ * The real {@link ClientAddressWriter}: the lead's eBPF sock_ops sender (src/agent/sender.ts),
+ * attached to the cgroup v2 folder the balancer runs in (or `--cgroup DIR`). Imported lazily, so the
+ * proxy modes never touch bpf(2) and the lb builds even where the sender is not there yet.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { findCgroup2Mount } from "../bpf/cgroup.js";
+import type { ClientAddressWriter } from "./client-address.js";
+import { LbError } from "./errors.js";
+
+/** The cgroup v2 folder of this process: the cgroup2 mount + the "0::" line of /proc/self/cgroup. */
+export function ownCgroupPath(procSelfCgroup = readFileSync("/proc/self/cgroup", "utf8"), mount = findCgroup2Mount()): string {
+  const line = procSelfCgroup.split("\n").find((l) => l.startsWith("0::"));
+  if (!line) throw new LbError("LB_ERR_TOA_SENDER", "no cgroup v2 entry (0::) in /proc/self/cgroup: pass --cgroup DIR");
+  return join(mount, line.slice(3));
+}
+
+interface SenderModule {
+  ToaSender: { open(opts: { cgroupPath: string; kind?: number }): ClientAddressWriter };
+}
+
+/**
+ * Load the sender module and return a function that opens (loads + attaches) the sender. Rejects
+ * with LB_ERR_TOA_SENDER "TOA sender unavailable: ..." when the module is missing.
+ */
+export async function loadToaSender(opts: { cgroupPath?: string; kind: number }): Promise<() => ClientAddressWriter> {
+  let mod: SenderModule;
+  try {
+    const spec = "../agent/sender.js"; // a variable: tsc must not require the file at build time
+    mod = (await import(spec)) as SenderModule;
+    if (typeof mod.ToaSender?.open !== "function") throw new Error("src/agent/sender.ts does not export ToaSender.open");
+  } catch (e) {
+    throw new LbError("LB_ERR_TOA_SENDER", `TOA sender unavailable: ${(e as Error).message}; use --mode proxy-v2, proxy-v1 or none until it is built`, { cause: e });
+  }
+  return () => {
+    const cgroupPath = opts.cgroupPath ?? ownCgroupPath();
+    try {
+      return mod.ToaSender.open({ cgroupPath, kind: opts.kind });
+    } catch (e) {
+      throw new LbError("LB_ERR_TOA_SENDER", `TOA sender unavailable: cannot attach to ${cgroupPath}: ${(e as Error).message}`, { cause: e });
+    }
+  };
+}
