@@ -1,0 +1,180 @@
+/**
+ * The lb test and bench topology: three network namespaces joined by veth links, documentation
+ * prefixes only.
+ *
+ *   client ns                     balancer ns                          backends ns
+ *   198.51.100.2  ── veth ──  198.51.100.1 │ 203.0.113.1  ── veth ──  203.0.113.10, .11, .12
+ *   2001:db8:1::2             2001:db8:1::1 │ 2001:db8:2::1            2001:db8:2::10, ::11, ::12
+ *
+ * Helpers start nginx backends (config written per run in a temp dir), `toa lb` as a child process
+ * in the balancer ns, and Node scripts in the client ns. Everything stops at teardown.
+ */
+import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { TestContext } from "node:test";
+import { Netns, link } from "../../test/harness/netns.js";
+import { waitFor, type Started } from "../../test/harness/exec.js";
+
+/** Run-time context: a node:test TestContext or a bench's own cleanup list. */
+export type Ctx = Pick<TestContext, "after">;
+
+export const ADDR = {
+  client4: "198.51.100.2",
+  client6: "2001:db8:1::2",
+  lb4: "198.51.100.1",
+  lb6: "2001:db8:1::1",
+  lbInside4: "203.0.113.1",
+  lbInside6: "2001:db8:2::1",
+  backend4: ["203.0.113.10", "203.0.113.11", "203.0.113.12"],
+  backend6: ["2001:db8:2::10", "2001:db8:2::11", "2001:db8:2::12"],
+} as const;
+
+/** `node dist/src/cli/bin.js` from this file's place in dist/. */
+export const TOA_BIN = resolve(dirname(fileURLToPath(import.meta.url)), "../../src/cli/bin.js");
+
+export interface Topology {
+  client: Netns;
+  balancer: Netns;
+  backends: Netns;
+  dir: string;
+}
+
+/** Create the three namespaces and links; a temp dir for configs and logs. */
+export async function createTopology(t: Ctx): Promise<Topology> {
+  const client = await Netns.create(t as TestContext, "lbc");
+  const balancer = await Netns.create(t as TestContext, "lbl");
+  const backends = await Netns.create(t as TestContext, "lbb");
+  await link(client, balancer, { a4: `${ADDR.client4}/24`, b4: `${ADDR.lb4}/24`, a6: `${ADDR.client6}/64`, b6: `${ADDR.lb6}/64` });
+  const { bIf } = await link(balancer, backends, { a4: `${ADDR.lbInside4}/24`, b4: `${ADDR.backend4[0]}/24`, a6: `${ADDR.lbInside6}/64`, b6: `${ADDR.backend6[0]}/64` });
+  for (let i = 1; i < ADDR.backend4.length; i++) {
+    await backends.run("ip", ["addr", "add", `${ADDR.backend4[i]}/24`, "dev", bIf]);
+    await backends.run("ip", ["-6", "addr", "add", `${ADDR.backend6[i]}/64`, "dev", bIf, "nodad"]);
+  }
+  // Lots of short connections in tests and benches: wide ephemeral range, quick TIME_WAIT reuse.
+  for (const ns of [client, balancer, backends]) {
+    await ns.run("sysctl", ["-q", "-w", "net.ipv4.ip_local_port_range=10000 65000", "net.ipv4.tcp_tw_reuse=1", "net.core.somaxconn=8192", "net.ipv4.tcp_max_syn_backlog=8192"]);
+  }
+  const dir = mkdtempSync(join(tmpdir(), "toa-lb-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return { client, balancer, backends, dir };
+}
+
+/** One nginx backend: its addresses (v4 and v6 index into ADDR), port, and PROXY protocol or not. */
+export interface NginxBackend {
+  index: number;
+  port?: number;
+  proxyProtocol?: boolean;
+}
+
+/** A running nginx with its access log. */
+export interface Nginx {
+  proc: Started;
+  accessLog: string;
+  lines(): string[];
+}
+
+/**
+ * Start one nginx (own temp dir: pid, error log, access log, temp paths) serving every backend in
+ * `backends` as its own server block. Each answers `backend <n> remote=<$remote_addr>
+ * proxy=<$proxy_protocol_addr>`; the access log records the same.
+ */
+export async function startNginx(t: Ctx, topo: Topology, backends: NginxBackend[], name = `nginx${backends.map((b) => b.index).join("")}`): Promise<Nginx> {
+  const dir = join(topo.dir, name);
+  const { mkdirSync } = await import("node:fs");
+  mkdirSync(dir, { recursive: true });
+  const accessLog = join(dir, "access.log");
+  const servers = backends
+    .map((b) => {
+      const pp = b.proxyProtocol ? " proxy_protocol" : "";
+      const port = b.port ?? 80;
+      return `  server {
+    listen ${ADDR.backend4[b.index]}:${port}${pp};
+    listen [${ADDR.backend6[b.index]}]:${port}${pp};
+    location / { return 200 "backend ${b.index} remote=$remote_addr proxy=$proxy_protocol_addr\\n"; }
+    location /big { alias ${dir}/big; }
+  }`;
+    })
+    .join("\n");
+  const conf = `daemon off;
+user root;
+worker_processes 1;
+worker_rlimit_nofile 16384;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 8192; }
+http {
+  log_format toa '$remote_addr $proxy_protocol_addr $server_addr:$server_port "$request" $status';
+  access_log ${accessLog} toa;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_timeout 60s;
+  keepalive_requests 100000;
+  default_type text/plain;
+${servers}
+}
+`;
+  const confPath = join(dir, "nginx.conf");
+  writeFileSync(confPath, conf);
+  const proc = topo.backends.start(t as TestContext, "nginx", ["-c", confPath, "-e", join(dir, "error.log")]);
+  await waitFor(`nginx ${name} to listen`, async () => {
+    if (proc.child.exitCode !== null) throw new Error(`nginx exited: ${proc.output()} ${existsSync(join(dir, "error.log")) ? readFileSync(join(dir, "error.log"), "utf8") : ""}`);
+    const ss = await topo.backends.run("ss", ["-Htln"]);
+    return backends.every((b) => ss.includes(`${ADDR.backend4[b.index]}:${b.port ?? 80}`));
+  });
+  return {
+    proc,
+    accessLog,
+    lines: () => (existsSync(accessLog) ? readFileSync(accessLog, "utf8").split("\n").filter(Boolean) : []),
+  };
+}
+
+/** A running `toa lb`. */
+export interface RunningLb {
+  proc: Started;
+  /** The config file (when started from one). */
+  configFile?: string;
+}
+
+/** Write a YAML config into the topology's dir. */
+export function writeConfig(topo: Topology, name: string, yaml: string): string {
+  const file = join(topo.dir, name);
+  writeFileSync(file, yaml);
+  return file;
+}
+
+/**
+ * Start `toa lb ARGS` in the balancer ns (optionally in a cgroup) and wait until it says it runs and
+ * `waitListen` (e.g. "198.51.100.1:80") is bound.
+ */
+export async function startLb(t: Ctx, topo: Topology, args: string[], waitListen: string[], opts: { cgroup?: string } = {}): Promise<RunningLb> {
+  const proc = topo.balancer.start(t as TestContext, process.execPath, [TOA_BIN, "lb", ...args], { cgroup: opts.cgroup });
+  await waitFor(
+    "toa lb to listen",
+    async () => {
+      if (proc.child.exitCode !== null) throw new Error(`toa lb exited ${proc.child.exitCode}: ${proc.output()}`);
+      const ss = await topo.balancer.run("ss", ["-Htln"]);
+      return waitListen.every((a) => ss.includes(a)) && proc.output().includes("running (pid");
+    },
+    15_000,
+  );
+  const i = args.indexOf("--config");
+  return { proc, configFile: i >= 0 ? args[i + 1] : undefined };
+}
+
+/** curl in the client ns; returns the body (throws on failure). */
+export function curl(topo: Topology, url: string, extra: string[] = []): Promise<string> {
+  return topo.client.run("curl", ["-sS", "--max-time", "10", ...extra, url]);
+}
+
+/** Run a Node ES module script (text) in namespace `ns` with JSON `args`; returns parsed JSON stdout. */
+export async function nodeScript<T>(ns: Netns, topo: Topology, name: string, source: string, args: unknown, timeoutMs = 60_000): Promise<T> {
+  const file = join(topo.dir, `${name}.mjs`);
+  writeFileSync(file, source);
+  const out = await ns.run(process.execPath, [file, JSON.stringify(args)], { timeoutMs });
+  return JSON.parse(out.trim().split("\n").pop()!) as T;
+}
