@@ -87,32 +87,43 @@ export function formatIpv4(buf: Uint8Array, offset = 0): string {
 
 /** Format 16 bytes at `offset` as RFC 5952 IPv6 text. */
 export function formatIpv6(buf: Uint8Array, offset = 0): string {
-  const w = new Array<number>(8);
-  for (let i = 0; i < 8; i++) w[i] = (buf[offset + 2 * i] << 8) | buf[offset + 2 * i + 1];
+  // Hot in the PROXY v2 and TOA decoders: plain loops and string concatenation, no arrays.
   // ::ffff:a.b.c.d (RFC 5952 §5): the form Node and the kernel print for v4-mapped peers.
-  if (w[0] === 0 && w[1] === 0 && w[2] === 0 && w[3] === 0 && w[4] === 0 && w[5] === 0xffff) {
-    return `::ffff:${formatIpv4(buf, offset + 12)}`;
+  let zeroPrefix = true;
+  for (let i = 0; i < 10; i++) {
+    if (buf[offset + i] !== 0) {
+      zeroPrefix = false;
+      break;
+    }
   }
+  if (zeroPrefix && buf[offset + 10] === 0xff && buf[offset + 11] === 0xff) return `::ffff:${formatIpv4(buf, offset + 12)}`;
   // Longest run of zero words (length >= 2, first one on ties) becomes "::" (RFC 5952 §4.2).
   let bestStart = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (w[i] !== 0) {
-      i++;
+  let runStart = -1;
+  for (let i = 0; i < 8; i++) {
+    const zero = buf[offset + 2 * i] === 0 && buf[offset + 2 * i + 1] === 0;
+    if (zero) {
+      if (runStart < 0) runStart = i;
+      if (i - runStart + 1 > bestLen) {
+        bestStart = runStart;
+        bestLen = i - runStart + 1;
+      }
+    } else {
+      runStart = -1;
+    }
+  }
+  let out = "";
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) {
+      out += "::";
+      i += bestLen - 1;
       continue;
     }
-    let j = i;
-    while (j < 8 && w[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
+    if (out.length > 0 && !out.endsWith(":")) out += ":";
+    out += (((buf[offset + 2 * i] << 8) | buf[offset + 2 * i + 1]) >>> 0).toString(16);
   }
-  if (bestStart === -1) return w.map((x) => x.toString(16)).join(":");
-  const left = w.slice(0, bestStart).map((x) => x.toString(16)).join(":");
-  const right = w.slice(bestStart + bestLen).map((x) => x.toString(16)).join(":");
-  return `${left}::${right}`;
+  return out;
 }
 
 /** Format an address of either family from its bytes. */

@@ -81,6 +81,8 @@ export interface ProxyV2Header {
 const FAMILIES: ProxyV2Family[] = ["UNSPEC", "INET", "INET6", "UNIX"];
 const TRANSPORTS: ProxyV2Transport[] = ["UNSPEC", "STREAM", "DGRAM"];
 const ADDRESS_LENGTH = [0, 12, 36, 216];
+/** Shared empty TLV list of headers without TLVs (frozen: callers must not push into it). */
+const NO_TLVS: ProxyTlv[] = Object.freeze([]) as unknown as ProxyTlv[];
 
 /** What {@link encodeProxyV2} takes; the family comes from the source (IPv4, IPv6 or `{path}`). */
 export interface ProxyV2Init {
@@ -228,26 +230,32 @@ export function decodeProxyV2(buf: Buffer): ProxyV2Header {
   if (length - 16 < alen) {
     throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: length ${length - 16} is shorter than the ${FAMILIES[fam]} addresses (${alen})`, 14);
   }
+  let source: ProxyV2Header["source"];
+  let destination: ProxyV2Header["destination"];
+  if (fam === 1) {
+    source = { address: formatIpv4(buf, 16), port: (buf[24] << 8) | buf[25] };
+    destination = { address: formatIpv4(buf, 20), port: (buf[26] << 8) | buf[27] };
+  } else if (fam === 2) {
+    source = { address: formatIpv6(buf, 16), port: (buf[48] << 8) | buf[49] };
+    destination = { address: formatIpv6(buf, 32), port: (buf[50] << 8) | buf[51] };
+  } else if (fam === 3) {
+    source = { path: cString(buf, 16, 124) };
+    destination = { path: cString(buf, 124, 232) };
+  }
   const h: ProxyV2Header = {
     version: 2,
     command: cmd === 1 ? "PROXY" : "LOCAL",
     family: FAMILIES[fam],
     transport: TRANSPORTS[tr],
-    tlvs: [],
+    tlvs: 16 + alen === length ? NO_TLVS : readTlvs(buf, 16 + alen, length, 0),
     length,
   };
-  if (fam === 1) {
-    h.source = { address: formatIpv4(buf, 16), port: buf.readUInt16BE(24) };
-    h.destination = { address: formatIpv4(buf, 20), port: buf.readUInt16BE(26) };
-  } else if (fam === 2) {
-    h.source = { address: formatIpv6(buf, 16), port: buf.readUInt16BE(48) };
-    h.destination = { address: formatIpv6(buf, 32), port: buf.readUInt16BE(50) };
-  } else if (fam === 3) {
-    h.source = { path: cString(buf, 16, 124) };
-    h.destination = { path: cString(buf, 124, 232) };
+  // Optional properties are set only when present, so deepEqual-style comparisons stay exact.
+  if (source) {
+    h.source = source;
+    h.destination = destination;
   }
-  if (16 + alen === length) return h;
-  h.tlvs = readTlvs(buf, 16 + alen, length, 0);
+  if (h.tlvs.length === 0) return h;
   for (const tlv of h.tlvs) {
     const at = tlv.value.byteOffset - buf.byteOffset - 3;
     switch (tlv.type) {

@@ -60,8 +60,8 @@ export class ProxyHeaderParser {
 /** Decode the PROXY header at the start of `buf`; throws WIRE_ERR_TRUNCATED if it is incomplete. */
 export function decodeProxyHeader(buf: Buffer): { header: ProxyHeader; rest: Buffer } {
   // Fast path for v2, the binary and common case (no copy, no parser object).
-  if (buf.length >= 16 && buf[0] === 0x0d && startsLikeProxyV2(buf)) {
-    const header = decodeProxyV2(buf);
+  if (buf.length >= 16 && buf[0] === 0x0d) {
+    const header = decodeProxyV2(buf); // checks the whole signature itself
     return { header, rest: buf.subarray(header.length) };
   }
   const r = new ProxyHeaderParser().push(buf);

@@ -172,3 +172,17 @@ test("property: random bytes into IP, TCP and option decoders throw only WireErr
     { numRuns: 2000 },
   );
 });
+
+test("property: IPv6 text matches the WHATWG URL normalization (RFC 5952 compression) and parses back", () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.nat(7), fc.nat(8), (b, at, zeros) => {
+      // Bias towards zero runs, where compression rules matter.
+      for (let i = at * 2; i < Math.min(16, at * 2 + zeros * 2); i++) b[i] = 0;
+      const text = formatIpv6(b);
+      assert.deepEqual(parseIpv6(text), b);
+      const mapped = b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
+      if (!mapped) assert.equal(text, new URL(`http://[${text}]/`).hostname.slice(1, -1));
+    }),
+    { numRuns: 2000 },
+  );
+});
