@@ -49,22 +49,14 @@ export function relay(client: Socket, backend: Socket, opts: RelayOptions): void
       else to.destroy();
     });
     from.on("close", () => {
-      // A socket destroyed without error (e.g. write after the peer closed) must not leave the other open.
-      if (!to.destroyed && to.writableFinished && to.readableEnded) to.destroy();
+      // `from` is gone (normally both ways, or destroyed by a timeout or a drain): flush what is
+      // queued for `to`, then close it, so no socket outlives its partner.
+      if (!to.destroyed) to.destroySoon();
       if (--open === 0) opts.onEnd?.(how, firstError);
     });
   };
   pipe(client, backend, "in");
   pipe(backend, client, "out");
-
-  // A closed direction whose other side is done too: once one socket is fully closed and the other
-  // has nothing left to send, close it.
-  client.on("close", () => {
-    if (!backend.destroyed && backend.readableEnded) backend.destroy();
-  });
-  backend.on("close", () => {
-    if (!client.destroyed && client.readableEnded) client.destroy();
-  });
 
   if (opts.idleTimeoutMs > 0) {
     client.setTimeout(opts.idleTimeoutMs, () => {
