@@ -36,6 +36,8 @@ export interface HealthCheckConfig {
   /** Consecutive successes to come up, consecutive failures to go down. */
   readonly rise: number;
   readonly fall: number;
+  /** Send `PROXY UNKNOWN\r\n` first (backends that require the PROXY protocol, like HAProxy's check-send-proxy). */
+  readonly sendProxy: boolean;
 }
 
 /** A range of local ports, both ends included. */
@@ -309,7 +311,8 @@ function validatePool(c: Checker, name: string, rp: unknown, path: string): Pool
     const hpath = `${path}.healthCheck`;
     const h = c.object(p.healthCheck, hpath);
     if (h) {
-      c.keys(h, hpath, ["type", "path", "expectStatus", "interval", "timeout", "rise", "fall"]);
+      c.keys(h, hpath, ["type", "path", "expectStatus", "interval", "timeout", "rise", "fall", "sendProxy"]);
+      if (h.sendProxy !== undefined && typeof h.sendProxy !== "boolean") c.add(`${hpath}.sendProxy`, `must be true or false, got ${describe(h.sendProxy)}`);
       const type = c.oneOf(h.type, `${hpath}.type`, "tcp" as const, ["tcp", "http"] as const);
       if (type === "tcp" && (h.path !== undefined || h.expectStatus !== undefined)) {
         c.add(`${hpath}.type`, "path and expectStatus need type: http");
@@ -330,6 +333,7 @@ function validatePool(c: Checker, name: string, rp: unknown, path: string): Pool
         timeoutMs,
         rise: c.int(h.rise, `${hpath}.rise`, DEFAULTS.health.rise, 1, 100),
         fall: c.int(h.fall, `${hpath}.fall`, DEFAULTS.health.fall, 1, 100),
+        sendProxy: h.sendProxy === true,
       });
     }
   }

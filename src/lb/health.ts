@@ -11,6 +11,8 @@ import type { Backend } from "./backend.js";
 import type { HealthCheckConfig } from "./config.js";
 import { formatEndpoint } from "./endpoint.js";
 
+const PROXY_UNKNOWN = "PROXY UNKNOWN\r\n";
+
 /** Run one check; resolves to "" on success or a short reason. */
 export function checkOnce(b: { address: string; port: number }, hc: HealthCheckConfig): Promise<string> {
   return new Promise((resolve) => {
@@ -30,14 +32,26 @@ export function checkOnce(b: { address: string; port: number }, hc: HealthCheckC
       const s = connect({ host: b.address, port: b.port });
       cleanup = () => s.destroy();
       s.once("connect", () => {
-        s.destroy();
+        if (hc.sendProxy) s.end(PROXY_UNKNOWN);
+        else s.destroy();
         finish("");
       });
       s.once("error", (e: NodeJS.ErrnoException) => finish(e.code ?? e.message));
       return;
     }
     const host = formatEndpoint(b);
-    const req = request({ host: b.address, port: b.port, path: hc.path, method: "GET", headers: { host, "user-agent": "toa-lb-health", connection: "close" }, agent: false });
+    const req = request({ host: b.address, port: b.port, path: hc.path, method: "GET", headers: { host, "user-agent": "toa-lb-health", connection: "close" },
+      // With createConnection and no agent, the request uses our socket (an agent would open its own).
+      agent: hc.sendProxy ? undefined : false,
+      // PROXY-protocol backends refuse a bare request: announce "UNKNOWN" (use the real addresses).
+      createConnection: hc.sendProxy
+        ? () => {
+            const s = connect({ host: b.address, port: b.port });
+            s.write(PROXY_UNKNOWN);
+            return s;
+          }
+        : undefined,
+    });
     cleanup = () => req.destroy();
     req.once("response", (res) => {
       res.resume();
