@@ -1,0 +1,162 @@
+/**
+ * `toa lb` against HAProxy (`mode tcp`) on the same netns topology, in one run: new connections per
+ * second, bulk throughput, added p50/p99 latency over a direct connection, memory per idle
+ * connection; modes none and proxy-v2 on both sides. Run: `sudo npm run bench:lb`.
+ */
+import { cpus, release, totalmem } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { execFileSync } from "node:child_process";
+import { ADDR, createTopology, startLb, writeConfig, type Topology } from "./topology.js";
+import { waitFor, type Started } from "../../test/harness/exec.js";
+import { BACKEND, CLIENT } from "./scripts.js";
+
+const CPS_MS = Number(process.env.CPS_MS ?? 3000);
+const BULK = Number(process.env.BULK_MB ?? 200) * 1e6;
+const LAT_N = 2000;
+const IDLE_N = 1000;
+const CONCURRENCY = 32;
+
+const cleanups: (() => unknown)[] = [];
+const ctx = { after: (fn: () => unknown) => void cleanups.push(fn) };
+
+async function client<T>(topo: Topology, args: Record<string, unknown>): Promise<T> {
+  const out = await topo.client.run(process.execPath, [join(topo.dir, "client.mjs"), JSON.stringify(args)], { timeoutMs: 120_000 });
+  return JSON.parse(out.trim().split("\n").pop()!) as T;
+}
+
+function rssKiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) : NaN;
+}
+
+async function idleMemory(topo: Topology, port: number, pid: number): Promise<number> {
+  const before = rssKiB(pid);
+  const p = topo.client.start(ctx as never, process.execPath, [join(topo.dir, "client.mjs"), JSON.stringify({ test: "idle", host: ADDR.lb4, port, n: IDLE_N })], { stdio: ["pipe", "pipe", "pipe"] });
+  await waitFor("idle connections", () => p.output().includes("open"), 60_000);
+  await new Promise((r) => setTimeout(r, 500));
+  const after = rssKiB(pid);
+  p.child.stdin!.write("x\n");
+  await p.exited;
+  return ((after - before) * 1024) / IDLE_N;
+}
+
+interface Row {
+  cps: number;
+  mbps: number;
+  p50: number;
+  p99: number;
+  bytesPerConn?: number;
+}
+
+async function measure(topo: Topology, host: string, base: number, pid?: number): Promise<Row> {
+  const cps = await client<{ cps: number; errors: number }>(topo, { test: "cps", host, port: base, ms: CPS_MS, concurrency: CONCURRENCY });
+  if (cps.errors) console.error(`  (${cps.errors} connect errors at port ${base})`);
+  const bulk = await client<{ bytes: number; mbps: number }>(topo, { test: "bulk", host, port: base + 1 });
+  if (bulk.bytes !== BULK) throw new Error(`bulk through port ${base + 1}: got ${bulk.bytes} of ${BULK} bytes`);
+  const lat = await client<{ p50: number; p99: number }>(topo, { test: "latency", host, port: base, n: LAT_N });
+  const row: Row = { cps: cps.cps, mbps: bulk.mbps, p50: lat.p50, p99: lat.p99 };
+  if (pid) row.bytesPerConn = await idleMemory(topo, base, pid);
+  return row;
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error("the lb bench needs root (network namespaces): sudo npm run bench:lb");
+  const topo = await createTopology(ctx);
+  // Direct path for the baseline: the balancer namespace routes between client and backends.
+  await topo.balancer.run("sysctl", ["-q", "-w", "net.ipv4.ip_forward=1"]);
+  await topo.client.run("ip", ["route", "add", "203.0.113.0/24", "via", ADDR.lb4]);
+  await topo.backends.run("ip", ["route", "add", "198.51.100.0/24", "via", ADDR.lbInside4]);
+  writeFileSync(join(topo.dir, "client.mjs"), CLIENT);
+  writeFileSync(join(topo.dir, "backend.mjs"), BACKEND);
+  const be = topo.backends.start(ctx as never, process.execPath, [join(topo.dir, "backend.mjs"), JSON.stringify({ host: ADDR.backend4[0], bulk: BULK })]);
+  await waitFor("backend", () => be.output().includes("ready"));
+
+  const b = ADDR.backend4[0];
+  const toaCfg = writeConfig(
+    topo,
+    "lb.yaml",
+    `timeouts: { connect: 3s, idle: 5m }
+listeners:
+  - { name: none-rr, listen: "${ADDR.lb4}:7000", pool: rr, mode: none }
+  - { name: none-bulk, listen: "${ADDR.lb4}:7001", pool: bulk, mode: none }
+  - { name: v2-rr, listen: "${ADDR.lb4}:7100", pool: rr2, mode: proxy-v2 }
+  - { name: v2-bulk, listen: "${ADDR.lb4}:7101", pool: bulk2, mode: proxy-v2 }
+pools:
+  rr: { backends: ["${b}:9000"] }
+  bulk: { backends: ["${b}:9001"] }
+  rr2: { backends: ["${b}:9100"] }
+  bulk2: { backends: ["${b}:9101"] }
+`,
+  );
+  const haCfg = join(topo.dir, "haproxy.cfg");
+  writeFileSync(
+    haCfg,
+    `global
+  maxconn 9000
+  nbthread 1
+defaults
+  mode tcp
+  timeout connect 3s
+  timeout client 5m
+  timeout server 5m
+listen none-rr
+  bind ${ADDR.lb4}:8000
+  server s ${b}:9000
+listen none-bulk
+  bind ${ADDR.lb4}:8001
+  server s ${b}:9001
+listen v2-rr
+  bind ${ADDR.lb4}:8100
+  server s ${b}:9100 send-proxy-v2
+listen v2-bulk
+  bind ${ADDR.lb4}:8101
+  server s ${b}:9101 send-proxy-v2
+`,
+  );
+  const lb = await startLb(ctx, topo, ["--config", toaCfg, "--log-level", "warn"], [`${ADDR.lb4}:7101`]);
+  const ha: Started = topo.balancer.start(ctx as never, "haproxy", ["-f", haCfg, "-db"]);
+  await waitFor("haproxy", async () => (await topo.balancer.run("ss", ["-Htln"])).includes(`${ADDR.lb4}:8101`));
+
+  const haVersion = execFileSync("haproxy", ["-v"]).toString().split("\n")[0];
+  console.log(`# toa lb vs HAProxy (mode tcp), one run, same topology
+machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Linux ${release()}, Node ${process.version}, ${haVersion}
+method: three netns (client → balancer → backend) on veth; one Node backend answering "pong" per line or
+  sending ${BULK / 1e6} MB; a Node client: new connections/s = ${CONCURRENCY} concurrent loops of connect/send/recv/close
+  for ${CPS_MS / 1000} s; bulk = one ${BULK / 1e6} MB download; latency = ${LAT_N} ping-pongs on one connection (after 200 warm-up),
+  added over the direct (routed) path; memory = balancer RSS delta over ${IDLE_N} idle relayed connections / ${IDLE_N}.
+  HAProxy with nbthread 1 (toa lb is one JS thread); both log nothing per connection. Everything shares ${cpus().length} cores.
+`);
+  const rows: [string, Row][] = [];
+  const direct = await measure(topo, b, 9000);
+  rows.push(["direct (no balancer)", direct]);
+  for (const [name, base, pid] of [
+    ["HAProxy, none", 8000, ha.pid],
+    ["toa lb, none", 7000, lb.proc.pid],
+    ["HAProxy, proxy-v2", 8100, ha.pid],
+    ["toa lb, proxy-v2", 7100, lb.proc.pid],
+  ] as const) {
+    console.error(`measuring ${name}...`);
+    rows.push([name, await measure(topo, ADDR.lb4, base, pid)]);
+  }
+  const fmt = (n: number, d = 0) => n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
+  console.log("| path | new conn/s | bulk MB/s | p50 µs (added) | p99 µs (added) | RSS per idle conn |");
+  console.log("|---|---:|---:|---:|---:|---:|");
+  for (const [name, r] of rows) {
+    const added = (v: number, d: number) => (r === direct ? fmt(v) : `${fmt(v)} (+${fmt(v - d)})`);
+    console.log(`| ${name} | ${fmt(r.cps)} | ${fmt(r.mbps)} | ${added(r.p50, direct.p50)} | ${added(r.p99, direct.p99)} | ${r.bytesPerConn === undefined ? "-" : `${fmt(r.bytesPerConn / 1024, 1)} KiB`} |`);
+  }
+  console.log("\nratios toa lb / HAProxy (>1 = toa lb higher; for latency and memory lower is better):");
+  for (const mode of ["none", "proxy-v2"]) {
+    const h = rows.find(([n]) => n === `HAProxy, ${mode}`)![1];
+    const t = rows.find(([n]) => n === `toa lb, ${mode}`)![1];
+    const r = (x: number, y: number) => (y > 0 ? (x / y).toFixed(2) : "n/a");
+    console.log(`- ${mode}: new conn/s ${r(t.cps, h.cps)}, bulk ${r(t.mbps, h.mbps)}, added p50 ${r(t.p50 - direct.p50, h.p50 - direct.p50)}, added p99 ${r(t.p99 - direct.p99, h.p99 - direct.p99)}, memory/conn ${r(t.bytesPerConn!, h.bytesPerConn!)}`);
+  }
+}
+
+try {
+  await main();
+} finally {
+  for (const fn of cleanups.reverse()) await fn();
+}
