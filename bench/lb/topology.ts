@@ -15,7 +15,7 @@ import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { TestContext } from "node:test";
 import { Netns, link } from "../../test/harness/netns.js";
-import { waitFor, type Started } from "../../test/harness/exec.js";
+import { start, waitFor, type Started } from "../../test/harness/exec.js";
 
 /** Run-time context: a node:test TestContext or a bench's own cleanup list. */
 export type Ctx = Pick<TestContext, "after">;
@@ -152,7 +152,12 @@ export function writeConfig(topo: Topology, name: string, yaml: string): string 
  * `waitListen` (e.g. "198.51.100.1:80") is bound.
  */
 export async function startLb(t: Ctx, topo: Topology, args: string[], waitListen: string[], opts: { cgroup?: string } = {}): Promise<RunningLb> {
-  const proc = topo.balancer.start(t as TestContext, process.execPath, [TOA_BIN, "lb", ...args], { cgroup: opts.cgroup });
+  // With a cgroup, enter the netns with nsenter: `ip netns exec` remounts /sys, which hides the
+  // cgroup2 mount the TOA sender attaches to.
+  const proc = opts.cgroup
+    ? start("nsenter", [`--net=/run/netns/${topo.balancer.name}`, "sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', opts.cgroup, process.execPath, TOA_BIN, "lb", ...args])
+    : topo.balancer.start(t as TestContext, process.execPath, [TOA_BIN, "lb", ...args]);
+  if (opts.cgroup) t.after(() => proc.stop());
   await waitFor(
     "toa lb to listen",
     async () => {
