@@ -1,0 +1,111 @@
+/**
+ * The TOA sender's control API, used by `toa lb` (and by tests as a TOA source): loads the sender
+ * sock_ops program, attaches it to a cgroup and registers, per connection 4-tuple, the client
+ * address to write. Register before connect(): the handshake ACK already carries the option.
+ */
+import { attachCgroup, BpfMap, type CgroupAttachment, codec, Program, raiseMemlockLimit, requireFeatures } from "../bpf/index.js";
+import { isIP } from "node:net";
+import { AF_INET, AF_INET6, Counter, MapName, mapSpecs, SENDER_FLAG_SYN, SenderKey, SenderValue } from "../programs/layout.js";
+import { senderProgram } from "../programs/sender.js";
+import { addressBytes } from "./settings.js";
+
+/** A connection as the balancer sees it. */
+export interface ConnectionKey {
+  localAddress: string;
+  localPort: number;
+  remoteAddress: string;
+  remotePort: number;
+}
+
+/** Encode the 48-byte sender key. */
+export function senderKey(c: ConnectionKey): Buffer {
+  const k = Buffer.alloc(SenderKey.size);
+  const v6 = isIP(c.remoteAddress) === 6;
+  k.writeUInt32LE(v6 ? AF_INET6 : AF_INET, SenderKey.family);
+  k.writeUInt16LE(c.localPort, SenderKey.localPort);
+  k.writeUInt16LE(c.remotePort, SenderKey.remotePort);
+  addressBytes(c.localAddress).copy(k, SenderKey.local);
+  addressBytes(c.remoteAddress).copy(k, SenderKey.remote);
+  return k;
+}
+
+/** Encode the sender value. */
+export function senderValue(client: { address: string; port: number }, kind: number, inSyn: boolean): Buffer {
+  const v = Buffer.alloc(SenderValue.size);
+  const fam = isIP(client.address);
+  if (fam === 0) throw new TypeError(`client address "${client.address}" is not an IP address`);
+  v.writeUInt8(kind, SenderValue.kind);
+  v.writeUInt8(fam, SenderValue.family);
+  v.writeUInt8(inSyn ? SENDER_FLAG_SYN : 0, SenderValue.flags);
+  v.writeUInt16BE(client.port, SenderValue.port);
+  addressBytes(client.address).copy(v, SenderValue.addr);
+  return v;
+}
+
+/** Options of {@link ToaSender.open}. */
+export interface SenderOptions {
+  /** cgroup v2 folder whose sockets may get a TOA (only registered connections do). */
+  cgroupPath: string;
+  /** Default option kind (254). */
+  kind?: number;
+  /** Also write the TOA into the SYN (as LVS does; DPVS stopped). */
+  inSyn?: boolean;
+}
+
+/** The sender loaded and attached; close() detaches it. */
+export class ToaSender {
+  private constructor(
+    private readonly conns: BpfMap,
+    private readonly stats: BpfMap<number, bigint>,
+    private readonly program: Program,
+    private readonly attachment: CgroupAttachment,
+    private readonly options: SenderOptions,
+  ) {}
+
+  static open(options: SenderOptions): ToaSender {
+    requireFeatures(["sock-ops", "sock-ops-hdr-opt", "cgroup2"]);
+    try {
+      raiseMemlockLimit();
+    } catch {
+      /* newer kernels don't need it */
+    }
+    const conns = BpfMap.create(mapSpecs.senderConns);
+    const stats = BpfMap.create(mapSpecs.senderStats, { key: codec.u32, value: codec.u64 });
+    let program: Program | undefined;
+    try {
+      program = Program.load(senderProgram(), { maps: { [MapName.senderConns]: conns, [MapName.senderStats]: stats } });
+      const attachment = attachCgroup(options.cgroupPath, program, "CGROUP_SOCK_OPS");
+      return new ToaSender(conns, stats, program, attachment, options);
+    } catch (e) {
+      program?.close();
+      conns.close();
+      stats.close();
+      throw e;
+    }
+  }
+
+  /** Write `client` as TOA on the connection `conn` (call before connect()). */
+  register(conn: ConnectionKey, client: { address: string; port: number }, kind = this.options.kind ?? 254): void {
+    this.conns.update(senderKey(conn), senderValue(client, kind, this.options.inSyn ?? false));
+  }
+
+  /** Forget a connection (after close). */
+  unregister(conn: ConnectionKey): void {
+    this.conns.delete(senderKey(conn));
+  }
+
+  /** Options written and skipped (no room), summed over CPUs. */
+  counters(): { written: number; skippedNoSpace: number; synWritten: number } {
+    const sum = (i: number) => Number((this.stats.lookupPerCpu(i) ?? []).reduce((a, b) => a + b, 0n));
+    return { written: sum(Counter.sender_written), skippedNoSpace: sum(Counter.sender_skipped_no_space), synWritten: sum(Counter.sender_syn_written) };
+  }
+
+  /** Detach and release everything. */
+  close(): void {
+    this.attachment.detach();
+    this.program.close();
+    this.conns.close();
+    this.stats.close();
+  }
+}
+
