@@ -33,10 +33,11 @@ export class Netns {
    */
   start(t: TestContext | undefined, cmd: string, args: string[], opts: SpawnOptions & { cgroup?: string } = {}): Started {
     const { cgroup, ...spawnOpts } = opts;
-    const argv = cgroup
-      ? ["netns", "exec", this.name, "sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, cmd, ...args]
-      : ["netns", "exec", this.name, cmd, ...args];
-    const p = start("ip", argv, spawnOpts);
+    // `ip netns exec` remounts /sys for the namespace, which hides the cgroup v2 mount; nsenter only
+    // switches the network namespace, so the cgroup folder stays reachable.
+    const p = cgroup
+      ? start("nsenter", [`--net=/run/netns/${this.name}`, "sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, cmd, ...args], spawnOpts)
+      : start("ip", ["netns", "exec", this.name, cmd, ...args], spawnOpts);
     t?.after(() => p.stop());
     return p;
   }
