@@ -1,6 +1,11 @@
 /** Every command of the CLI, in the order `toa --help` lists them. */
 import type { Command } from "commander";
 import type { Io } from "../io.js";
+import { loadCommand } from "./load.js";
+import { unloadCommand } from "./unload.js";
+import { statusCommand } from "./status.js";
+import { statsCommand } from "./stats.js";
+import { installServiceCommand, uninstallServiceCommand } from "./service.js";
 import { lbCommand } from "./lb.js";
 import { inspectCommand } from "./inspect.js";
 
@@ -8,6 +13,12 @@ import { inspectCommand } from "./inspect.js";
 export type CommandFactory = (io: Io, exit: (code: number) => void) => Command;
 
 export const commandFactories: CommandFactory[] = [
+  loadCommand,
+  unloadCommand,
+  statusCommand,
+  statsCommand,
   lbCommand,
   inspectCommand,
+  installServiceCommand,
+  uninstallServiceCommand,
 ];

@@ -1,0 +1,60 @@
+/**
+ * What is loaded, where, with which settings, whether the kernel has what the receiver needs, and
+ * what the operator should worry about. Used by `toa status` and `toa doctor`.
+ */
+import { existsSync } from "node:fs";
+import { describeAttached, probe, type ProbeResult } from "../bpf/index.js";
+import { Attachments, pinPaths } from "./pins.js";
+import { readLoadedSettings, RECEIVER_FEATURES } from "./receiver.js";
+import type { StoredSettings } from "./settings.js";
+
+/** A program attached on the same hook that isn't ours. */
+export interface ForeignProgram {
+  hook: string;
+  id: number;
+  name: string;
+}
+
+/** Status report. */
+export interface Status {
+  loaded: boolean;
+  pinDir: string;
+  settings?: StoredSettings;
+  /** Hooks where our program is attached (kernel's view). */
+  attached: { hook: string; programId: number; attached: boolean }[];
+  foreign: ForeignProgram[];
+  features: ProbeResult[];
+  warnings: string[];
+}
+
+/** Build the status of the load pinned at `pinDir`. */
+export function receiverStatus(pinDir: string): Status {
+  const features = RECEIVER_FEATURES.map(probe);
+  const settings = existsSync(pinPaths(pinDir).settings) ? readLoadedSettings(pinDir) : undefined;
+  const warnings: string[] = [];
+  const attached: Status["attached"] = [];
+  const foreign: ForeignProgram[] = [];
+  if (settings) {
+    for (const a of Attachments) {
+      const id = settings.programs[a.program];
+      let here: { id: number; name: string }[] = [];
+      try {
+        // Effective: programs inherited from parent cgroups run too (and can undo our rewrite).
+        here = describeAttached(settings.cgroup, a.attachType, true);
+      } catch (e) {
+        warnings.push(`cannot query ${a.attachType} on ${settings.cgroup}: ${(e as Error).message}`);
+      }
+      attached.push({ hook: a.attachType, programId: id, attached: here.some((p) => p.id === id) });
+      for (const p of here) if (p.id !== id && !p.name.startsWith("toa_")) foreign.push({ hook: a.attachType, ...p });
+    }
+    if (settings.trust.length === 0) {
+      warnings.push("no trust list: a TOA from ANY source is believed, so a client that can reach this host directly can forge its address. Reload with --trust <load balancer CIDRs> (Huawei ELB: 100.125.0.0/16)");
+    }
+    for (const a of attached) if (!a.attached) warnings.push(`${a.hook}: our program ${a.programId} is no longer attached to ${settings.cgroup}`);
+    for (const f of foreign.filter((x) => x.hook.includes("GETPEERNAME"))) {
+      warnings.push(`another ${f.hook} program is attached (id ${f.id}, "${f.name}", e.g. Cilium or Alinux vtoa): it may rewrite the peer address too; the last one to run wins`);
+    }
+  }
+  for (const f of features) if (!f.available) warnings.push(`kernel lacks ${f.name} (upstream ${f.since}): ${f.error ?? ""}`);
+  return { loaded: settings !== undefined, pinDir, settings, attached, foreign, features, warnings };
+}

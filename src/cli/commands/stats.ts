@@ -1,0 +1,63 @@
+/** `toa stats`: the receiver's counters, summed over CPUs. */
+import { Command, InvalidArgumentError } from "commander";
+import { receiverCounters, receiverCounterNames, type Counters } from "../../agent/stats.js";
+import { jsonOption, pinDirOption } from "./common.js";
+import type { CommandFactory } from "./index.js";
+import { UsageError } from "../io.js";
+
+const descriptions: Record<string, string> = {
+  syn_recv_sock_toa: "connections that got a client address from a TOA",
+  syn_recv_sock_no_toa: "connections with no TOA in SYN or handshake ACK",
+  getname_toa_ok: "accept()/getpeername() answered with the client",
+  getname_toa_empty: "accept()/getpeername() on a socket without TOA",
+  getname_toa_mismatch: "IPv6 client on an IPv4 socket (NAT64): use getsockopt 4096",
+  untrusted: "TOA ignored: source not in the trust list",
+  malformed: "malformed options ignored",
+  nat64: "IPv6 TOA stored on IPv4 sockets",
+  nat64_lookup_ok: "getsockopt(IPPROTO_IP, 4096) answered",
+  found_in_syn: "TOA found in the SYN",
+  found_in_ack: "TOA found in the handshake ACK",
+  found_in_data: "TOA found in a data segment",
+  data_search_stopped: "stopped looking in data segments",
+};
+
+function render(c: Counters): string {
+  return receiverCounterNames.map((n) => `${n.padEnd(22)} ${String(c[n]).padStart(12)}  ${descriptions[n] ?? ""}`).join("\n");
+}
+
+export const statsCommand: CommandFactory = (io, exit) =>
+  new Command("stats")
+    .summary("show the receiver's counters (toa.ko's names and more)")
+    .description("Counters of the loaded receiver, summed over CPUs. The first ones carry toa.ko's /proc/net/toa_stats\nnames so existing dashboards map one to one.")
+    .addOption(pinDirOption())
+    .addOption(jsonOption())
+    .option("--watch [seconds]", "print again every N seconds (default 1) with the change since the last print; Ctrl-C stops")
+    .action(async (opts: { pinDir: string; json?: boolean; watch?: string | boolean }) => {
+      const read = () => {
+        const c = receiverCounters(opts.pinDir);
+        if (!c) throw new UsageError(`nothing loaded at ${opts.pinDir}: run \`toa load\` first`, 3);
+        return c;
+      };
+      const first = read();
+      io.out(opts.json ? JSON.stringify(first) : render(first));
+      if (opts.watch === undefined) return exit(0);
+      const seconds = opts.watch === true ? 1 : Number(opts.watch);
+      if (!(seconds > 0)) throw new InvalidArgumentError("--watch takes a positive number of seconds");
+      let last = first;
+      await new Promise<void>((resolve) => {
+        const timer = setInterval(() => {
+          const now = read();
+          if (opts.json) io.out(JSON.stringify(now));
+          else {
+            io.out(`--- ${new Date().toISOString()}`);
+            io.out(receiverCounterNames.map((n) => `${n.padEnd(22)} ${String(now[n]).padStart(12)} ${now[n] - last[n] ? `(+${now[n] - last[n]})` : ""}`).join("\n"));
+          }
+          last = now;
+        }, seconds * 1000);
+        process.once("SIGINT", () => {
+          clearInterval(timer);
+          resolve();
+        });
+      });
+      exit(0);
+    });

@@ -1,0 +1,41 @@
+/** `toa status`: where the receiver is attached, its settings, kernel support and warnings. */
+import { Command } from "commander";
+import { receiverStatus } from "../../agent/status.js";
+import { formatCidr } from "../../agent/settings.js";
+import { jsonOption, pinDirOption } from "./common.js";
+import type { CommandFactory } from "./index.js";
+
+export const statusCommand: CommandFactory = (io, exit) =>
+  new Command("status")
+    .summary("show what is loaded, where, with which settings, and warnings")
+    .description("Show the receiver loaded at --pin-dir: the cgroup it is attached to, each hook and whether the\nkernel still has our program there, the settings, kernel feature support and warnings (no trust\nlist, another getpeername program such as Cilium's on the same cgroup). Exit 0 when loaded, 3 when not.")
+    .addOption(pinDirOption())
+    .addOption(jsonOption())
+    .action((opts: { pinDir: string; json?: boolean }) => {
+      const s = receiverStatus(opts.pinDir);
+      if (opts.json) {
+        io.out(JSON.stringify(s, null, 2));
+      } else if (!s.settings) {
+        io.out(`toa: not loaded (no pins in ${s.pinDir}); run \`toa load\``);
+      } else {
+        const st = s.settings;
+        const lines = [
+          `toa: loaded ${st.loadedAt} (attach mode: ${st.mode === "link" ? "bpf_link, pinned" : "prog-attach multi"})`,
+          `  cgroup:  ${st.cgroup}`,
+          `  pins:    ${st.pinDir}`,
+          `  kinds:   ${st.kinds.join(", ")}`,
+          `  trust:   ${st.trust.length ? st.trust.map(formatCidr).join(", ") : "ANY SOURCE"}`,
+          `  syn:     ${st.syn ? "saved SYN searched" : "not searched"}`,
+          "  hooks:",
+          ...s.attached.map((a) => `    ${a.attached ? "ok  " : "GONE"} ${a.hook} (program id ${a.programId})`),
+        ];
+        if (s.foreign.length) lines.push("  other programs on these hooks:", ...s.foreign.map((f) => `    ${f.hook}: id ${f.id} "${f.name}"`));
+        io.out(lines.join("\n"));
+      }
+      const missing = s.features.filter((f) => !f.available);
+      if (!opts.json) {
+        io.out(missing.length ? `kernel: missing ${missing.map((f) => f.name).join("; ")}` : "kernel: every feature the receiver needs is there");
+        for (const w of s.warnings) io.err(`warning: ${w}`);
+      }
+      exit(s.loaded ? 0 : 3);
+    });

@@ -1,0 +1,19 @@
+/** `toa unload`: detach and unpin everything a load made; idempotent. */
+import { Command } from "commander";
+import { unloadReceiver } from "../../agent/receiver.js";
+import { jsonOption, pinDirOption } from "./common.js";
+import type { CommandFactory } from "./index.js";
+
+export const unloadCommand: CommandFactory = (io, exit) =>
+  new Command("unload")
+    .summary("detach and unpin the receiver (safe to run twice)")
+    .description("Detach the programs a `toa load` attached and remove its pins. Applications go back to seeing\nthe load balancer's address for new connections. Running it when nothing is loaded is not an error.")
+    .addOption(pinDirOption())
+    .addOption(jsonOption())
+    .action((opts: { pinDir: string; json?: boolean }) => {
+      const r = unloadReceiver(opts.pinDir);
+      if (opts.json) io.out(JSON.stringify(r, null, 2));
+      else if (r.wasLoaded) io.out(`TOA: toa unloaded: detached ${r.detached.join(", ") || "nothing"}; removed ${r.unpinned.length} pins from ${opts.pinDir}`);
+      else io.out(`TOA: nothing loaded at ${opts.pinDir}`);
+      exit(0);
+    });
