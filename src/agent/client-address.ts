@@ -3,7 +3,7 @@
  * NAT64 included (an IPv6 client on an IPv4 socket, which getpeername can't carry).
  */
 import type { Socket } from "node:net";
-import { BpfMap, codec } from "../bpf/index.js";
+import { BpfMap, codec, socketStorage } from "../bpf/index.js";
 import { Peer } from "../programs/layout.js";
 import { DEFAULT_PIN_DIR, pinPaths } from "./pins.js";
 import { formatAddress } from "./settings.js";
@@ -48,19 +48,12 @@ function peersMap(pinDir: string): BpfMap<number, Buffer> {
   return m;
 }
 
-/** The fd of a connected Node socket (libuv's handle). */
-export function socketFd(socket: Socket): number {
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== "number" || fd < 0) throw new TypeError("socket has no file descriptor (closed, or not a TCP socket)");
-  return fd;
-}
-
 /**
  * The client address of `socket` from its TOA, or null when the connection carried none.
  * Needs read access to the pinned map (root or CAP_BPF). The map stays open for later calls.
  */
 export function clientAddress(socket: Socket, options: { pinDir?: string } = {}): ClientAddress | null {
-  const v = peersMap(options.pinDir ?? DEFAULT_PIN_DIR).lookup(socketFd(socket));
+  const v = socketStorage(peersMap(options.pinDir ?? DEFAULT_PIN_DIR), socket);
   return v ? decodePeer(v) : null;
 }
 

@@ -302,9 +302,24 @@ export function objGet(path: string): number {
   return bpf(BpfCommand.OBJ_GET, attr, 20, path);
 }
 
-/** Look up the sk_storage value of a socket by its fd (the map key of SK_STORAGE maps is an fd). */
-export function socketStorage<V>(map: BpfMap<number, V>, socketFd: number): V | undefined {
-  return map.lookup(socketFd);
+/** Anything with a libuv handle holding an fd: a Node `net.Socket`, `net.Server`. */
+export interface HasFd {
+  _handle?: unknown;
+}
+
+/** The fd of a connected Node socket (libuv's handle), for sk_storage look-ups. */
+export function socketFd(socket: HasFd | object): number {
+  const fd = (socket as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== "number" || fd < 0) throw new BpfError("BPF_ERR_INVALID_ARG", "socket has no file descriptor (closed, or not a TCP socket)");
+  return fd;
+}
+
+/**
+ * The sk_storage value of a socket: the key of SK_STORAGE maps is a socket fd of the calling
+ * process, given as a number or as a Node socket.
+ */
+export function socketStorage<V>(map: BpfMap<number, V>, socket: number | object): V | undefined {
+  return map.lookup(typeof socket === "number" ? socket : socketFd(socket));
 }
 
 /** Codec for sk_storage keys (socket fds). */
