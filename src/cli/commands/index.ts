@@ -8,6 +8,7 @@ import { statsCommand } from "./stats.js";
 import { installServiceCommand, uninstallServiceCommand } from "./service.js";
 import { lbCommand } from "./lb.js";
 import { inspectCommand } from "./inspect.js";
+import { doctorCommand } from "./doctor.js";
 
 /** A command factory: builds the commander Command; `exit` sets the process exit code. */
 export type CommandFactory = (io: Io, exit: (code: number) => void) => Command;
@@ -19,6 +20,7 @@ export const commandFactories: CommandFactory[] = [
   statsCommand,
   lbCommand,
   inspectCommand,
+  doctorCommand,
   installServiceCommand,
   uninstallServiceCommand,
 ];
