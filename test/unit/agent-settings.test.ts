@@ -1,0 +1,100 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { addressBytes, decodeSettings, encodeSettings, formatAddress, parseCidr, parseKinds, parseTrust, SettingsError, type StoredSettings } from "../../src/agent/settings.js";
+import { decodePeer } from "../../src/agent/client-address.js";
+import { senderKey, senderValue } from "../../src/agent/sender.js";
+import { Peer, SenderKey, SenderValue } from "../../src/programs/layout.js";
+import { unitText } from "../../src/cli/commands/service.js";
+
+test("parseKinds: defaults, dedupe, and errors naming the flag", () => {
+  assert.deepEqual(parseKinds(undefined), [254, 253, 200]);
+  assert.deepEqual(parseKinds("200, 254,200"), [200, 254]);
+  for (const bad of ["abc", "1", "256", "254,", "-3"]) {
+    if (bad === "254,") continue; // trailing comma yields an empty item: refused below
+    assert.throws(() => parseKinds(bad), (e: Error) => e instanceof SettingsError && e.message.startsWith("--kinds:"), bad);
+  }
+  assert.throws(() => parseKinds("254,"), SettingsError);
+  assert.throws(() => parseKinds("9,10,11,12,13,14,15,16,17"), /at most 8/);
+});
+
+test("parseCidr and parseTrust", () => {
+  const cases: { have: string; want: unknown }[] = [
+    { have: "100.125.0.0/16", want: { family: 4, address: "100.125.0.0", prefix: 16 } },
+    { have: "198.51.100.7", want: { family: 4, address: "198.51.100.7", prefix: 32 } },
+    { have: "2001:db8::/32", want: { family: 6, address: "2001:db8::", prefix: 32 } },
+    { have: "2001:db8::1", want: { family: 6, address: "2001:db8::1", prefix: 128 } },
+  ];
+  for (const { have, want } of cases) assert.deepEqual(parseCidr(have), want, have);
+  for (const bad of ["1.2.3/8", "10.0.0.0/33", "2001:db8::/129", "x/1", "10.0.0.0/8/1", "10.0.0.0/a"]) {
+    assert.throws(() => parseCidr(bad), (e: Error) => e.message.startsWith("--trust:"), bad);
+  }
+  assert.deepEqual(parseTrust(""), []);
+  assert.equal(parseTrust("192.0.2.0/24,2001:db8::/32").length, 2);
+});
+
+test("addressBytes and formatAddress round trip (RFC 5952 text)", () => {
+  const cases: { have: string; want: string }[] = [
+    { have: "192.0.2.1", want: "c0000201" },
+    { have: "2001:db8::1", want: "20010db8000000000000000000000001" },
+    { have: "::", want: "00000000000000000000000000000000" },
+    { have: "::ffff:198.51.100.2", want: "00000000000000000000ffffc6336402" },
+    { have: "2001:db8:1:2:3:4:5:6", want: "20010db8000100020003000400050006" },
+  ];
+  for (const { have, want } of cases) {
+    assert.equal(addressBytes(have).toString("hex"), want, have);
+    assert.equal(formatAddress(addressBytes(have)), have, have);
+  }
+  assert.equal(formatAddress(Buffer.from("20010db8000000010000000000000001", "hex")), "2001:db8:0:1::1");
+});
+
+test("settings survive the pinned-map encoding", () => {
+  const s: StoredSettings = {
+    version: 1, cgroup: "/sys/fs/cgroup", pinDir: "/sys/fs/bpf/toa", kinds: [254], trust: [parseCidr("100.125.0.0/16")], syn: true,
+    mode: "link", loadedAt: "2026-11-25T00:00:00.000Z", programs: { receiver: 1 },
+  };
+  assert.deepEqual(decodeSettings(encodeSettings(s)), s);
+  assert.equal(decodeSettings(Buffer.alloc(16)), undefined);
+  const many = { ...s, trust: Array.from({ length: 80 }, () => parseCidr("2001:db8:ffff:ffff::/64")) };
+  assert.throws(() => encodeSettings(many), /settings exceed/);
+});
+
+test("decodePeer reads the toa_peer layout the receiver writes", () => {
+  const v = Buffer.alloc(Peer.size);
+  v[Peer.family] = 4;
+  v[Peer.kind] = 254;
+  v[Peer.foundIn] = 2;
+  v[Peer.viaFamily] = 4;
+  v.writeUInt16BE(5555, Peer.port);
+  v.writeUInt16BE(40123, Peer.viaPort);
+  Buffer.from([203, 0, 113, 9]).copy(v, Peer.addr);
+  Buffer.from([198, 51, 100, 1]).copy(v, Peer.viaAddr);
+  assert.deepEqual(decodePeer(v), { address: "203.0.113.9", port: 5555, family: "IPv4", foundIn: "ack", kind: 254, via: { address: "198.51.100.1", port: 40123 } });
+  v[Peer.family] = 6;
+  addressBytes("2001:db8::9").copy(v, Peer.addr);
+  assert.equal(decodePeer(v)?.address, "2001:db8::9");
+  assert.equal(decodePeer(Buffer.alloc(Peer.size)), null, "family 0: no TOA");
+});
+
+test("sender key and value match the layout the sender program builds", () => {
+  const k = senderKey({ localAddress: "203.0.113.1", localPort: 40000, remoteAddress: "203.0.113.2", remotePort: 80 });
+  assert.equal(k.length, SenderKey.size);
+  assert.equal(k.readUInt32LE(SenderKey.family), 2);
+  assert.equal(k.readUInt16LE(SenderKey.localPort), 40000, "host order, as skops->local_port");
+  assert.equal(k.readUInt16LE(SenderKey.remotePort), 80, "host order after ntohs in the program");
+  assert.equal(k.subarray(SenderKey.local, SenderKey.local + 4).toString("hex"), "cb007101");
+  assert.equal(senderKey({ localAddress: "2001:db8:2::1", localPort: 1, remoteAddress: "2001:db8:2::2", remotePort: 2 }).readUInt32LE(0), 10);
+  const v = senderValue({ address: "198.51.100.2", port: 51234 }, 200, true);
+  assert.equal(v.length, SenderValue.size);
+  assert.deepEqual([v[SenderValue.kind], v[SenderValue.family], v[SenderValue.flags]], [200, 4, 1]);
+  assert.equal(v.readUInt16BE(SenderValue.port), 51234);
+  assert.throws(() => senderValue({ address: "not-an-ip", port: 1 }, 254, false), /not an IP address/);
+});
+
+test("systemd unit runs toa load at boot and unload on stop", () => {
+  const u = unitText("/usr/bin/node", "/usr/lib/node_modules/toa/dist/src/cli/bin.js", ["--pin-dir", "/sys/fs/bpf/toa", "--trust", "100.125.0.0/16"], "/sys/fs/bpf/toa");
+  assert.match(u, /^ExecStart=\/usr\/bin\/node \/usr\/lib\/node_modules\/toa\/dist\/src\/cli\/bin\.js load --pin-dir \/sys\/fs\/bpf\/toa --trust 100\.125\.0\.0\/16$/m);
+  assert.match(u, /^ExecStop=.* unload --pin-dir \/sys\/fs\/bpf\/toa$/m);
+  assert.match(u, /^Type=oneshot$/m);
+  assert.match(u, /^RemainAfterExit=yes$/m);
+  assert.match(u, /^WantedBy=multi-user\.target$/m);
+});
