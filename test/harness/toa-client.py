@@ -1,0 +1,82 @@
+#!/usr/bin/python3
+"""Play the load balancer with scapy: TCP handshakes to the backend carrying exactly the options a
+test asks for, in the SYN, the handshake ACK and/or the first data segment. Run with Debian's python3
+(python3-scapy) in the balancer netns, whose kernel must not answer with RSTs (the test drops them).
+
+argv[1]: JSON list of connections, each
+  {"src", "dst", "sport", "dport", "synOptions"?, "ackOptions"?, "dataOptions"? (hex of raw option
+   bytes, NOP-padded here to a multiple of 4), "noAck"? (the data segment completes the handshake),
+   "data"? (default "hello\\n")}
+Prints one JSON list: [{"sport", "reply": text the server sent back or null, "error"?}].
+"""
+import json
+import sys
+import time
+
+from scapy.all import IP, IPv6, TCP, Raw, AsyncSniffer, conf, send, sr1
+
+conf.verb = 0
+
+
+def pad(opts: bytes) -> bytes:
+    return b"\x01" * (-len(opts) % 4) + opts
+
+
+def segment(ip, c, flags, seq, ack, opts: bytes, payload: bytes = b""):
+    """A TCP segment with raw option bytes: the fixed header, then options + payload as Raw."""
+    opts = pad(opts)
+    if len(opts) > 40:
+        raise ValueError("options longer than 40 bytes")
+    return ip / TCP(sport=c["sport"], dport=c["dport"], flags=flags, seq=seq, ack=ack, window=65535,
+                    dataofs=5 + len(opts) // 4) / Raw(opts + payload)
+
+
+def one(c):
+    v6 = ":" in c["dst"]
+    ip = IPv6(src=c["src"], dst=c["dst"]) if v6 else IP(src=c["src"], dst=c["dst"])
+    mss = b"\x02\x04\x05\x78"  # MSS 1400
+    syn_opts = mss + bytes.fromhex(c.get("synOptions", ""))
+    synack = sr1(segment(ip, c, "S", 1000, 0, syn_opts), timeout=5)
+    if synack is None or not synack.haslayer(TCP) or (int(synack[TCP].flags) & 0x12) != 0x12:
+        return {"sport": c["sport"], "reply": None, "error": "no SYN-ACK"}
+    ack = synack[TCP].seq + 1
+    data = c.get("data", "hello\n").encode()
+    reply = b""
+    sniffer = AsyncSniffer(
+        lfilter=lambda p: p.haslayer(TCP) and p[TCP].sport == c["dport"] and p[TCP].dport == c["sport"]
+        and len(bytes(p[TCP].payload)) > 0,
+        store=True,
+    )
+    sniffer.start()
+    time.sleep(0.05)  # let the sniffer socket open
+    try:
+        if not c.get("noAck"):
+            send(segment(ip, c, "A", 1001, ack, bytes.fromhex(c.get("ackOptions", ""))))
+        send(segment(ip, c, "PA", 1001, ack, bytes.fromhex(c.get("dataOptions", "")), data))
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            got = [bytes(p[TCP].payload) for p in (sniffer.results or [])]
+            reply = b"".join(got)
+            if b"\n" in reply:
+                break
+            time.sleep(0.05)
+    finally:
+        sniffer.stop()
+    # Tell the server we're gone.
+    send(ip / TCP(sport=c["sport"], dport=c["dport"], flags="RA", seq=1001 + len(data), ack=ack))
+    text = reply.decode(errors="replace")
+    return {"sport": c["sport"], "reply": text if text else None}
+
+
+def main():
+    conns = json.loads(sys.argv[1])
+    out = []
+    for c in conns:
+        try:
+            out.append(one(c))
+        except Exception as e:  # report, keep going
+            out.append({"sport": c.get("sport"), "reply": None, "error": repr(e)})
+    print(json.dumps(out))
+
+
+main()
