@@ -80,7 +80,13 @@ export interface Nginx {
  * `backends` as its own server block. Each answers `backend <n> remote=<$remote_addr>
  * proxy=<$proxy_protocol_addr>`; the access log records the same.
  */
-export async function startNginx(t: Ctx, topo: Topology, backends: NginxBackend[], name = `nginx${backends.map((b) => b.index).join("")}`): Promise<Nginx> {
+export async function startNginx(
+  t: Ctx,
+  topo: Topology,
+  backends: NginxBackend[],
+  name = `nginx${backends.map((b) => b.index).join("")}`,
+  opts: { cgroup?: string } = {},
+): Promise<Nginx> {
   const dir = join(topo.dir, name);
   const { mkdirSync } = await import("node:fs");
   mkdirSync(dir, { recursive: true });
@@ -120,7 +126,8 @@ ${servers}
 `;
   const confPath = join(dir, "nginx.conf");
   writeFileSync(confPath, conf);
-  const proc = topo.backends.start(t as TestContext, "nginx", ["-c", confPath, "-e", join(dir, "error.log")]);
+  // With a cgroup (the backend's `toa load` target), its listeners and so every accepted socket belong to it.
+  const proc = topo.backends.start(t as TestContext, "nginx", ["-c", confPath, "-e", join(dir, "error.log")], { cgroup: opts.cgroup });
   await waitFor(`nginx ${name} to listen`, async () => {
     if (proc.child.exitCode !== null) throw new Error(`nginx exited: ${proc.output()} ${existsSync(join(dir, "error.log")) ? readFileSync(join(dir, "error.log"), "utf8") : ""}`);
     const ss = await topo.backends.run("ss", ["-Htln"]);
