@@ -9,6 +9,7 @@ import { installServiceCommand, uninstallServiceCommand } from "./service.js";
 import { lbCommand } from "./lb.js";
 import { inspectCommand } from "./inspect.js";
 import { doctorCommand } from "./doctor.js";
+import { demoCommand } from "./demo.js";
 
 /** A command factory: builds the commander Command; `exit` sets the process exit code. */
 export type CommandFactory = (io: Io, exit: (code: number) => void) => Command;
@@ -21,6 +22,7 @@ export const commandFactories: CommandFactory[] = [
   lbCommand,
   inspectCommand,
   doctorCommand,
+  demoCommand,
   installServiceCommand,
   uninstallServiceCommand,
 ];

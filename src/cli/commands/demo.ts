@@ -1,0 +1,69 @@
+/** `toa demo`: see TOA work in ten seconds, in network namespaces that are removed afterwards. */
+import { Command } from "commander";
+import { cleanupById, formatDemo, leftoverIds, runDemo } from "../../demo/run.js";
+import { jsonOption } from "./common.js";
+import type { CommandFactory } from "./index.js";
+
+const HELP = `
+What it does (as root; nothing outside what it creates is touched):
+  1. three network namespaces joined by veth links, documentation addresses only:
+       client 198.51.100.2 ─▶ balancer 198.51.100.1 │ 203.0.113.1 ─▶ backend 203.0.113.2
+       (and 2001:db8:1::/64, 2001:db8:2::/64 for IPv6)
+  2. two cgroups made for the demo (…/toa-demo-ID/balancer and …/backend), never the root cgroup
+  3. \`toa lb\` in mode toa in the balancer (its TOA sender attached to the balancer's cgroup) and a
+     plain Node HTTP server in the backend that answers with the peer address accept() gave it
+  4. requests from the client before and after \`toa load\` on the backend's cgroup
+  5. removes the processes, receiver pins, cgroups and namespaces (also on Ctrl-C or failure)
+
+Examples:
+  sudo npx toa demo                 # the table: without toa → the balancer; with toa → the client
+  sudo npx toa demo --json          # the same as JSON (progress goes to stderr)
+  sudo npx toa demo --keep          # leave it running to poke around (toa doctor --port 8080, ...)
+  sudo npx toa demo --cleanup ID    # remove a run left with --keep ("all": every leftover run)`;
+
+export const demoCommand: CommandFactory = (io, exit) =>
+  new Command("demo")
+    .summary("show TOA working end to end: client → toa lb → backend in network namespaces")
+    .description(
+      "Build a client, load balancer and backend in throwaway network namespaces, send requests through\n" +
+        "`toa lb` before and after `toa load` on the backend's cgroup, and print what the backend saw each\n" +
+        "time: the balancer's address without toa, the client's with it. Then remove everything.",
+    )
+    .option("--keep", "leave the namespaces, processes and receiver up; prints how to remove them")
+    .option("--cleanup <id>", 'remove what a `--keep` run left ("all": every leftover demo)')
+    .option("--ipv4-only", "skip the IPv6 requests")
+    .addOption(jsonOption())
+    .addHelpText("after", HELP)
+    .action(async (opts: { keep?: boolean; cleanup?: string; ipv4Only?: boolean; json?: boolean }) => {
+      if (opts.cleanup) {
+        const ids = opts.cleanup === "all" ? leftoverIds() : [opts.cleanup];
+        let failed = false;
+        for (const id of ids) {
+          const errs = await cleanupById(id);
+          for (const e of errs) io.err(`toa demo --cleanup ${id}: ${e}`);
+          failed ||= errs.length > 0;
+          if (!errs.length) io.out(`removed demo ${id}`);
+        }
+        if (!ids.length) io.out("no demo left to clean up");
+        return exit(failed ? 1 : 0);
+      }
+      const result = await runDemo({ keep: opts.keep, ipv4Only: opts.ipv4Only, progress: (l) => io.err(l) });
+      if (opts.json) io.out(JSON.stringify(result, null, 2));
+      else {
+        io.out(formatDemo(result));
+        if (result.kept) {
+          const s = result.state;
+          io.out(
+            [
+              "",
+              `kept running (demo ${s.id}). Try:`,
+              `  ip netns exec ${s.netns.client} curl http://198.51.100.1/`,
+              `  toa status --pin-dir ${s.pinDir}`,
+              `  toa doctor --pin-dir ${s.pinDir} --pid ${s.pids.backend}`,
+              `remove it all: toa demo --cleanup ${s.id}`,
+            ].join("\n"),
+          );
+        }
+      }
+      exit(result.ok ? 0 : 1);
+    });
