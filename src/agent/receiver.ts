@@ -100,7 +100,7 @@ export function readLoadedSettings(pinDir: string): StoredSettings | undefined {
  * Load (or reload) the receiver for `settings`. Everything is pinned under settings.pinDir; the
  * programs stay attached after this process exits.
  */
-export function loadReceiver(input: ReceiverSettings): LoadResult {
+export function loadReceiver(input: ReceiverSettings, options: { attachMode?: "link" | "multi" } = {}): LoadResult {
   const settings: ReceiverSettings = { ...input, cgroup: resolve(input.cgroup) };
   requireFeatures(RECEIVER_FEATURES);
   try {
@@ -163,7 +163,8 @@ export function loadReceiver(input: ReceiverSettings): LoadResult {
         unpin(progPin);
         programs[a.program].pin(progPin);
       } else {
-        const att: CgroupAttachment = attachCgroup(settings.cgroup, programs[a.program], a.attachType);
+        // bpf_link unless told otherwise (tests force "multi", the path kernels before 5.7 take).
+        const att: CgroupAttachment = attachCgroup(settings.cgroup, programs[a.program], a.attachType, options.attachMode);
         opened.push(att);
         mode = att.mode;
         if (att.mode === "link") att.pin(linkPin);
