@@ -43,7 +43,6 @@ export interface MapSpec {
 }
 
 const needsNoPrealloc = new Set<MapTypeName>(["LPM_TRIE", "SK_STORAGE"]);
-const perCpu = new Set<MapTypeName>(["PERCPU_ARRAY", "PERCPU_HASH"]);
 
 /** Check a spec where it enters, naming the field and what is allowed. */
 export function validateMapSpec(spec: MapSpec): void {
@@ -109,12 +108,7 @@ export interface MapInfo {
 
 /** Read bpf_map_info for an fd. */
 export function mapInfo(fd: number): MapInfo {
-  const info = Buffer.alloc(96);
-  const attr = Buffer.alloc(16);
-  attr.writeUInt32LE(fd, 0);
-  attr.writeUInt32LE(info.length, 4);
-  attr.writeBigUInt64LE(syscalls().address(info), 8);
-  bpf(BpfCommand.OBJ_GET_INFO_BY_FD, attr);
+  const info = objectInfo(fd, 96);
   return {
     type: info.readUInt32LE(0),
     id: info.readUInt32LE(4),
@@ -283,6 +277,20 @@ export class BpfMap<K = Buffer, V = Buffer> {
     if (this._fd >= 0) closeSync(this._fd);
     this._fd = -1;
   }
+}
+
+/**
+ * BPF_OBJ_GET_INFO_BY_FD: the kernel's bpf_map_info / bpf_prog_info / bpf_link_info for an fd, in a
+ * buffer of `size` bytes (the kernel fills what it knows and leaves the rest zero).
+ */
+export function objectInfo(fd: number, size: number): Buffer {
+  const info = Buffer.alloc(size);
+  const attr = Buffer.alloc(16);
+  attr.writeUInt32LE(fd, 0);
+  attr.writeUInt32LE(info.length, 4);
+  attr.writeBigUInt64LE(syscalls().address(info), 8);
+  bpf(BpfCommand.OBJ_GET_INFO_BY_FD, attr);
+  return info;
 }
 
 /** BPF_OBJ_PIN: pin an fd at `path` (bpffs). */

@@ -3,7 +3,7 @@
  * the kernel version: distribution kernels backport (RHEL 8.6 says 4.18 and has all of these).
  */
 import { closeSync } from "node:fs";
-import { exit, mov, call, st, FP, R0, R1, R2, R3, R4, add } from "./asm/index.js";
+import { exit, mov, call, st, FP, R0, R2, R3, R4, add } from "./asm/index.js";
 import { UnsupportedFeatureError, BpfError } from "./errors.js";
 import { BpfMap } from "./map.js";
 import { Program, type ProgramSpec } from "./program.js";

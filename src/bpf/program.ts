@@ -6,10 +6,10 @@
  */
 import { closeSync } from "node:fs";
 import { BpfError, SyscallError, VerifierError } from "./errors.js";
-import { BpfCommand, bpf, bpfTry, cString, syscalls } from "./syscall.js";
+import { BpfCommand, bpfTry, cString, syscalls } from "./syscall.js";
 import { encode, type Item, slotCount } from "./asm/index.js";
 import type { BpfMap } from "./map.js";
-import { objGet, objPin } from "./map.js";
+import { objectInfo, objGet, objPin } from "./map.js";
 
 /** Program types (enum bpf_prog_type). */
 export const ProgramType = {
@@ -100,12 +100,7 @@ export interface ProgramInfo {
 
 /** Read bpf_prog_info for an fd. */
 export function programInfo(fd: number): ProgramInfo {
-  const info = Buffer.alloc(232);
-  const attr = Buffer.alloc(16);
-  attr.writeUInt32LE(fd, 0);
-  attr.writeUInt32LE(info.length, 4);
-  attr.writeBigUInt64LE(syscalls().address(info), 8);
-  bpf(BpfCommand.OBJ_GET_INFO_BY_FD, attr);
+  const info = objectInfo(fd, 232);
   return {
     type: info.readUInt32LE(0),
     id: info.readUInt32LE(4),

@@ -4,7 +4,7 @@
  *   r6 = context, r7 = per-CPU scratch (TCP header copy), r8 = header length, r9 = option offset.
  */
 import { asm } from "../bpf/index.js";
-import { Counter, type CounterName, SockOps } from "./layout.js";
+import { Counter, type CounterName, MapName, SockOps } from "./layout.js";
 
 const { add, and, call, exit, FP, ja, jeq, jge, jgt, jlt, jne, label, ldMap, ldx, lsh, mov, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, rsh, st, stx } = asm;
 type Item = asm.Item;
@@ -38,6 +38,23 @@ export function count(prefix: string, map: string, counter: CounterName | { reg:
     add(R1, 1),
     stx("DW", R0, 0, R1),
     label(`${prefix}_cnt_done`),
+  ];
+}
+
+/**
+ * `r0 = bpf_sk_storage_get(&toa_peers, ctx->sk, NULL, flags)`, going to `fail` when the context has
+ * no full socket or there is no storage. `skOffset` is where the context keeps `sk` (read as 8 bytes,
+ * as the verifier demands); `create` allocates the storage. Clobbers r1-r5.
+ */
+export function peerStorage(skOffset: number, create: boolean, fail: string): Item[] {
+  return [
+    ldx("DW", R2, R6, skOffset),
+    jeq(R2, 0, fail),
+    ldMap(R1, MapName.peers),
+    mov(R3, 0),
+    mov(R4, create ? 1 /* BPF_SK_STORAGE_GET_F_CREATE */ : 0),
+    call("sk_storage_get"),
+    jeq(R0, 0, fail),
   ];
 }
 

@@ -7,9 +7,9 @@
  */
 import { asm, type ProgramSpec } from "../bpf/index.js";
 import { MapName, Peer, SockOpt, TOA_SO_GET_LOOKUP } from "./layout.js";
-import { count, returnOne } from "./macros.js";
+import { count, peerStorage, returnOne } from "./macros.js";
 
-const { add, call, jeq, jgt, jne, label, ldMap, ldx, mov, R0, R1, R2, R3, R4, R6, R7, R8, R9, stx } = asm;
+const { add, jgt, jne, label, ldx, mov, R0, R1, R2, R6, R7, R8, R9, stx } = asm;
 
 /** cgroup/getsockopt. */
 export function nat64LookupProgram(): ProgramSpec {
@@ -24,13 +24,7 @@ export function nat64LookupProgram(): ProgramSpec {
       jne(R2, 0 /* IPPROTO_IP */, "out"),
       ldx("W", R2, R6, SockOpt.optname),
       jne(R2, TOA_SO_GET_LOOKUP, "out"),
-      ldx("DW", R2, R6, SockOpt.sk),
-      jeq(R2, 0, "out"),
-      ldMap(R1, MapName.peers),
-      mov(R3, 0),
-      mov(R4, 0),
-      call("sk_storage_get"),
-      jeq(R0, 0, "out"),
+      ...peerStorage(SockOpt.sk, false, "out"),
       mov(R7, R0),
       ldx("B", R2, R7, Peer.family),
       jne(R2, 6, "out"),

@@ -11,7 +11,7 @@
  */
 import { asm, type ProgramSpec } from "../bpf/index.js";
 import { AF_INET, AF_INET6, CbFlag, FoundIn, MapName, Op, Peer, SOL_TCP, SockOps, TCP_BPF_SYN, TCP_SAVE_SYN } from "./layout.js";
-import { copyTcpHeader, count, countMalformed, loadScratch, returnOne, setCbFlags, clampToDataOffset, Stack, walkOptions } from "./macros.js";
+import { copyTcpHeader, count, peerStorage, countMalformed, loadScratch, returnOne, setCbFlags, clampToDataOffset, Stack, walkOptions } from "./macros.js";
 
 const { add, call, FP, ja, jeq, jgt, jne, jne32, jslt, label, ldMap, ldx, mov, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, rsh, st, stx } = asm;
 type Item = asm.Item;
@@ -82,13 +82,7 @@ function storePeer(trust: boolean): Item[] {
     stx("W", FP, Stack.len, R4),
     ...(trust ? trustCheck("untrusted") : []),
     // toa_peer *p = bpf_sk_storage_get(&toa_peers, skops->sk, NULL, F_CREATE)
-    ldx("DW", R2, R6, SockOps.sk),
-    jeq(R2, 0, "out"),
-    ldMap(R1, MapName.peers),
-    mov(R3, 0),
-    mov(R4, 1),
-    call("sk_storage_get"),
-    jeq(R0, 0, "out"),
+    ...peerStorage(SockOps.sk, true, "out"),
     mov(R8, R0),
     mov(R2, R7),
     add(R2, R9), // option start in scratch; r9 < 60 and scratch has 96 bytes
