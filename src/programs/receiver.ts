@@ -80,6 +80,8 @@ function storePeer(trust: boolean): Item[] {
     label("found"),
     stx("W", FP, Stack.kind, R3),
     stx("W", FP, Stack.len, R4),
+    // A malformed option skipped before this one still counts.
+    ...countMalformed("found", MapName.stats),
     ...(trust ? trustCheck("untrusted") : []),
     // toa_peer *p = bpf_sk_storage_get(&toa_peers, skops->sk, NULL, F_CREATE)
     ...peerStorage(SockOps.sk, true, "out"),
