@@ -11,6 +11,7 @@ Prints one JSON list: [{"sport", "reply": text the server sent back or null, "er
 """
 import json
 import sys
+import threading
 import time
 
 from scapy.all import IP, IPv6, TCP, Raw, AsyncSniffer, conf, send, sr1
@@ -31,6 +32,17 @@ def segment(ip, c, flags, seq, ack, opts: bytes, payload: bytes = b""):
                     dataofs=5 + len(opts) // 4) / Raw(opts + payload)
 
 
+# Payload the servers sent, per scapy source port (segments may repeat: we never ACK them).
+replies = {}
+
+
+def collect(p):
+    if p.haslayer(TCP) and p[TCP].dport in replies:
+        payload = bytes(p[TCP].payload)
+        if payload and payload not in replies[p[TCP].dport]:
+            replies[p[TCP].dport] += payload
+
+
 def one(c):
     v6 = ":" in c["dst"]
     ip = IPv6(src=c["src"], dst=c["dst"]) if v6 else IP(src=c["src"], dst=c["dst"])
@@ -41,27 +53,14 @@ def one(c):
         return {"sport": c["sport"], "reply": None, "error": "no SYN-ACK"}
     ack = synack[TCP].seq + 1
     data = c.get("data", "hello\n").encode()
-    reply = b""
-    sniffer = AsyncSniffer(
-        lfilter=lambda p: p.haslayer(TCP) and p[TCP].sport == c["dport"] and p[TCP].dport == c["sport"]
-        and len(bytes(p[TCP].payload)) > 0,
-        store=True,
-    )
-    sniffer.start()
-    time.sleep(0.05)  # let the sniffer socket open
-    try:
-        if not c.get("noAck"):
-            send(segment(ip, c, "A", 1001, ack, bytes.fromhex(c.get("ackOptions", ""))))
-        send(segment(ip, c, "PA", 1001, ack, bytes.fromhex(c.get("dataOptions", "")), data))
-        deadline = time.time() + 5
-        while time.time() < deadline:
-            got = [bytes(p[TCP].payload) for p in (sniffer.results or [])]
-            reply = b"".join(got)
-            if b"\n" in reply:
-                break
-            time.sleep(0.05)
-    finally:
-        sniffer.stop()
+    replies.setdefault(c["sport"], b"")
+    if not c.get("noAck"):
+        send(segment(ip, c, "A", 1001, ack, bytes.fromhex(c.get("ackOptions", ""))))
+    send(segment(ip, c, "PA", 1001, ack, bytes.fromhex(c.get("dataOptions", "")), data))
+    deadline = time.time() + 5
+    while time.time() < deadline and b"\n" not in replies[c["sport"]]:
+        time.sleep(0.02)
+    reply = replies[c["sport"]]
     # Tell the server we're gone.
     send(ip / TCP(sport=c["sport"], dport=c["dport"], flags="RA", seq=1001 + len(data), ack=ack))
     text = reply.decode(errors="replace")
@@ -70,12 +69,20 @@ def one(c):
 
 def main():
     conns = json.loads(sys.argv[1])
+    # One sniffer for every connection, on the interfaces towards the servers.
+    ifaces = sorted({(conf.route6.route(c["dst"]) if ":" in c["dst"] else conf.route.route(c["dst"]))[0] for c in conns})
+    started = threading.Event()
+    sniffer = AsyncSniffer(iface=ifaces, prn=collect, store=False, started_callback=started.set)
+    sniffer.start()
+    if not started.wait(5):
+        sys.exit("the sniffer did not start")
     out = []
     for c in conns:
         try:
             out.append(one(c))
         except Exception as e:  # report, keep going
             out.append({"sport": c.get("sport"), "reply": None, "error": repr(e)})
+    sniffer.stop()
     print(json.dumps(out))
 
 

@@ -326,9 +326,9 @@ export function curl(topo: Topology, url: string): Promise<string> {
   return topo.client.run("curl", ["-sS", "--max-time", "10", url]);
 }
 
-/** Drop the balancer kernel's RSTs for scapy's source ports (it has no socket for them). */
-export async function dropScapyResets(topo: Topology, ports: [number, number]): Promise<void> {
-  await topo.balancer.run("nft", ["-f", "-"], {
+/** Drop the RSTs of `host`'s kernel for scapy's source ports (it has no socket for them). */
+export async function dropScapyResets(host: Host, ports: [number, number]): Promise<void> {
+  await host.run("nft", ["-f", "-"], {
     input: `table inet toa_scapy {\n chain out {\n  type filter hook output priority 0;\n  tcp sport ${ports[0]}-${ports[1]} tcp flags & rst == rst drop\n }\n}\n`,
   });
 }
@@ -353,9 +353,9 @@ export interface CraftedResult {
   error?: string;
 }
 
-/** Play the balancer with scapy from the balancer ns (run with Debian's python3). */
-export async function crafted(topo: Topology, conns: CraftedConnection[]): Promise<CraftedResult[]> {
-  const out = await topo.balancer.run(PYTHON, [join(HARNESS_SRC, "toa-client.py"), JSON.stringify(conns)], { timeoutMs: 60_000 });
+/** Play the balancer (or a forging client) with scapy from `host`'s ns, with Debian's python3. */
+export async function crafted(host: Host, conns: CraftedConnection[]): Promise<CraftedResult[]> {
+  const out = await host.run(PYTHON, [join(HARNESS_SRC, "toa-client.py"), JSON.stringify(conns)], { timeoutMs: 60_000 });
   return JSON.parse(out.trim().split("\n").pop()!) as CraftedResult[];
 }
 
@@ -367,7 +367,7 @@ export function toaOption(kind: number, address: string, port: number): string {
   b[1] = b.length;
   b.writeUInt16BE(port, 2);
   if (v6) {
-    // Expand with the URL parser's canonical form: good enough for documentation addresses.
+    // "::" expanded by hand: enough for the documentation addresses the tests use.
     const groups = expand6(address);
     groups.forEach((g, i) => b.writeUInt16BE(g, 4 + 2 * i));
   } else {
