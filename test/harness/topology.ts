@@ -28,7 +28,7 @@ import { sh, start, waitFor, type Started } from "./exec.js";
 import { createTestCgroup, type TestCgroup } from "./cgroup.js";
 import { uniqueName } from "./privileged.js";
 import { loadReceiver, unloadReceiver, receiverCounters, parseTrust, type Counters, type LoadResult } from "../../src/agent/index.js";
-import { DEFAULT_KINDS } from "../../src/programs/layout.js";
+import { Counter, DEFAULT_KINDS } from "../../src/programs/layout.js";
 
 export const ADDR = {
   client4: "198.51.100.2",
@@ -138,10 +138,12 @@ export interface Receiver {
   cgroup: TestCgroup;
   pinDir: string;
   load(opts?: { kinds?: number[]; trust?: string; syn?: boolean }): LoadResult;
+  /** Counters summed over CPUs; all 0 when nothing is loaded. */
   counters(): Counters;
 }
 
-const ZERO: Counters = new Proxy({} as Counters, { get: () => 0 });
+/** Every counter at 0 (nothing loaded). */
+const zeroCounters = (): Counters => Object.fromEntries(Object.keys(Counter).map((k) => [k, 0])) as Counters;
 
 /** A cgroup for the backend's servers and the pin folder of its receiver (not loaded yet). */
 export function createReceiver(topo: Topology): Receiver {
@@ -154,7 +156,7 @@ export function createReceiver(topo: Topology): Receiver {
     cgroup,
     pinDir,
     load: (o = {}) => loadReceiver({ cgroup: cgroup.path, pinDir, kinds: o.kinds ?? [...DEFAULT_KINDS], trust: parseTrust(o.trust), syn: o.syn ?? true }),
-    counters: () => receiverCounters(pinDir) ?? { ...ZERO },
+    counters: () => receiverCounters(pinDir) ?? zeroCounters(),
   };
 }
 
@@ -289,7 +291,7 @@ export interface Balancer {
 }
 
 export async function startBalancer(topo: Topology, fronts: Front[], opts: { inSyn?: boolean } = {}): Promise<Balancer> {
-  const cgroup = createTestCgroup(undefined, "toa-lb");
+  const cgroup = createTestCgroup(undefined, "toa-rlb");
   topo.cleanup(() => cgroup.remove());
   const local4 = ADDR.lb4;
   const local6 = ADDR.lb6;
@@ -314,11 +316,51 @@ export interface ClientResult {
  * Make `count` connections from the client ns to `target` (at most `concurrency` at once): each
  * sends one line and reads the server's JSON reply.
  */
-export async function clientConnections(topo: Topology, target: { host: string; port: number }, count: number, concurrency = 1, opts: { host?: Host; localAddress?: string } = {}): Promise<ClientResult[]> {
+export async function clientConnections(
+  topo: Topology,
+  target: { host: string; port: number },
+  count: number,
+  concurrency = 1,
+  opts: { host?: Host; localAddress?: string; intervalMs?: number } = {},
+): Promise<ClientResult[]> {
   const host = opts.host ?? topo.client;
-  const args = JSON.stringify({ target, count, concurrency, localAddress: opts.localAddress });
+  const args = JSON.stringify({ target, count, concurrency, localAddress: opts.localAddress, intervalMs: opts.intervalMs });
   const out = await host.run(process.execPath, [join(HARNESS_SRC, "toa-clients.mjs"), args], { timeoutMs: 60_000 });
   return JSON.parse(out.trim().split("\n").pop()!) as ClientResult[];
+}
+
+/** One client connection kept open: each send() is a line to the server, answered by its reply. */
+export interface HeldConnection {
+  localPort: number;
+  send(line: string): Promise<ServerReply>;
+  close(): Promise<void>;
+}
+
+export async function holdConnection(topo: Topology, target: { host: string; port: number }): Promise<HeldConnection> {
+  const proc = topo.client.start(process.execPath, [join(HARNESS_SRC, "toa-clients.mjs"), JSON.stringify({ target, hold: true })], { stdio: ["pipe", "pipe", "pipe"] });
+  const lines = () => jsonLines<{ event?: string; localPort?: number; reply?: ServerReply; error?: string }>(proc.output());
+  const connected = await waitFor("the held connection", () => {
+    if (proc.child.exitCode !== null) throw new Error(`client exited: ${proc.output()}`);
+    return lines().find((l) => l.event === "connected");
+  });
+  let seen = 0;
+  return {
+    localPort: connected!.localPort!,
+    async send(line) {
+      proc.child.stdin!.write(`${line}\n`);
+      const want = ++seen;
+      const replies = await waitFor(`reply ${want} on the held connection`, () => {
+        if (proc.child.exitCode !== null) throw new Error(`client exited: ${proc.output()}`);
+        const r = lines().filter((l) => l.reply);
+        return r.length >= want ? r : undefined;
+      });
+      return replies![want - 1].reply!;
+    },
+    async close() {
+      proc.child.stdin!.end();
+      await proc.exited;
+    },
+  };
 }
 
 /** curl from the client ns. */
