@@ -125,6 +125,7 @@ test("dual-stack: a Node server on :: sees ::ffff:<client> for an IPv4 TOA and t
   await startBalancer(topo, [
     { listen: { host: ADDR.lbFront4, port: 82 }, backend: { host: ADDR.backend4, port: 8082 } },
     { listen: { host: ADDR.lbFront6, port: 82 }, backend: { host: ADDR.backend6, port: 8082 } },
+    { listen: { host: ADDR.lbFront6, port: 83 }, backend: { host: ADDR.backend4, port: 8082 } },
   ]);
 
   const [r4] = await clientConnections(topo, { host: ADDR.lbFront4, port: 82 }, 1);
@@ -140,12 +141,20 @@ test("dual-stack: a Node server on :: sees ::ffff:<client> for an IPv4 TOA and t
   assert.equal(r6.error, undefined);
   assert.deepEqual(r6.reply!.peer, { address: ADDR.client6, family: "IPv6", port: r6.localPort });
   assert.equal(r6.reply!.client?.address, ADDR.client6);
-  assert.equal(node.replies().length, 2);
+
+  // An IPv6 client over an IPv4 balancer connection to the same AF_INET6 socket: no NAT64 problem
+  // here, getpeername carries it.
+  const [r64] = await clientConnections(topo, { host: ADDR.lbFront6, port: 83 }, 1);
+  assert.equal(r64.error, undefined);
+  assert.deepEqual(r64.reply!.peer, { address: ADDR.client6, family: "IPv6", port: r64.localPort });
+  assert.equal(r64.reply!.client?.via.address, `::ffff:${ADDR.lb4}`);
+  assert.equal(node.replies().length, 3);
 
   const d = counterDelta(before, rcv.counters());
   t.diagnostic(`counters ${JSON.stringify(d)}`);
-  assert.equal(d.syn_recv_sock_toa, 2, JSON.stringify(d));
-  assert.ok((d.getname_toa_ok ?? 0) >= 2, JSON.stringify(d));
+  assert.equal(d.syn_recv_sock_toa, 3, JSON.stringify(d));
+  assert.equal(d.nat64, undefined, JSON.stringify(d));
+  assert.ok((d.getname_toa_ok ?? 0) >= 3, JSON.stringify(d));
   assert.equal(d.getname_toa_mismatch, undefined);
 });
 
@@ -159,6 +168,7 @@ test("NAT64: an IPv6 client in the TOA of an IPv4 connection: getpeername unchan
   const node = await startNodeServer(topo, rcv, "0.0.0.0", 8082);
   await startBalancer(topo, [
     { listen: { host: ADDR.lbFront6, port: 83 }, backend: { host: ADDR.backend4, port: 8083 } },
+    { listen: { host: ADDR.lbFront4, port: 83 }, backend: { host: ADDR.backend4, port: 8083 } },
     { listen: { host: ADDR.lbFront6, port: 82 }, backend: { host: ADDR.backend4, port: 8082 } },
   ]);
 
@@ -167,7 +177,13 @@ test("NAT64: an IPv6 client in the TOA of an IPv4 connection: getpeername unchan
   assert.equal(p.reply!.clientError, undefined);
   assert.equal(p.reply!.peer.address, ADDR.lb4, "getpeername of an AF_INET socket can't carry an IPv6 client: unchanged");
   assert.deepEqual(p.reply!.nat64, { address: ADDR.client6, port: p.localPort });
-  assert.equal(py.replies().length, 1);
+
+  // An IPv4 client (IPv4 TOA): no NAT64 answer, the kernel's own error stays.
+  const [p4] = await clientConnections(topo, { host: ADDR.lbFront4, port: 83 }, 1);
+  assert.equal(p4.error, undefined);
+  assert.equal(p4.reply!.peer.address, ADDR.client4);
+  assert.equal(p4.reply!.nat64, null);
+  assert.match(p4.reply!.clientError ?? "", /errno 92/, "ENOPROTOOPT, as without the program");
 
   const [n] = await clientConnections(topo, { host: ADDR.lbFront6, port: 82 }, 1);
   assert.equal(n.error, undefined);
@@ -176,12 +192,13 @@ test("NAT64: an IPv6 client in the TOA of an IPv4 connection: getpeername unchan
   assert.equal(n.reply!.client?.family, "IPv6");
   assert.equal(n.reply!.client?.port, n.localPort);
   assert.equal(node.replies().length, 1);
+  assert.equal(py.replies().length, 2);
 
   const d = counterDelta(before, rcv.counters());
   t.diagnostic(`counters ${JSON.stringify(d)}`);
-  assert.equal(d.syn_recv_sock_toa, 2, JSON.stringify(d));
+  assert.equal(d.syn_recv_sock_toa, 3, JSON.stringify(d));
   assert.equal(d.nat64, 2, JSON.stringify(d));
   assert.equal(d.nat64_lookup_ok, 1, JSON.stringify(d));
   assert.ok((d.getname_toa_mismatch ?? 0) >= 2, JSON.stringify(d));
-  assert.equal(d.getname_toa_ok, undefined, JSON.stringify(d));
+  assert.ok((d.getname_toa_ok ?? 0) >= 1, JSON.stringify(d));
 });
