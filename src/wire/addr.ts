@@ -80,30 +80,39 @@ export function parseAddress(text: string, what = "address"): { family: 4 | 6; b
   throw new WireError("WIRE_ERR_INVALID_ARG", `${what} must be an IPv4 or IPv6 address, got ${JSON.stringify(text)}`);
 }
 
+/** Decimal text of 0..255, and the same followed by a dot: IPv4 text without number conversion. */
+const DEC: string[] = [];
+const DEC_DOT: string[] = [];
+/** Lowercase hex of 0..255 without leading zeros ("0".."ff"), and always two digits ("00".."ff"). */
+const HEX: string[] = [];
+const HEX2: string[] = [];
+for (let i = 0; i < 256; i++) {
+  DEC.push(String(i));
+  DEC_DOT.push(`${i}.`);
+  HEX.push(i.toString(16));
+  HEX2.push(i.toString(16).padStart(2, "0"));
+}
+
 /** Format 4 bytes at `offset` as dotted quad. */
 export function formatIpv4(buf: Uint8Array, offset = 0): string {
-  return `${buf[offset]}.${buf[offset + 1]}.${buf[offset + 2]}.${buf[offset + 3]}`;
+  return DEC_DOT[buf[offset]] + DEC_DOT[buf[offset + 1]] + DEC_DOT[buf[offset + 2]] + DEC[buf[offset + 3]];
+}
+
+/** Hex text of the 16-bit word whose bytes are `hi`, `lo`, without leading zeros. */
+function hexWord(hi: number, lo: number): string {
+  return hi === 0 ? HEX[lo] : HEX[hi] + HEX2[lo];
 }
 
 /** Format 16 bytes at `offset` as RFC 5952 IPv6 text. */
 export function formatIpv6(buf: Uint8Array, offset = 0): string {
-  // Hot in the PROXY v2 and TOA decoders: plain loops and string concatenation, no arrays.
-  // ::ffff:a.b.c.d (RFC 5952 §5): the form Node and the kernel print for v4-mapped peers.
-  let zeroPrefix = true;
-  for (let i = 0; i < 10; i++) {
-    if (buf[offset + i] !== 0) {
-      zeroPrefix = false;
-      break;
-    }
-  }
-  if (zeroPrefix && buf[offset + 10] === 0xff && buf[offset + 11] === 0xff) return `::ffff:${formatIpv4(buf, offset + 12)}`;
+  // Hot in the PROXY v2 and TOA decoders: one pass over the words, table lookups, no arrays.
   // Longest run of zero words (length >= 2, first one on ties) becomes "::" (RFC 5952 §4.2).
   let bestStart = -1;
   let bestLen = 1;
   let runStart = -1;
   for (let i = 0; i < 8; i++) {
-    const zero = buf[offset + 2 * i] === 0 && buf[offset + 2 * i + 1] === 0;
-    if (zero) {
+    const o = offset + 2 * i;
+    if ((buf[o] | buf[o + 1]) === 0) {
       if (runStart < 0) runStart = i;
       if (i - runStart + 1 > bestLen) {
         bestStart = runStart;
@@ -113,15 +122,27 @@ export function formatIpv6(buf: Uint8Array, offset = 0): string {
       runStart = -1;
     }
   }
+  // ::ffff:a.b.c.d (RFC 5952 §5): the form Node and the kernel print for v4-mapped peers.
+  if (bestStart === 0 && bestLen === 5 && buf[offset + 10] === 0xff && buf[offset + 11] === 0xff) {
+    return "::ffff:" + formatIpv4(buf, offset + 12);
+  }
+  if (bestStart < 0) {
+    // No compression: the common case of global addresses.
+    return (
+      hexWord(buf[offset], buf[offset + 1]) + ":" + hexWord(buf[offset + 2], buf[offset + 3]) + ":" +
+      hexWord(buf[offset + 4], buf[offset + 5]) + ":" + hexWord(buf[offset + 6], buf[offset + 7]) + ":" +
+      hexWord(buf[offset + 8], buf[offset + 9]) + ":" + hexWord(buf[offset + 10], buf[offset + 11]) + ":" +
+      hexWord(buf[offset + 12], buf[offset + 13]) + ":" + hexWord(buf[offset + 14], buf[offset + 15])
+    );
+  }
   let out = "";
-  for (let i = 0; i < 8; i++) {
-    if (i === bestStart) {
-      out += "::";
-      i += bestLen - 1;
-      continue;
-    }
-    if (out.length > 0 && !out.endsWith(":")) out += ":";
-    out += (((buf[offset + 2 * i] << 8) | buf[offset + 2 * i + 1]) >>> 0).toString(16);
+  for (let i = 0; i < bestStart; i++) {
+    out += hexWord(buf[offset + 2 * i], buf[offset + 2 * i + 1]) + ":";
+  }
+  out = bestStart === 0 ? "::" : out + ":";
+  const after = bestStart + bestLen;
+  for (let i = after; i < 8; i++) {
+    out += i === after ? hexWord(buf[offset + 2 * i], buf[offset + 2 * i + 1]) : ":" + hexWord(buf[offset + 2 * i], buf[offset + 2 * i + 1]);
   }
   return out;
 }

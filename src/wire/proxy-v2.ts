@@ -10,7 +10,7 @@
  * ```
  */
 import { formatIpv4, formatIpv6, parseAddress, checkPort } from "./addr.js";
-import { crc32c } from "./crc32c.js";
+import { crc32c, crc32cZeros } from "./crc32c.js";
 import { WireError, need } from "./errors.js";
 import type { ProxyEndpoint } from "./proxy-v1.js";
 
@@ -80,7 +80,6 @@ export interface ProxyV2Header {
 
 const FAMILIES: ProxyV2Family[] = ["UNSPEC", "INET", "INET6", "UNIX"];
 const TRANSPORTS: ProxyV2Transport[] = ["UNSPEC", "STREAM", "DGRAM"];
-const ADDRESS_LENGTH = [0, 12, 36, 216];
 /** Shared empty TLV list of headers without TLVs (frozen: callers must not push into it). */
 const NO_TLVS: ProxyTlv[] = Object.freeze([]) as unknown as ProxyTlv[];
 
@@ -176,10 +175,9 @@ export function proxyV2Length(buf: Uint8Array): number {
   return buf.length < 16 ? 0 : 16 + ((buf[14] << 8) | buf[15]);
 }
 
-function decodeSsl(v: Buffer, at: number): ProxySslTlv {
-  if (v.length < 5) throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: SSL TLV is ${v.length} bytes, at least 5`, at);
+function decodeSsl(v: Buffer): ProxySslTlv {
   const ssl: ProxySslTlv = { client: v[0], verify: v.readUInt32BE(1), tlvs: [] };
-  for (const sub of readTlvs(v, 5, v.length, at)) {
+  for (const sub of readTlvs(v, 5, v.length)) {
     ssl.tlvs.push(sub);
     const s = sub.value.toString("latin1");
     if (sub.type === PP2_TYPE.SSL_VERSION) ssl.version = s;
@@ -191,17 +189,66 @@ function decodeSsl(v: Buffer, at: number): ProxySslTlv {
   return ssl;
 }
 
-function readTlvs(buf: Buffer, start: number, end: number, base: number): ProxyTlv[] {
+/** The TLVs of `buf[start..end)`, already checked by {@link checkTlvs}. */
+function readTlvs(buf: Buffer, start: number, end: number): ProxyTlv[] {
   const tlvs: ProxyTlv[] = [];
-  let i = start;
-  while (i < end) {
-    if (i + 3 > end) throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: TLV header cut by the header length (${end - i} bytes left)`, base + i);
+  for (let i = start; i < end; ) {
     const len = (buf[i + 1] << 8) | buf[i + 2];
-    if (i + 3 + len > end) throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: TLV 0x${buf[i].toString(16)} length ${len} runs past the header`, base + i);
     tlvs.push({ type: buf[i], value: buf.subarray(i + 3, i + 3 + len) });
     i += 3 + len;
   }
   return tlvs;
+}
+
+/**
+ * Check the framing of the TLVs in `buf[start..end)` (offsets in errors are `base + i`) and return a
+ * bit set of the known types present (bit = 1 << type for types 1..5, SSL_BIT, NETNS_BIT).
+ */
+function checkTlvs(buf: Buffer, start: number, end: number, base: number): number {
+  let seen = 0;
+  let i = start;
+  while (i < end) {
+    if (i + 3 > end) throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: TLV header cut by the header length (${end - i} bytes left)`, base + i);
+    const type = buf[i];
+    const len = (buf[i + 1] << 8) | buf[i + 2];
+    if (i + 3 + len > end) throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: TLV 0x${type.toString(16)} length ${len} runs past the header`, base + i);
+    if (type <= 5) seen |= 1 << type;
+    else if (type === PP2_TYPE.SSL) seen |= SSL_BIT;
+    else if (type === PP2_TYPE.NETNS) seen |= NETNS_BIT;
+    i += 3 + len;
+  }
+  return seen;
+}
+
+const SSL_BIT = 1 << 6;
+const NETNS_BIT = 1 << 7;
+/** TLV types whose values are checked beyond their framing. */
+const CHECKED = (1 << PP2_TYPE.CRC32C) | (1 << PP2_TYPE.UNIQUE_ID) | SSL_BIT;
+
+/** The value checks of CRC32C, UNIQUE_ID and SSL TLVs, in TLV order (framing already checked). */
+function checkTlvValues(buf: Buffer, start: number, length: number): void {
+  for (let i = start; i < length; ) {
+    const type = buf[i];
+    const len = (buf[i + 1] << 8) | buf[i + 2];
+    const vo = i + 3;
+    if (type === PP2_TYPE.CRC32C) {
+      if (len !== 4) throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: CRC32C TLV is ${len} bytes, expected 4`, i);
+      const stored = ((buf[vo] << 24) | (buf[vo + 1] << 16) | (buf[vo + 2] << 8) | buf[vo + 3]) >>> 0;
+      // §2.2.2: the CRC covers the whole header with the CRC field itself zeroed.
+      const c = crc32c(buf, vo + 4, length, crc32cZeros(4, crc32c(buf, 0, vo)));
+      if (c !== stored) {
+        throw new WireError("WIRE_ERR_CHECKSUM", `PROXY v2: CRC32C 0x${stored.toString(16)} does not match the header (0x${c.toString(16)})`, vo);
+      }
+    } else if (type === PP2_TYPE.UNIQUE_ID) {
+      if (len > PROXY_V2_MAX_UNIQUE_ID) {
+        throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: UNIQUE_ID is ${len} bytes, at most ${PROXY_V2_MAX_UNIQUE_ID}`, i);
+      }
+    } else if (type === PP2_TYPE.SSL) {
+      if (len < 5) throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: SSL TLV is ${len} bytes, at least 5`, vo);
+      checkTlvs(buf, vo + 5, vo + len, 0);
+    }
+    i = vo + len;
+  }
 }
 
 function cString(buf: Buffer, start: number, end: number): string {
@@ -210,11 +257,202 @@ function cString(buf: Buffer, start: number, end: number): string {
   return buf.toString("utf8", start, z);
 }
 
-/** Decode a complete v2 header at the start of `buf` (extra bytes after it are ignored). */
-export function decodeProxyV2(buf: Buffer): ProxyV2Header {
-  need(buf, 0, 16, "PROXY v2 header");
-  for (let i = 0; i < 12; i++) {
-    if (buf[i] !== PROXY_V2_SIGNATURE[i]) throw new WireError("WIRE_ERR_MALFORMED", "PROXY v2: bad signature", i);
+function badSignature(buf: Buffer): never {
+  let i = 0;
+  while (buf[i] === PROXY_V2_SIGNATURE[i]) i++;
+  throw new WireError("WIRE_ERR_MALFORMED", "PROXY v2: bad signature", i);
+}
+
+/** The TLV-derived fields of a header, decoded on first use. */
+interface TlvFields {
+  alpn?: string;
+  authority?: string;
+  crc32c?: number;
+  uniqueId?: Buffer;
+  ssl?: ProxySslTlv;
+  netns?: string;
+}
+const NO_FIELDS: TlvFields = Object.freeze({});
+
+/**
+ * A validated v2 header read lazily from the buffer it was parsed from: the framing, the lengths, the
+ * TLV framing and the CRC32C, UNIQUE_ID and SSL values are checked by {@link parseProxyV2}, so every
+ * getter below succeeds; the address text, the TLV list and the TLV-derived fields are built on first
+ * access and remembered. The header keeps a reference to the buffer (as the TLV values always did):
+ * don't overwrite its bytes while the header is in use. `toObject()` (also `toJSON()`) returns the
+ * plain object {@link decodeProxyV2} returns.
+ */
+export class ProxyV2View implements ProxyV2Header {
+  readonly version: 2;
+  readonly command: "LOCAL" | "PROXY";
+  readonly family: ProxyV2Family;
+  readonly transport: ProxyV2Transport;
+  /** Total header size: 16 + the length field. */
+  readonly length: number;
+  /** The buffer the header starts at. */
+  readonly buffer: Buffer;
+  /** Offset of the TLVs (16 + the address block). */
+  private readonly tlvStart: number;
+  /** Known TLV types present (see checkTlvs). */
+  private readonly seen: number;
+  private src: ProxyEndpoint | { path: string } | undefined;
+  private dst: ProxyEndpoint | { path: string } | undefined;
+  private tlvList: ProxyTlv[] | undefined;
+  private fields: TlvFields | undefined;
+
+  constructor(buffer: Buffer, command: number, family: number, transport: number, length: number, tlvStart: number, seen: number) {
+    this.version = 2;
+    this.command = command === 1 ? "PROXY" : "LOCAL";
+    this.family = FAMILIES[family];
+    this.transport = TRANSPORTS[transport];
+    this.length = length;
+    this.buffer = buffer;
+    this.tlvStart = tlvStart;
+    this.seen = seen;
+    this.src = undefined;
+    this.dst = undefined;
+    this.tlvList = undefined;
+    this.fields = undefined;
+  }
+
+  get source(): ProxyEndpoint | { path: string } | undefined {
+    if (this.src !== undefined) return this.src;
+    const b = this.buffer;
+    switch (this.family) {
+      case "INET":
+        return (this.src = { address: formatIpv4(b, 16), port: (b[24] << 8) | b[25] });
+      case "INET6":
+        return (this.src = { address: formatIpv6(b, 16), port: (b[48] << 8) | b[49] });
+      case "UNIX":
+        return (this.src = { path: cString(b, 16, 124) });
+      default:
+        return undefined;
+    }
+  }
+
+  get destination(): ProxyEndpoint | { path: string } | undefined {
+    if (this.dst !== undefined) return this.dst;
+    const b = this.buffer;
+    switch (this.family) {
+      case "INET":
+        return (this.dst = { address: formatIpv4(b, 20), port: (b[26] << 8) | b[27] });
+      case "INET6":
+        return (this.dst = { address: formatIpv6(b, 32), port: (b[50] << 8) | b[51] });
+      case "UNIX":
+        return (this.dst = { path: cString(b, 124, 232) });
+      default:
+        return undefined;
+    }
+  }
+
+  /** The TLVs in header order; values are views of the buffer. */
+  get tlvs(): ProxyTlv[] {
+    if (this.tlvList !== undefined) return this.tlvList;
+    return (this.tlvList = this.tlvStart === this.length ? NO_TLVS : readTlvs(this.buffer, this.tlvStart, this.length));
+  }
+
+  private get tlvFields(): TlvFields {
+    if (this.fields !== undefined) return this.fields;
+    if (this.seen === 0) return (this.fields = NO_FIELDS);
+    const f: TlvFields = {};
+    // The last TLV of a type wins, as in decodeProxyV2.
+    for (const tlv of this.tlvs) {
+      switch (tlv.type) {
+        case PP2_TYPE.ALPN:
+          f.alpn = tlv.value.toString("latin1");
+          break;
+        case PP2_TYPE.AUTHORITY:
+          f.authority = tlv.value.toString("utf8");
+          break;
+        case PP2_TYPE.CRC32C:
+          f.crc32c = tlv.value.readUInt32BE(0);
+          break;
+        case PP2_TYPE.UNIQUE_ID:
+          f.uniqueId = tlv.value;
+          break;
+        case PP2_TYPE.SSL:
+          f.ssl = decodeSsl(tlv.value);
+          break;
+        case PP2_TYPE.NETNS:
+          f.netns = tlv.value.toString("latin1");
+          break;
+      }
+    }
+    return (this.fields = f);
+  }
+
+  get alpn(): string | undefined {
+    return this.seen & (1 << PP2_TYPE.ALPN) ? this.tlvFields.alpn : undefined;
+  }
+  get authority(): string | undefined {
+    return this.seen & (1 << PP2_TYPE.AUTHORITY) ? this.tlvFields.authority : undefined;
+  }
+  /** The CRC32C TLV's value (already verified against the header). */
+  get crc32c(): number | undefined {
+    return this.seen & (1 << PP2_TYPE.CRC32C) ? this.tlvFields.crc32c : undefined;
+  }
+  get uniqueId(): Buffer | undefined {
+    return this.seen & (1 << PP2_TYPE.UNIQUE_ID) ? this.tlvFields.uniqueId : undefined;
+  }
+  get ssl(): ProxySslTlv | undefined {
+    return this.seen & SSL_BIT ? this.tlvFields.ssl : undefined;
+  }
+  get netns(): string | undefined {
+    return this.seen & NETNS_BIT ? this.tlvFields.netns : undefined;
+  }
+
+  /** The bytes after the header in the buffer (a view). */
+  get rest(): Buffer {
+    return this.buffer.subarray(this.length);
+  }
+
+  /** Everything decoded, as a plain object (optional properties only when present). */
+  toObject(): ProxyV2Header {
+    const h: ProxyV2Header = {
+      version: 2,
+      command: this.command,
+      family: this.family,
+      transport: this.transport,
+      tlvs: this.tlvs,
+      length: this.length,
+    };
+    const source = this.source;
+    if (source !== undefined) {
+      h.source = source;
+      h.destination = this.destination;
+    }
+    if (this.seen === 0) return h;
+    const f = this.tlvFields;
+    if (f.alpn !== undefined) h.alpn = f.alpn;
+    if (f.authority !== undefined) h.authority = f.authority;
+    if (f.crc32c !== undefined) h.crc32c = f.crc32c;
+    if (f.uniqueId !== undefined) h.uniqueId = f.uniqueId;
+    if (f.ssl !== undefined) h.ssl = f.ssl;
+    if (f.netns !== undefined) h.netns = f.netns;
+    return h;
+  }
+
+  toJSON(): ProxyV2Header {
+    return this.toObject();
+  }
+
+  [Symbol.for("nodejs.util.inspect.custom")](): ProxyV2Header {
+    return this.toObject();
+  }
+}
+
+/**
+ * Validate the v2 header at the start of `buf` and return a lazy view of it (extra bytes after it are
+ * ignored). It rejects exactly what {@link decodeProxyV2} rejects, with the same errors.
+ */
+export function parseProxyV2(buf: Buffer): ProxyV2View {
+  const n = buf.length;
+  if (n < 16) need(buf, 0, 16, "PROXY v2 header");
+  if (
+    buf[0] !== 0x0d || buf[1] !== 0x0a || buf[2] !== 0x0d || buf[3] !== 0x0a || buf[4] !== 0x00 || buf[5] !== 0x0d ||
+    buf[6] !== 0x0a || buf[7] !== 0x51 || buf[8] !== 0x55 || buf[9] !== 0x49 || buf[10] !== 0x54 || buf[11] !== 0x0a
+  ) {
+    badSignature(buf);
   }
   const vc = buf[12];
   if (vc >> 4 !== 2) throw new WireError("WIRE_ERR_UNSUPPORTED", `PROXY v2: version ${vc >> 4}, expected 2`, 12);
@@ -224,73 +462,25 @@ export function decodeProxyV2(buf: Buffer): ProxyV2Header {
   const fam = ft >> 4;
   const tr = ft & 0xf;
   if (fam > 3 || tr > 2) throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: family/transport byte 0x${ft.toString(16)} is unknown`, 13);
-  const length = 16 + buf.readUInt16BE(14);
-  need(buf, 0, length, "PROXY v2 header");
-  const alen = ADDRESS_LENGTH[fam];
+  const length = 16 + ((buf[14] << 8) | buf[15]);
+  if (length > n) need(buf, 0, length, "PROXY v2 header");
+  const alen = fam === 1 ? 12 : fam === 2 ? 36 : fam === 3 ? 216 : 0;
   if (length - 16 < alen) {
     throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: length ${length - 16} is shorter than the ${FAMILIES[fam]} addresses (${alen})`, 14);
   }
-  let source: ProxyV2Header["source"];
-  let destination: ProxyV2Header["destination"];
-  if (fam === 1) {
-    source = { address: formatIpv4(buf, 16), port: (buf[24] << 8) | buf[25] };
-    destination = { address: formatIpv4(buf, 20), port: (buf[26] << 8) | buf[27] };
-  } else if (fam === 2) {
-    source = { address: formatIpv6(buf, 16), port: (buf[48] << 8) | buf[49] };
-    destination = { address: formatIpv6(buf, 32), port: (buf[50] << 8) | buf[51] };
-  } else if (fam === 3) {
-    source = { path: cString(buf, 16, 124) };
-    destination = { path: cString(buf, 124, 232) };
+  const tlvStart = 16 + alen;
+  let seen = 0;
+  if (tlvStart !== length) {
+    seen = checkTlvs(buf, tlvStart, length, 0);
+    if (seen & CHECKED) checkTlvValues(buf, tlvStart, length);
   }
-  const h: ProxyV2Header = {
-    version: 2,
-    command: cmd === 1 ? "PROXY" : "LOCAL",
-    family: FAMILIES[fam],
-    transport: TRANSPORTS[tr],
-    tlvs: 16 + alen === length ? NO_TLVS : readTlvs(buf, 16 + alen, length, 0),
-    length,
-  };
-  // Optional properties are set only when present, so deepEqual-style comparisons stay exact.
-  if (source) {
-    h.source = source;
-    h.destination = destination;
-  }
-  if (h.tlvs.length === 0) return h;
-  for (const tlv of h.tlvs) {
-    const at = tlv.value.byteOffset - buf.byteOffset - 3;
-    switch (tlv.type) {
-      case PP2_TYPE.ALPN:
-        h.alpn = tlv.value.toString("latin1");
-        break;
-      case PP2_TYPE.AUTHORITY:
-        h.authority = tlv.value.toString("utf8");
-        break;
-      case PP2_TYPE.CRC32C: {
-        if (tlv.value.length !== 4) throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: CRC32C TLV is ${tlv.value.length} bytes, expected 4`, at);
-        const stored = tlv.value.readUInt32BE(0);
-        const vo = at + 3;
-        let c = crc32c(buf, 0, vo);
-        c = crc32c(new Uint8Array(4), 0, 4, c);
-        c = crc32c(buf, vo + 4, length, c);
-        if (c !== stored) {
-          throw new WireError("WIRE_ERR_CHECKSUM", `PROXY v2: CRC32C 0x${stored.toString(16)} does not match the header (0x${c.toString(16)})`, vo);
-        }
-        h.crc32c = stored;
-        break;
-      }
-      case PP2_TYPE.UNIQUE_ID:
-        if (tlv.value.length > PROXY_V2_MAX_UNIQUE_ID) {
-          throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: UNIQUE_ID is ${tlv.value.length} bytes, at most ${PROXY_V2_MAX_UNIQUE_ID}`, at);
-        }
-        h.uniqueId = tlv.value;
-        break;
-      case PP2_TYPE.SSL:
-        h.ssl = decodeSsl(tlv.value, at + 3);
-        break;
-      case PP2_TYPE.NETNS:
-        h.netns = tlv.value.toString("latin1");
-        break;
-    }
-  }
-  return h;
+  return new ProxyV2View(buf, cmd, fam, tr, length, tlvStart, seen);
+}
+
+/**
+ * Decode a complete v2 header at the start of `buf` (extra bytes after it are ignored) into a plain
+ * object with everything decoded. {@link parseProxyV2} does the same checks and decodes on demand.
+ */
+export function decodeProxyV2(buf: Buffer): ProxyV2Header {
+  return parseProxyV2(buf).toObject();
 }

@@ -4,7 +4,7 @@
  */
 import { WireError } from "./errors.js";
 import { decodeProxyV1Line, findProxyV1End, type ProxyV1Header } from "./proxy-v1.js";
-import { decodeProxyV2, proxyV2Length, startsLikeProxyV2, type ProxyV2Header } from "./proxy-v2.js";
+import { parseProxyV2, proxyV2Length, startsLikeProxyV2, type ProxyV2Header } from "./proxy-v2.js";
 
 /** A v1 or v2 header. */
 export type ProxyHeader = ProxyV1Header | ProxyV2Header;
@@ -39,7 +39,7 @@ export class ProxyHeaderParser {
     if (startsLikeProxyV2(b)) {
       const len = proxyV2Length(b);
       if (len === 0 || b.length < len) return { state: "need-more" };
-      return this.done(decodeProxyV2(b), len);
+      return this.done(parseProxyV2(b), len);
     }
     if (startsLikeProxyV1(b)) {
       const end = findProxyV1End(b);
@@ -57,14 +57,37 @@ export class ProxyHeaderParser {
   }
 }
 
-/** Decode the PROXY header at the start of `buf`; throws WIRE_ERR_TRUNCATED if it is incomplete. */
-export function decodeProxyHeader(buf: Buffer): { header: ProxyHeader; rest: Buffer } {
-  // Fast path for v2, the binary and common case (no copy, no parser object).
-  if (buf.length >= 16 && buf[0] === 0x0d) {
-    const header = decodeProxyV2(buf); // checks the whole signature itself
-    return { header, rest: buf.subarray(header.length) };
+/**
+ * What {@link decodeProxyHeader} returns: the header and, on first access, the bytes after it (a view
+ * of the input; making it costs more than validating a v2 header, so it is made only when asked for).
+ */
+export class DecodedProxyHeader {
+  readonly header: ProxyHeader;
+  private readonly input: Buffer;
+  private after: Buffer | undefined;
+
+  constructor(header: ProxyHeader, input: Buffer, rest?: Buffer) {
+    this.header = header;
+    this.input = input;
+    this.after = rest;
   }
+
+  /** The bytes after the header (a view of the input). */
+  get rest(): Buffer {
+    if (this.after === undefined) this.after = this.input.subarray(this.header.length);
+    return this.after;
+  }
+}
+
+/**
+ * Decode the PROXY header at the start of `buf`; throws WIRE_ERR_TRUNCATED if it is incomplete. A v2
+ * header comes back as a {@link ProxyV2View}: fully validated, its address text and TLVs decoded on
+ * first access.
+ */
+export function decodeProxyHeader(buf: Buffer): DecodedProxyHeader {
+  // Fast path for v2, the binary and common case (no copy, no parser object).
+  if (buf.length >= 16 && buf[0] === 0x0d) return new DecodedProxyHeader(parseProxyV2(buf), buf); // checks the whole signature itself
   const r = new ProxyHeaderParser().push(buf);
   if (r.state === "need-more") throw new WireError("WIRE_ERR_TRUNCATED", `PROXY header incomplete after ${buf.length} bytes`, buf.length);
-  return { header: r.header, rest: r.rest };
+  return new DecodedProxyHeader(r.header, buf, r.rest);
 }
