@@ -117,3 +117,31 @@ test("malformed options (length 0, length 1, wrong length for the kind, running 
   assert.equal(d.syn_recv_sock_toa, 1, JSON.stringify(d));
   assert.equal(d.syn_recv_sock_no_toa, cases.length, JSON.stringify(d));
 });
+
+test("SYN cookies (net.ipv4.tcp_syncookies=2): the TOA of the cookie ACK is found; one only in the SYN is lost, as with toa.ko", T, async (t) => {
+  if (!requireRoot(t) || !(await scapyReady(t))) return;
+  const topo = await createTopology(t);
+  await topo.backend.run("sysctl", ["-q", "-w", "net.ipv4.tcp_syncookies=2"]);
+  const rcv = createReceiver(topo);
+  rcv.load();
+  const before = rcv.counters();
+  await startNodeServer(topo, rcv, "::", PORT);
+  await dropScapyResets(topo.balancer, [40000, 40999]);
+  const v4 = { src: ADDR.lb4, dst: ADDR.backend4, dport: PORT };
+  const v6 = { src: ADDR.lb6, dst: ADDR.backend6, dport: PORT };
+  const [ack, ack6, syn] = (
+    await crafted(topo.balancer, [
+      { ...v4, sport: 40201, ackOptions: toaOption(254, "192.0.2.21", 2001) },
+      { ...v6, sport: 40202, ackOptions: toaOption(254, "2001:db8:99::22", 2002) },
+      { ...v4, sport: 40203, synOptions: toaOption(254, "192.0.2.23", 2003) },
+    ])
+  ).map(reply);
+  assert.deepEqual([ack.peer.address, ack.peer.port, ack.client?.foundIn], ["::ffff:192.0.2.21", 2001, "ack"]);
+  assert.deepEqual([ack6.peer.address, ack6.peer.port], ["2001:db8:99::22", 2002]);
+  assert.deepEqual([syn.peer.address, syn.peer.port, syn.client], [`::ffff:${ADDR.lb4}`, 40203, null]);
+  const d = counterDelta(before, rcv.counters());
+  t.diagnostic(`counters ${JSON.stringify(d)}`);
+  assert.equal(d.syn_recv_sock_toa, 2, JSON.stringify(d));
+  assert.equal(d.syn_recv_sock_no_toa, 1, JSON.stringify(d));
+  assert.equal(d.malformed, undefined, JSON.stringify(d));
+});
