@@ -200,32 +200,51 @@ function readTlvs(buf: Buffer, start: number, end: number): ProxyTlv[] {
   return tlvs;
 }
 
-/**
- * Check the framing of the TLVs in `buf[start..end)` (offsets in errors are `base + i`) and return a
- * bit set of the known types present (bit = 1 << type for types 1..5, SSL_BIT, NETNS_BIT).
- */
-function checkTlvs(buf: Buffer, start: number, end: number, base: number): number {
-  let seen = 0;
-  let i = start;
-  while (i < end) {
-    if (i + 3 > end) throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: TLV header cut by the header length (${end - i} bytes left)`, base + i);
-    const type = buf[i];
-    const len = (buf[i + 1] << 8) | buf[i + 2];
-    if (i + 3 + len > end) throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: TLV 0x${type.toString(16)} length ${len} runs past the header`, base + i);
-    if (type <= 5) seen |= 1 << type;
-    else if (type === PP2_TYPE.SSL) seen |= SSL_BIT;
-    else if (type === PP2_TYPE.NETNS) seen |= NETNS_BIT;
-    i += 3 + len;
-  }
-  return seen;
+/** Cold paths of {@link checkTlvs}: the errors, out of line so the checks stay small enough to inline. */
+function tlvCut(end: number, at: number): never {
+  throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: TLV header cut by the header length (${end - at} bytes left)`, at);
+}
+function tlvOverrun(buf: Buffer, at: number, len: number): never {
+  throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: TLV 0x${buf[at].toString(16)} length ${len} runs past the header`, at);
+}
+function uniqueIdTooLong(at: number, len: number): never {
+  throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: UNIQUE_ID is ${len} bytes, at most ${PROXY_V2_MAX_UNIQUE_ID}`, at);
 }
 
 const SSL_BIT = 1 << 6;
 const NETNS_BIT = 1 << 7;
-/** TLV types whose values are checked beyond their framing. */
-const CHECKED = (1 << PP2_TYPE.CRC32C) | (1 << PP2_TYPE.UNIQUE_ID) | SSL_BIT;
+/** Set by checkTlvs when a UNIQUE_ID is longer than allowed (reported after the framing checks). */
+const LONG_UNIQUE_ID = 1 << 8;
+/** TLV types whose values need a second, ordered pass (CRC32C and SSL). */
+const CHECKED = (1 << PP2_TYPE.CRC32C) | SSL_BIT;
 
-/** The value checks of CRC32C, UNIQUE_ID and SSL TLVs, in TLV order (framing already checked). */
+/**
+ * Check the framing of the TLVs in `buf[start..end)` and return a bit set of the known types present
+ * (bit = 1 << type for types 1..5, SSL_BIT, NETNS_BIT, and LONG_UNIQUE_ID).
+ */
+function checkTlvs(buf: Buffer, start: number, end: number): number {
+  let seen = 0;
+  let i = start;
+  while (i < end) {
+    if (i + 3 > end) tlvCut(end, i);
+    const type = buf[i];
+    const len = (buf[i + 1] << 8) | buf[i + 2];
+    const next = i + 3 + len;
+    if (next > end) tlvOverrun(buf, i, len);
+    if (type <= 5) {
+      seen |= 1 << type;
+      if (type === PP2_TYPE.UNIQUE_ID && len > PROXY_V2_MAX_UNIQUE_ID) seen |= LONG_UNIQUE_ID;
+    } else if (type === PP2_TYPE.SSL) seen |= SSL_BIT;
+    else if (type === PP2_TYPE.NETNS) seen |= NETNS_BIT;
+    i = next;
+  }
+  return seen;
+}
+
+/**
+ * The value checks of CRC32C, UNIQUE_ID and SSL TLVs, in TLV order (framing already checked), so the
+ * first bad one is reported, as the eager decoder did.
+ */
 function checkTlvValues(buf: Buffer, start: number, length: number): void {
   for (let i = start; i < length; ) {
     const type = buf[i];
@@ -240,21 +259,45 @@ function checkTlvValues(buf: Buffer, start: number, length: number): void {
         throw new WireError("WIRE_ERR_CHECKSUM", `PROXY v2: CRC32C 0x${stored.toString(16)} does not match the header (0x${c.toString(16)})`, vo);
       }
     } else if (type === PP2_TYPE.UNIQUE_ID) {
-      if (len > PROXY_V2_MAX_UNIQUE_ID) {
-        throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: UNIQUE_ID is ${len} bytes, at most ${PROXY_V2_MAX_UNIQUE_ID}`, i);
-      }
+      if (len > PROXY_V2_MAX_UNIQUE_ID) uniqueIdTooLong(i, len);
     } else if (type === PP2_TYPE.SSL) {
       if (len < 5) throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: SSL TLV is ${len} bytes, at least 5`, vo);
-      checkTlvs(buf, vo + 5, vo + len, 0);
+      checkTlvs(buf, vo + 5, vo + len);
     }
     i = vo + len;
   }
+}
+
+/** Where the first UNIQUE_ID longer than allowed starts (checkTlvs saw one). */
+function throwLongUniqueId(buf: Buffer, start: number, length: number): never {
+  for (let i = start; i < length; ) {
+    const len = (buf[i + 1] << 8) | buf[i + 2];
+    if (buf[i] === PP2_TYPE.UNIQUE_ID && len > PROXY_V2_MAX_UNIQUE_ID) uniqueIdTooLong(i, len);
+    i += 3 + len;
+  }
+  throw new WireError("WIRE_ERR_MALFORMED", "PROXY v2: UNIQUE_ID too long", start);
 }
 
 function cString(buf: Buffer, start: number, end: number): string {
   let z = start;
   while (z < end && buf[z] !== 0) z++;
   return buf.toString("utf8", start, z);
+}
+
+/** The errors of the fixed 16 bytes, in the order the checks were always made. */
+function badFixedHeader(buf: Buffer): never {
+  const vc = buf[12];
+  if (vc >> 4 !== 2) throw new WireError("WIRE_ERR_UNSUPPORTED", `PROXY v2: version ${vc >> 4}, expected 2`, 12);
+  const cmd = vc & 0xf;
+  if (cmd > 1) throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: command ${cmd} is neither LOCAL (0) nor PROXY (1)`, 12);
+  const ft = buf[13];
+  const fam = ft >> 4;
+  const tr = ft & 0xf;
+  if (fam > 3 || tr > 2) throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: family/transport byte 0x${ft.toString(16)} is unknown`, 13);
+  const length = 16 + ((buf[14] << 8) | buf[15]);
+  need(buf, 0, length, "PROXY v2 header");
+  const alen = [0, 12, 36, 216][fam];
+  throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: length ${length - 16} is shorter than the ${FAMILIES[fam]} addresses (${alen})`, 14);
 }
 
 function badSignature(buf: Buffer): never {
@@ -455,24 +498,20 @@ export function parseProxyV2(buf: Buffer): ProxyV2View {
     badSignature(buf);
   }
   const vc = buf[12];
-  if (vc >> 4 !== 2) throw new WireError("WIRE_ERR_UNSUPPORTED", `PROXY v2: version ${vc >> 4}, expected 2`, 12);
-  const cmd = vc & 0xf;
-  if (cmd > 1) throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: command ${cmd} is neither LOCAL (0) nor PROXY (1)`, 12);
   const ft = buf[13];
   const fam = ft >> 4;
   const tr = ft & 0xf;
-  if (fam > 3 || tr > 2) throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: family/transport byte 0x${ft.toString(16)} is unknown`, 13);
   const length = 16 + ((buf[14] << 8) | buf[15]);
-  if (length > n) need(buf, 0, length, "PROXY v2 header");
   const alen = fam === 1 ? 12 : fam === 2 ? 36 : fam === 3 ? 216 : 0;
-  if (length - 16 < alen) {
-    throw new WireError("WIRE_ERR_MALFORMED", `PROXY v2: length ${length - 16} is shorter than the ${FAMILIES[fam]} addresses (${alen})`, 14);
-  }
+  // One test for the common case; badFixedHeader reports the first problem in the eager order.
+  if ((vc & 0xfe) !== 0x20 || fam > 3 || tr > 2 || length > n || length - 16 < alen) badFixedHeader(buf);
+  const cmd = vc & 0xf;
   const tlvStart = 16 + alen;
   let seen = 0;
   if (tlvStart !== length) {
-    seen = checkTlvs(buf, tlvStart, length, 0);
+    seen = checkTlvs(buf, tlvStart, length);
     if (seen & CHECKED) checkTlvValues(buf, tlvStart, length);
+    else if (seen & LONG_UNIQUE_ID) throwLongUniqueId(buf, tlvStart, length);
   }
   return new ProxyV2View(buf, cmd, fam, tr, length, tlvStart, seen);
 }
