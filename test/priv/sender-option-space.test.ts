@@ -1,7 +1,8 @@
 /**
  * The sender never goes beyond the 40-byte TCP option space: when another program has taken the
  * room, the TOA is skipped and counted, and the connection works as before. A "filler" sock_ops
- * program attached first reserves 24 bytes on every packet; with the 12 bytes of timestamps that leaves 4, too little for 8.
+ * program attached first reserves and writes 24 bytes on every packet; with the 12 bytes of timestamps
+ * that leaves 4, too little for 8.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -12,7 +13,7 @@ import { asm, attachCgroup, Program } from "../../src/bpf/index.js";
 import { ToaSender } from "../../src/agent/sender.js";
 import { CbFlag, Op, SockOps } from "../../src/programs/layout.js";
 
-const { call, exit, jne, label, ldx, mov, or, R0, R1, R2, R3, R6 } = asm;
+const { add, call, exit, FP, ja, jne, label, ldx, mov, or, R0, R1, R2, R3, R4, R6, st } = asm;
 
 function fillerProgram(bytes: number) {
   return {
@@ -28,11 +29,24 @@ function fillerProgram(bytes: number) {
       call("sock_ops_cb_flags_set"),
       label("len"),
       ldx("W", R2, R6, SockOps.op),
-      jne(R2, Op.HDR_OPT_LEN_CB, "out"),
+      jne(R2, Op.HDR_OPT_LEN_CB, "write"),
       mov(R1, R6),
       mov(R2, bytes),
       mov(R3, 0),
       call("reserve_hdr_opt"),
+      ja("out"),
+      // Reserved room is a pool shared by all programs: fill it, or the sender would write there.
+      label("write"),
+      jne(R2, Op.WRITE_HDR_OPT_CB, "out"),
+      ...[-32, -24, -16, -8].map((off) => st("DW", FP, off, 0)),
+      st("B", FP, -32, 100), // an unassigned kind
+      st("B", FP, -31, bytes),
+      mov(R1, R6),
+      mov(R2, FP),
+      add(R2, -32),
+      mov(R3, bytes),
+      mov(R4, 0),
+      call("store_hdr_opt"),
       label("out"),
       mov(R0, 1),
       exit(),
