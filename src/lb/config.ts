@@ -15,6 +15,13 @@ import { ConfigError, type ConfigIssue } from "./errors.js";
 export type ClientAddressMode = "toa" | "proxy-v1" | "proxy-v2" | "none";
 export const CLIENT_ADDRESS_MODES: readonly ClientAddressMode[] = ["toa", "proxy-v1", "proxy-v2", "none"];
 
+/**
+ * Where a listener's bytes are relayed: `kernel` (sockmap + sk_skb verdict program, src/lb/splice.ts),
+ * `js` (src/lb/relay.ts), or `auto`: kernel when the kernel data path can be opened, else js.
+ */
+export type DataPath = "auto" | "kernel" | "js";
+export const DATA_PATHS: readonly DataPath[] = ["auto", "kernel", "js"];
+
 /** How a pool picks a backend for a new connection. */
 export type SchedulerName = "round-robin" | "weighted-round-robin" | "least-connections" | "source-hash";
 export const SCHEDULERS: readonly SchedulerName[] = ["round-robin", "weighted-round-robin", "least-connections", "source-hash"];
@@ -68,6 +75,8 @@ export interface ListenerConfig {
   readonly toaKind: number;
   readonly connectTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  /** Where bytes are relayed (docs/lb.md "Kernel data path"). */
+  readonly dataPath: DataPath;
 }
 
 /** A validated, frozen configuration. */
@@ -84,6 +93,7 @@ export interface LbConfig {
 
 export const DEFAULTS = Object.freeze({
   mode: "toa" as ClientAddressMode,
+  dataPath: "js" as DataPath,
   toaKind: 254,
   scheduler: "round-robin" as SchedulerName,
   weight: 1,
@@ -185,7 +195,8 @@ export function validateConfig(raw: unknown, source: string): LbConfig {
   const c = new Checker();
   const top = c.object(raw ?? undefined, "");
   if (!top) throw new ConfigError(source, c.issues);
-  c.keys(top, "", ["listeners", "pools", "admin", "timeouts", "drainTimeout"]);
+  c.keys(top, "", ["listeners", "pools", "admin", "timeouts", "drainTimeout", "dataPath"]);
+  const dataPath = c.oneOf(top.dataPath, "dataPath", DEFAULTS.dataPath, DATA_PATHS);
 
   // Timeouts shared by every listener unless it sets its own.
   let connectTimeoutMs: number = DEFAULTS.connectTimeoutMs;
@@ -231,7 +242,7 @@ export function validateConfig(raw: unknown, source: string): LbConfig {
       const path = `listeners[${i}]`;
       const l = c.object(rl, path);
       if (!l) return;
-      c.keys(l, path, ["name", "listen", "pool", "mode", "toaKind", "timeouts"]);
+      c.keys(l, path, ["name", "listen", "pool", "mode", "toaKind", "timeouts", "dataPath"]);
       const listen = c.endpoint(l.listen, `${path}.listen`, true);
       let pool = "";
       if (typeof l.pool !== "string") {
@@ -263,7 +274,8 @@ export function validateConfig(raw: unknown, source: string): LbConfig {
       }
       if (name && listeners.some((x) => x.name === name)) c.add(`${path}.name`, `duplicate listener name ${JSON.stringify(name)}`);
       if (listen && pool && name) {
-        listeners.push(Object.freeze({ name, listen, pool, mode, toaKind, connectTimeoutMs: lConnect, idleTimeoutMs: lIdle }));
+        const lDataPath = c.oneOf(l.dataPath, `${path}.dataPath`, dataPath, DATA_PATHS);
+        listeners.push(Object.freeze({ name, listen, pool, mode, toaKind, connectTimeoutMs: lConnect, idleTimeoutMs: lIdle, dataPath: lDataPath }));
       }
     });
   }

@@ -17,6 +17,7 @@ export interface LbFlags {
   admin?: string;
   sourceAddress?: string[];
   sourcePorts?: string;
+  dataPath?: string;
 }
 
 /** True when flags describe listeners and backends (no config file needed). */
@@ -61,5 +62,6 @@ export function rawConfigFromFlags(f: LbFlags): Record<string, unknown> {
   if (Object.keys(timeouts).length) raw.timeouts = timeouts;
   if (f.drainTimeout !== undefined) raw.drainTimeout = num(f.drainTimeout);
   if (f.admin !== undefined) raw.admin = f.admin;
+  if (f.dataPath !== undefined) raw.dataPath = f.dataPath;
   return raw;
 }

@@ -14,7 +14,8 @@ import { formatEndpoint } from "./endpoint.js";
 import { LbError } from "./errors.js";
 import type { Pool } from "./pool.js";
 import { proxyHeader } from "./proxy-header.js";
-import { relay } from "./relay.js";
+import { relay, type RelayOptions } from "./relay.js";
+import { type KernelDataPath, kernelDataPath, kernelDataPathError } from "./splice.js";
 
 /** Counters of one listener. */
 export interface ListenerStats {
@@ -58,6 +59,10 @@ export class Listener {
   /** Bind and listen; rejects with LB_ERR_LISTEN naming the address. */
   listen(): Promise<void> {
     const { address, port } = this.config.listen;
+    if (this.config.dataPath === "kernel" && !kernelDataPath()) {
+      const why = kernelDataPathError()?.message ?? "unavailable";
+      return Promise.reject(new LbError("LB_ERR_LISTEN", `listener ${this.name}: dataPath kernel: the kernel data path (sockmap) cannot be opened: ${why}; use dataPath js or auto`));
+    }
     return new Promise((resolve, reject) => {
       const onError = (e: Error): void => reject(new LbError("LB_ERR_LISTEN", `listener ${this.name}: cannot listen on ${formatEndpoint(this.config.listen)}: ${e.message}`, { cause: e }));
       this.server.once("error", onError);
@@ -145,7 +150,7 @@ export class Listener {
     b.stats.connections++;
     const header = proxyHeader(cfg.mode, clientAddr, { address: client.localAddress ?? "", port: client.localPort ?? 0 });
     if (header) upstream.write(header);
-    relay(client, upstream, {
+    const relayOpts: RelayOptions = {
       idleTimeoutMs: cfg.idleTimeoutMs,
       onBytes(direction, n) {
         if (direction === "in") {
@@ -160,7 +165,15 @@ export class Listener {
         b.active--;
         if (how !== "closed") log.debug({ listener: cfg.name, backend: b.id, client: formatEndpoint(clientAddr), how, err: error?.message }, "connection ended");
       },
-    });
+    };
+    // Kernel data path (sockmap) when the listener's dataPath allows it; the JS relay otherwise.
+    if (this.kernel()?.splice(client, upstream, relayOpts)) return;
+    relay(client, upstream, relayOpts);
     client.resume();
+  }
+
+  /** The kernel data path for this listener's connections, or null for the JS relay. */
+  private kernel(): KernelDataPath | null {
+    return this.config.dataPath === "js" ? null : kernelDataPath();
   }
 }
