@@ -205,10 +205,13 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     const result = await demoSteps(s, say, opts);
     if (opts.keep) {
       kept = true;
+      // Let this process exit while they run on.
+      for (const p of result.procs) p.child.unref();
       mkdirSync(STATE_DIR, { recursive: true });
       writeFileSync(join(STATE_DIR, `${s.id}.json`), JSON.stringify(s, null, 2));
     }
-    return { ...result, kept };
+    const { procs: _procs, ...rest } = result;
+    return { ...rest, kept };
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
@@ -220,7 +223,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   }
 }
 
-async function demoSteps(s: DemoState, say: (l: string) => void, opts: DemoOptions): Promise<Omit<DemoResult, "kept">> {
+async function demoSteps(s: DemoState, say: (l: string) => void, opts: DemoOptions): Promise<Omit<DemoResult, "kept"> & { procs: Proc[] }> {
   const A = DEMO_ADDR;
   say(`toa demo ${s.id}: client → toa lb → backend, in network namespaces`);
   say(`creating namespaces…     ${s.netns.client} (${A.client4}), ${s.netns.balancer} (${A.lb4} | ${A.lbInside4}), ${s.netns.backend} (${A.backend4})`);
@@ -236,7 +239,7 @@ async function demoSteps(s: DemoState, say: (l: string) => void, opts: DemoOptio
   s.tmpDir = mkdtempSync(join(tmpdir(), `toa-demo-${s.id}-`));
 
   say(`starting backend…        node HTTP server on [::]:${BACKEND_PORT} that answers with the peer address it sees`);
-  const backend = startIn("backend", s.netns.backend, s.cgroups.backend, process.execPath, ["-e", BACKEND_JS]);
+  const backend = startIn("backend", s.netns.backend, s.cgroups.backend, process.execPath, ["-e", BACKEND_JS], join(s.tmpDir, "backend.log"));
   s.pids.backend = backend.pid;
   await waitUntil("the backend to listen", () => alive(backend) && listening(s.netns.backend, `*:${BACKEND_PORT}`).then((l) => l || listening(s.netns.backend, `[::]:${BACKEND_PORT}`)));
 
@@ -252,7 +255,7 @@ ${opts.ipv4Only ? "" : `  - { name: web6, listen: "[${A.lb6}]:80", pool: web6, m
   web4: { backends: ["${A.backend4}:${BACKEND_PORT}"] }
 ${opts.ipv4Only ? "" : `  web6: { backends: ["[${A.backend6}]:${BACKEND_PORT}"] }\n`}`,
   );
-  const lb = startIn("toa lb", s.netns.balancer, s.cgroups.balancer, process.execPath, [TOA_BIN, "lb", "--config", config, "--cgroup", s.cgroups.balancer, "--log-level", "warn"]);
+  const lb = startIn("toa lb", s.netns.balancer, s.cgroups.balancer, process.execPath, [TOA_BIN, "lb", "--config", config, "--cgroup", s.cgroups.balancer, "--log-level", "warn"], join(s.tmpDir, "lb.log"));
   s.pids.lb = lb.pid;
   await waitUntil("toa lb to run", async () => alive(lb) && lb.output().includes("running (pid") && (await listening(s.netns.balancer, `${A.lb4}:80`)));
 
@@ -288,7 +291,7 @@ ${opts.ipv4Only ? "" : `  web6: { backends: ["[${A.backend6}]:${BACKEND_PORT}"] 
     say(`  (could not read toa lb's status: ${(e as Error).message})`);
   }
   const ok = observations.every((o) => (o.toa ? o.who === "client" && o.backendSaw.port === o.client.port : o.who === "balancer"));
-  return { id: s.id, ok, observations, receiverCounters: counters, lb: lbToa, state: s };
+  return { id: s.id, ok, observations, receiverCounters: counters, lb: lbToa, state: s, procs: [backend, lb] };
 }
 
 function alive(p: Proc): boolean {

@@ -4,7 +4,7 @@
  * recorded in a {@link Made} list so it can be removed by name or pid, also after Ctrl-C.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
@@ -41,13 +41,15 @@ export interface Proc {
  * network namespace (`ip netns exec` would remount /sys and hide the cgroup v2 mount), the shell
  * writes its pid into cgroup.procs and execs the command, which so starts inside the cgroup.
  */
-export function startIn(name: string, netns: string, cgroup: string, cmd: string, args: string[]): Proc {
+export function startIn(name: string, netns: string, cgroup: string, cmd: string, args: string[], logFile: string): Proc {
+  // Output goes to a file, not a pipe: with --keep the process outlives the demo.
+  const fd = openSync(logFile, "a");
   const child = spawn("nsenter", [`--net=/run/netns/${netns}`, "sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, cmd, ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["ignore", fd, fd],
+    detached: true, // its own process group: Ctrl-C reaches the demo, which stops it by pid
   });
+  closeSync(fd);
   let out = "";
-  child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
   const exited = new Promise<void>((resolve) => {
     child.once("exit", () => resolve());
     child.once("error", (e) => {
@@ -55,7 +57,14 @@ export function startIn(name: string, netns: string, cgroup: string, cmd: string
       resolve();
     });
   });
-  return { name, child, pid: child.pid ?? -1, output: () => out, exited };
+  const output = (): string => {
+    try {
+      return readFileSync(logFile, "utf8") + out;
+    } catch {
+      return out;
+    }
+  };
+  return { name, child, pid: child.pid ?? -1, output, exited };
 }
 
 /** Whether process `pid` is alive. */

@@ -201,13 +201,16 @@ export function attachedCheck(target: Target, s: Status, describe: DescribeAttac
     }
     const ours = progs.find((p) => p.name === h.program);
     if (ours) found.push(`${h.program} (id ${ours.id})`);
-    else missing.push(`${h.program} on ${h.attachType} (${h.what})`);
+    else missing.push(`${h.program} (${h.attachType})`);
   }
   if (missing.length === 0) return { ...base, ok: true, detail: `${target.folder}: ${found.join(", ")} effective` };
   const where = s.settings ? `the receiver pinned at ${s.pinDir} is attached to ${s.settings.cgroup}, which does not contain ${target.folder}` : `nothing is loaded at ${s.pinDir}`;
+  const isRoot = target.folder === findCgroup2MountSafe();
   const name = basename(target.folder).replace(/[^A-Za-z0-9_.-]/g, "_") || "app";
   const fix = s.settings
-    ? `load one for the application's cgroup: toa load --cgroup ${target.folder} --pin-dir /sys/fs/bpf/toa-${name} --trust <CIDRs>; or start the application inside ${s.settings.cgroup}; or load on a common parent (the cgroup v2 root covers the whole host)`
+    ? isRoot
+      ? `the application runs in the cgroup v2 root: load for the whole host with \`toa load --pin-dir /sys/fs/bpf/toa-host --trust <CIDRs>\`, or start the application inside ${s.settings.cgroup}`
+      : `load one for the application's cgroup: toa load --cgroup ${target.folder} --pin-dir /sys/fs/bpf/toa-${name} --trust <CIDRs>; or start the application inside ${s.settings.cgroup}; or load on a common parent (the cgroup v2 root covers the whole host)`
     : `toa load --cgroup ${target.folder}${s.pinDir === DEFAULT_PIN_DIR ? "" : ` --pin-dir ${s.pinDir}`} --trust <CIDRs>   (or plain \`toa load\` for the whole host)`;
   return { ...base, ok: false, detail: `${target.label} runs in cgroup ${target.folder}, where ${missing.join("; ")} ${missing.length === 1 ? "is" : "are"} not effective: ${where}`, fix };
 }
@@ -249,6 +252,14 @@ export function modulesCheck(modules: string = safeRead("/proc/modules"), toaSta
     detail: `${what}: it rewrites accept()/getpeername() in the whole host as well, ignoring the trust list; two rewriters make the result depend on which runs last`,
     fix: `rmmod ${loaded[0] ?? "toa"}, and remove it from /etc/modules-load.d and /etc/modules so it doesn't come back at boot`,
   };
+}
+
+function findCgroup2MountSafe(): string | undefined {
+  try {
+    return findCgroup2Mount();
+  } catch {
+    return undefined;
+  }
 }
 
 function safeRead(path: string): string {
