@@ -83,14 +83,25 @@ export function parseAddress(text: string, what = "address"): { family: 4 | 6; b
 /** Decimal text of 0..255, and the same followed by a dot: IPv4 text without number conversion. */
 const DEC: string[] = [];
 const DEC_DOT: string[] = [];
-/** Lowercase hex of 0..255 without leading zeros ("0".."ff"), and always two digits ("00".."ff"). */
+/**
+ * Lowercase hex of 0..255 for IPv6 words: HEX without leading zeros ("0".."ff"), HEX2 always two
+ * digits, and the variants with a colon after (HEX_C, HEX2_C) or before (C_HEX).
+ */
 const HEX: string[] = [];
 const HEX2: string[] = [];
+const HEX_C: string[] = [];
+const HEX2_C: string[] = [];
+const C_HEX: string[] = [];
 for (let i = 0; i < 256; i++) {
+  const h = i.toString(16);
+  const h2 = h.padStart(2, "0");
   DEC.push(String(i));
   DEC_DOT.push(`${i}.`);
-  HEX.push(i.toString(16));
-  HEX2.push(i.toString(16).padStart(2, "0"));
+  HEX.push(h);
+  HEX2.push(h2);
+  HEX_C.push(`${h}:`);
+  HEX2_C.push(`${h2}:`);
+  C_HEX.push(`:${h}`);
 }
 
 /** Format 4 bytes at `offset` as dotted quad. */
@@ -98,14 +109,25 @@ export function formatIpv4(buf: Uint8Array, offset = 0): string {
   return DEC_DOT[buf[offset]] + DEC_DOT[buf[offset + 1]] + DEC_DOT[buf[offset + 2]] + DEC[buf[offset + 3]];
 }
 
-/** Hex text of the 16-bit word whose bytes are `hi`, `lo`, without leading zeros. */
-function hexWord(hi: number, lo: number): string {
-  return hi === 0 ? HEX[lo] : HEX[hi] + HEX2[lo];
+/** "w" for the 16-bit word at `o` (no leading zeros). */
+function word(buf: Uint8Array, o: number): string {
+  const hi = buf[o];
+  return hi === 0 ? HEX[buf[o + 1]] : HEX[hi] + HEX2[buf[o + 1]];
+}
+/** "w:" for the word at `o`. */
+function wordColon(buf: Uint8Array, o: number): string {
+  const hi = buf[o];
+  return hi === 0 ? HEX_C[buf[o + 1]] : HEX[hi] + HEX2_C[buf[o + 1]];
+}
+/** ":w" for the word at `o`. */
+function colonWord(buf: Uint8Array, o: number): string {
+  const hi = buf[o];
+  return hi === 0 ? C_HEX[buf[o + 1]] : C_HEX[hi] + HEX2[buf[o + 1]];
 }
 
 /** Format 16 bytes at `offset` as RFC 5952 IPv6 text. */
 export function formatIpv6(buf: Uint8Array, offset = 0): string {
-  // Hot in the PROXY v2 and TOA decoders: one pass over the words, table lookups, no arrays.
+  // Hot in the PROXY v2 and TOA decoders: table lookups, at most one concatenation per word.
   // Longest run of zero words (length >= 2, first one on ties) becomes "::" (RFC 5952 §4.2).
   let bestStart = -1;
   let bestLen = 1;
@@ -129,21 +151,15 @@ export function formatIpv6(buf: Uint8Array, offset = 0): string {
   if (bestStart < 0) {
     // No compression: the common case of global addresses.
     return (
-      hexWord(buf[offset], buf[offset + 1]) + ":" + hexWord(buf[offset + 2], buf[offset + 3]) + ":" +
-      hexWord(buf[offset + 4], buf[offset + 5]) + ":" + hexWord(buf[offset + 6], buf[offset + 7]) + ":" +
-      hexWord(buf[offset + 8], buf[offset + 9]) + ":" + hexWord(buf[offset + 10], buf[offset + 11]) + ":" +
-      hexWord(buf[offset + 12], buf[offset + 13]) + ":" + hexWord(buf[offset + 14], buf[offset + 15])
+      wordColon(buf, offset) + wordColon(buf, offset + 2) + wordColon(buf, offset + 4) + wordColon(buf, offset + 6) +
+      wordColon(buf, offset + 8) + wordColon(buf, offset + 10) + wordColon(buf, offset + 12) + word(buf, offset + 14)
     );
   }
-  let out = "";
-  for (let i = 0; i < bestStart; i++) {
-    out += hexWord(buf[offset + 2 * i], buf[offset + 2 * i + 1]) + ":";
-  }
-  out = bestStart === 0 ? "::" : out + ":";
+  let out = bestStart === 0 ? ":" : "";
+  for (let i = 0; i < bestStart; i++) out += wordColon(buf, offset + 2 * i);
   const after = bestStart + bestLen;
-  for (let i = after; i < 8; i++) {
-    out += i === after ? hexWord(buf[offset + 2 * i], buf[offset + 2 * i + 1]) : ":" + hexWord(buf[offset + 2 * i], buf[offset + 2 * i + 1]);
-  }
+  if (after === 8) return out + ":";
+  for (let i = after; i < 8; i++) out += colonWord(buf, offset + 2 * i);
   return out;
 }
 
