@@ -188,7 +188,7 @@ export interface Target {
  * Whether our programs are effective in the application's cgroup folder (attached there or on an
  * ancestor). `s` is the status of --pin-dir, to say where the receiver is instead.
  */
-export function attachedCheck(target: Target, s: Status, describe: DescribeAttached = describeAttached): Check {
+export function attachedCheck(target: Target, s: Status, describe: DescribeAttached = describeAttached, mount: string | undefined = findCgroup2MountSafe()): Check {
   const base = { id: "attached", title: `attached, ${target.label}` };
   const missing: string[] = [];
   const found: string[] = [];
@@ -205,7 +205,7 @@ export function attachedCheck(target: Target, s: Status, describe: DescribeAttac
   }
   if (missing.length === 0) return { ...base, ok: true, detail: `${target.folder}: ${found.join(", ")} effective` };
   const where = s.settings ? `the receiver pinned at ${s.pinDir} is attached to ${s.settings.cgroup}, which does not contain ${target.folder}` : `nothing is loaded at ${s.pinDir}`;
-  const isRoot = target.folder === findCgroup2MountSafe();
+  const isRoot = target.folder === mount;
   const name = basename(target.folder).replace(/[^A-Za-z0-9_.-]/g, "_") || "app";
   const fix = s.settings
     ? isRoot
