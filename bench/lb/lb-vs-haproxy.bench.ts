@@ -82,6 +82,10 @@ listeners:
   - { name: none-bulk, listen: "${ADDR.lb4}:7001", pool: bulk, mode: none }
   - { name: v2-rr, listen: "${ADDR.lb4}:7100", pool: rr2, mode: proxy-v2 }
   - { name: v2-bulk, listen: "${ADDR.lb4}:7101", pool: bulk2, mode: proxy-v2 }
+  - { name: k-none-rr, listen: "${ADDR.lb4}:7200", pool: rr, mode: none, dataPath: kernel }
+  - { name: k-none-bulk, listen: "${ADDR.lb4}:7201", pool: bulk, mode: none, dataPath: kernel }
+  - { name: k-v2-rr, listen: "${ADDR.lb4}:7300", pool: rr2, mode: proxy-v2, dataPath: kernel }
+  - { name: k-v2-bulk, listen: "${ADDR.lb4}:7301", pool: bulk2, mode: proxy-v2, dataPath: kernel }
 pools:
   rr: { backends: ["${b}:9000"] }
   bulk: { backends: ["${b}:9001"] }
@@ -135,6 +139,8 @@ method: three netns (client → balancer → backend) on veth; one Node backend 
     ["toa lb, none", 7000, lb.proc.pid],
     ["HAProxy, proxy-v2", 8100, ha.pid],
     ["toa lb, proxy-v2", 7100, lb.proc.pid],
+    ["toa lb kernel, none", 7200, lb.proc.pid],
+    ["toa lb kernel, proxy-v2", 7300, lb.proc.pid],
   ] as const) {
     console.error(`measuring ${name}...`);
     rows.push([name, await measure(topo, ADDR.lb4, base, pid)]);
@@ -146,12 +152,12 @@ method: three netns (client → balancer → backend) on veth; one Node backend 
     const added = (v: number, d: number) => (r === direct ? fmt(v) : `${fmt(v)} (+${fmt(v - d)})`);
     console.log(`| ${name} | ${fmt(r.cps)} | ${fmt(r.mbps)} | ${added(r.p50, direct.p50)} | ${added(r.p99, direct.p99)} | ${r.bytesPerConn === undefined ? "-" : `${fmt(r.bytesPerConn / 1024, 1)} KiB`} |`);
   }
-  console.log("\nratios toa lb / HAProxy (>1 = toa lb higher; for latency and memory lower is better):");
-  for (const mode of ["none", "proxy-v2"]) {
+  console.log("\nratios toa lb (JS relay or kernel data path) / HAProxy (>1 = toa lb higher; for latency and memory lower is better):");
+  for (const [lbName, mode] of [["toa lb", "none"], ["toa lb", "proxy-v2"], ["toa lb kernel", "none"], ["toa lb kernel", "proxy-v2"]]) {
     const h = rows.find(([n]) => n === `HAProxy, ${mode}`)![1];
-    const t = rows.find(([n]) => n === `toa lb, ${mode}`)![1];
+    const t = rows.find(([n]) => n === `${lbName}, ${mode}`)![1];
     const r = (x: number, y: number) => (y > 0 ? (x / y).toFixed(2) : "n/a");
-    console.log(`- ${mode}: new conn/s ${r(t.cps, h.cps)}, bulk ${r(t.mbps, h.mbps)}, added p50 ${r(t.p50 - direct.p50, h.p50 - direct.p50)}, added p99 ${r(t.p99 - direct.p99, h.p99 - direct.p99)}, memory/conn ${r(t.bytesPerConn!, h.bytesPerConn!)}`);
+    console.log(`- ${lbName}, ${mode}: new conn/s ${r(t.cps, h.cps)}, bulk ${r(t.mbps, h.mbps)}, added p50 ${r(t.p50 - direct.p50, h.p50 - direct.p50)}, added p99 ${r(t.p99 - direct.p99, h.p99 - direct.p99)}, memory/conn ${r(t.bytesPerConn!, h.bytesPerConn!)}`);
   }
 }
 

@@ -148,6 +148,8 @@ interface Side {
   reported: bigint;
   /** Out of splice_verd for now: its peer has too much queued (see the throttle). */
   throttled: boolean;
+  /** Left splice_verd for good (see the throttle): its bytes are relayed by the 'data' handler. */
+  jsOnly: boolean;
 }
 
 /** The in-kernel data path: one set of maps and one program for the whole process. */
@@ -293,8 +295,8 @@ export class KernelDataPath {
       this.socks.update(slotB, BigInt(fdB));
       const cookieC = this.socks.lookup(slotC)!;
       const cookieB = this.socks.lookup(slotB)!;
-      c = { s: client, fd: fdC, slot: slotC, cookie: cookieC, writtenBase: sys.bytesWritten(fdC), jsWritten: 0, reported: 0n, throttled: false };
-      b = { s: backend, fd: fdB, slot: slotB, cookie: cookieB, writtenBase: sys.bytesWritten(fdB), jsWritten: 0, reported: 0n, throttled: false };
+      c = { s: client, fd: fdC, slot: slotC, cookie: cookieC, writtenBase: sys.bytesWritten(fdC), jsWritten: 0, reported: 0n, throttled: false, jsOnly: false };
+      b = { s: backend, fd: fdB, slot: slotB, cookie: cookieB, writtenBase: sys.bytesWritten(fdB), jsWritten: 0, reported: 0n, throttled: false, jsOnly: false };
       this.peers.update(cookieC, { slot: slotB, bytes: 0n });
       this.peers.update(cookieB, { slot: slotC, bytes: 0n });
       this.verdict.update(slotB, BigInt(fdB));
@@ -383,14 +385,23 @@ export class KernelDataPath {
         dropSlot(this.verdict, from.slot);
         from.throttled = true;
         this.throttles++;
-      } else if (from.throttled && p < THROTTLE_LOW && !from.s.destroyed) {
-        try {
-          this.verdict.update(from.slot, BigInt(from.fd));
-        } catch {
-          return; // closing: its close event cleans up
+      } else if (from.throttled && !from.s.destroyed) {
+        if (!from.jsOnly && p < THROTTLE_LOW) {
+          try {
+            this.verdict.update(from.slot, BigInt(from.fd));
+            from.throttled = false;
+            startReading(from.s); // also hands what waited in the receive queue to the program
+            return;
+          } catch {
+            // Refused: its FIN came while it was paused (a sockmap takes only ESTABLISHED sockets).
+            // Its last bytes go through JS, once everything redirected before has been written.
+            from.jsOnly = true;
+          }
         }
-        from.throttled = false;
-        startReading(from.s); // also hands what waited in the receive queue to the program
+        if (from.jsOnly && p <= 0) {
+          from.throttled = false;
+          startReading(from.s);
+        }
       }
     };
     const tick = (): void => {

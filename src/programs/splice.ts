@@ -9,7 +9,7 @@
  *   splice_peers  HASH     cookie → { peer slot, bytes }
  *
  *   int splice_verdict(struct __sk_buff *skb) {
- *     if (skb->len == 0) return SK_PASS;      // a bare FIN: leave it to its own socket
+ *     if (skb->len == 0) return SK_DROP;      // a bare FIN: TCP has noted it, read() returns 0
  *     __u64 cookie = bpf_get_socket_cookie(skb);
  *     struct splice_peer *p = bpf_map_lookup_elem(&splice_peers, &cookie);
  *     if (!p) return SK_PASS;                 // not ours (yet): user space reads it
@@ -36,6 +36,7 @@ export const SplicePeer = { size: 16, slot: 0, bytes: 8 } as const;
 
 /** `struct __sk_buff` offsets used here. */
 const SkBuff = { len: 0 } as const;
+const SK_DROP = 0;
 const SK_PASS = 1;
 const COOKIE = -8;
 
@@ -54,10 +55,11 @@ export function spliceMapSpecs(maxPairs: number): Record<keyof typeof SpliceMapN
 export function spliceVerdictProgram(): ProgramSpec {
   const instructions: asm.Item[] = [
     mov(R6, R1),
-    // if (skb->len == 0) return SK_PASS: a bare FIN stays with its socket (read() returns 0 there);
-    // redirected, it would reach the peer's send path as a 0-byte write and fail it with EPIPE.
+    // if (skb->len == 0) return SK_DROP: a bare FIN carries no byte, and TCP has already noted it
+    // (read() returns 0). Redirected, it reaches the peer's send path as a 0-byte write, which
+    // fails that socket with EPIPE; passed, read() may fail with EFAULT instead of returning 0.
     ldx("W", R2, R6, SkBuff.len),
-    jeq(R2, 0, "pass"),
+    jeq(R2, 0, "drop"),
     // cookie = bpf_get_socket_cookie(skb)
     call("get_socket_cookie"),
     stx("DW", FP, COOKIE, R0),
@@ -80,6 +82,9 @@ export function spliceVerdictProgram(): ProgramSpec {
     exit(),
     label("pass"),
     mov(R0, SK_PASS),
+    exit(),
+    label("drop"),
+    mov(R0, SK_DROP),
     exit(),
   ];
   return { name: "toa_splice", type: "SK_SKB", license: "GPL", instructions };
