@@ -4,9 +4,9 @@
  */
 import { WireError } from "./errors.js";
 import { decodeProxyV1Line, findProxyV1End, type ProxyV1Header } from "./proxy-v1.js";
-import { parseProxyV2, proxyV2Length, startsLikeProxyV2, type ProxyV2Header } from "./proxy-v2.js";
+import { parseProxyV2, proxyV2Length, startsLikeProxyV2, type ProxyV2Header, type ProxyV2View } from "./proxy-v2.js";
 
-/** A v1 or v2 header. */
+/** A v1 or v2 header (v2 headers from the parser and decodeProxyHeader are {@link ProxyV2View}s). */
 export type ProxyHeader = ProxyV1Header | ProxyV2Header;
 
 /** What {@link ProxyHeaderParser.push} returns. */
