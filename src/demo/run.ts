@@ -13,7 +13,7 @@ import { loadReceiver, unloadReceiver } from "../agent/receiver.js";
 import { receiverCounters, type Counters } from "../agent/stats.js";
 import { parseTrust } from "../agent/settings.js";
 import { DEFAULT_KINDS } from "../programs/layout.js";
-import { createNetns, deleteNetns, listening, nsRun, type Proc, removeCgroup, sh, startIn, stopPid, vethLink, waitUntil } from "./system.js";
+import { createNetns, deleteNetns, listening, nsRun, type Proc, removeCgroup, startIn, stopPid, vethLink, waitUntil as waitUntil0 } from "./system.js";
 
 /** Documentation prefixes only. */
 export const DEMO_ADDR = {
@@ -188,43 +188,64 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   if (process.getuid?.() !== 0) throw new Error("toa demo needs root (network namespaces, cgroups, eBPF): run `sudo npx toa demo`");
   const mount = findCgroup2Mount();
   const s = demoState(newDemoId(), mount);
+  const abort = new AbortController();
   let cleaning: Promise<string[]> | undefined;
   const cleanup = (): Promise<string[]> => (cleaning ??= cleanupDemo(s));
-  // Ctrl-C or SIGTERM: remove everything, then exit 130/143.
+  let finished: Promise<unknown> = Promise.resolve();
+  // Ctrl-C or SIGTERM: stop between two steps (so nothing is created after the cleanup), remove
+  // everything, then exit 130/143. A second signal cleans up at once.
+  let signalled = false;
   const onSignal = (sig: NodeJS.Signals): void => {
+    const code = sig === "SIGINT" ? 130 : 143;
+    if (signalled) {
+      void cleanup().finally(() => process.exit(code));
+      return;
+    }
+    signalled = true;
     say(`\n${sig}: cleaning up demo ${s.id}…`);
-    void cleanup().then((errs) => {
-      for (const e of errs) say(`  cleanup: ${e}`);
-      process.exit(sig === "SIGINT" ? 130 : 143);
-    });
+    abort.abort();
+    void finished.catch(() => undefined).finally(() => process.exit(code));
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   let kept = false;
-  try {
-    const result = await demoSteps(s, say, opts);
-    if (opts.keep) {
-      kept = true;
-      // Let this process exit while they run on.
-      for (const p of result.procs) p.child.unref();
-      mkdirSync(STATE_DIR, { recursive: true });
-      writeFileSync(join(STATE_DIR, `${s.id}.json`), JSON.stringify(s, null, 2));
+  const work = (async () => {
+    try {
+      const result = await demoSteps(s, say, opts, abort.signal);
+      if (opts.keep) {
+        kept = true;
+        // Let this process exit while they run on.
+        for (const p of result.procs) p.child.unref();
+        mkdirSync(STATE_DIR, { recursive: true });
+        writeFileSync(join(STATE_DIR, `${s.id}.json`), JSON.stringify(s, null, 2));
+      }
+      const { procs: _procs, ...rest } = result;
+      return { ...rest, kept };
+    } finally {
+      if (!kept) {
+        if (!signalled) say("cleaning up…");
+        const errs = await cleanup();
+        for (const e of errs) say(`  cleanup: ${e}`);
+      }
+      // Once signalled, keep the handlers until process.exit: a further Ctrl-C must not kill us midway.
+      if (!signalled) {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+      }
     }
-    const { procs: _procs, ...rest } = result;
-    return { ...rest, kept };
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-    if (!kept) {
-      say("cleaning up…");
-      const errs = await cleanup();
-      for (const e of errs) say(`  cleanup: ${e}`);
-    }
-  }
+  })();
+  finished = work;
+  return work;
 }
 
-async function demoSteps(s: DemoState, say: (l: string) => void, opts: DemoOptions): Promise<Omit<DemoResult, "kept"> & { procs: Proc[] }> {
+async function demoSteps(s: DemoState, say0: (l: string) => void, opts: DemoOptions, signal: AbortSignal): Promise<Omit<DemoResult, "kept"> & { procs: Proc[] }> {
   const A = DEMO_ADDR;
+  // Every step starts with a progress line: stop there once interrupted.
+  const say = (l: string): void => {
+    if (signal.aborted) throw new Error("interrupted");
+    say0(l);
+  };
+  const waitUntil = (what: string, check: () => Promise<boolean> | boolean) => waitUntil0(what, check, 15_000, signal);
   say(`toa demo ${s.id}: client → toa lb → backend, in network namespaces`);
   say(`creating namespaces…     ${s.netns.client} (${A.client4}), ${s.netns.balancer} (${A.lb4} | ${A.lbInside4}), ${s.netns.backend} (${A.backend4})`);
   for (const ns of [s.netns.client, s.netns.balancer, s.netns.backend]) await createNetns(ns);

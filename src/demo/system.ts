@@ -100,10 +100,11 @@ export async function stopPid(pid: number, graceMs = 3000): Promise<void> {
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Poll until `check` returns true; throws `what` with the last error at the deadline. */
-export async function waitUntil(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
+export async function waitUntil(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 15_000, signal?: AbortSignal): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
   for (;;) {
+    if (signal?.aborted) throw new Error("interrupted");
     try {
       if (await check()) return;
     } catch (e) {
