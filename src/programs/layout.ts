@@ -175,3 +175,8 @@ export const TCP_BPF_SYN = 1005;
 /** DPVS/elb-toa/Tencent NAT64 look-up: getsockopt(fd, IPPROTO_IP, TOA_SO_GET_LOOKUP). */
 export const TOA_SO_GET_LOOKUP = 4096;
 export const DEFAULT_KINDS = [254, 253, 200];
+/**
+ * Alibaba Cloud CDN's TOA: kind 28, [28][7][version][IPv4] or [28][19][version][IPv6], no port
+ * (aliyun/alibabacloud-cdn-tool-toa). Accepted only when listed in --kinds.
+ */
+export const ALIBABA_CDN_KIND = 28;

@@ -4,7 +4,7 @@
  *   r6 = context, r7 = per-CPU scratch (TCP header copy), r8 = header length, r9 = option offset.
  */
 import { asm } from "../bpf/index.js";
-import { Counter, type CounterName, MapName, SockOps } from "./layout.js";
+import { ALIBABA_CDN_KIND, Counter, type CounterName, MapName, SockOps } from "./layout.js";
 
 const { add, and, call, exit, FP, ja, jeq, jge, jgt, jlt, jne, label, ldMap, ldx, lsh, mov, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, rsh, st, stx } = asm;
 type Item = asm.Item;
@@ -109,7 +109,8 @@ export function clampToDataOffset(prefix: string, fail: string): Item[] {
 
 /**
  * Walk the options of the TCP header in scratch (r7, length r8) looking for an address option of
- * one of `kinds` with length 8 (IPv4) or 20 (IPv6). On a match jumps to `found` with r9 = offset,
+ * one of `kinds` with length 8 (IPv4) or 20 (IPv6) — for Alibaba CDN's kind 28, length 7 or 19 (no
+ * port). On a match jumps to `found` with r9 = offset,
  * r3 = kind, r4 = length; otherwise ends at `notFound`. A malformed option (length 0 or 1, running
  * past the header, or a listed kind with another length) sets the malformed flag on the stack.
  *
@@ -119,6 +120,8 @@ export function clampToDataOffset(prefix: string, fail: string): Item[] {
  * register-register compares).
  */
 export function walkOptions(prefix: string, kinds: readonly number[], found: string, notFound: string): Item[] {
+  const cdn = kinds.includes(ALIBABA_CDN_KIND);
+  const portKinds = kinds.filter((k) => k !== ALIBABA_CDN_KIND);
   const out: Item[] = [mov(R9, 20), st("B", FP, Stack.malformed, 0)];
   const step = (i: number) => `${prefix}_s${i}`;
   for (let i = 0; i < 40; i++) {
@@ -139,7 +142,8 @@ export function walkOptions(prefix: string, kinds: readonly number[], found: str
       mov(R5, R9),
       add(R5, R4),
       jgt(R5, R8, `${prefix}_bad`), // runs past the header
-      ...kinds.map((k) => jeq(R3, k, `${prefix}_k${i}`)),
+      ...portKinds.map((k) => jeq(R3, k, `${prefix}_k${i}`)),
+      ...(cdn ? [jeq(R3, ALIBABA_CDN_KIND, `${prefix}_c${i}`)] : []),
       mov(R9, R5),
       ja(step(i + 1)),
       label(`${prefix}_k${i}`),
@@ -149,6 +153,16 @@ export function walkOptions(prefix: string, kinds: readonly number[], found: str
       mov(R9, R5),
       ja(step(i + 1)),
     );
+    if (cdn) {
+      out.push(
+        label(`${prefix}_c${i}`),
+        jeq(R4, 7, found),
+        jeq(R4, 19, found),
+        // Kind 28 is also TCP User Timeout (RFC 5482, length 4): not ours, not malformed.
+        mov(R9, R5),
+        ja(step(i + 1)),
+      );
+    }
   }
   out.push(label(step(40)), ja(notFound), label(`${prefix}_bad`), st("B", FP, Stack.malformed, 1), ja(notFound));
   return out;

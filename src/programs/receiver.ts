@@ -13,7 +13,7 @@ import { asm, type ProgramSpec } from "../bpf/index.js";
 import { AF_INET, AF_INET6, CbFlag, FoundIn, MapName, Op, Peer, SOL_TCP, SockOps, TCP_BPF_SYN, TCP_SAVE_SYN } from "./layout.js";
 import { copyTcpHeader, count, peerStorage, countMalformed, loadScratch, returnOne, setCbFlags, clampToDataOffset, Stack, walkOptions } from "./macros.js";
 
-const { add, call, FP, ja, jeq, jgt, jne, jne32, jslt, label, ldMap, ldx, mov, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, rsh, st, stx } = asm;
+const { add, call, FP, ja, jeq, jgt, jne, jne32, jset, jslt, label, ldMap, ldx, mov, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, rsh, st, stx } = asm;
 type Item = asm.Item;
 
 /** Receiver settings baked into the program (a reload swaps the program atomically). */
@@ -89,7 +89,16 @@ function storePeer(trust: boolean): Item[] {
     mov(R2, R7),
     add(R2, R9), // option start in scratch; r9 < 60 and scratch has 96 bytes
     ldx("H", R3, R2, 2),
+    ldx("W", R4, FP, Stack.len),
+    jset(R4, 1, "found_cdn"), // odd lengths (7, 19): Alibaba CDN, the address starts at byte 3
     stx("H", R8, Peer.port, R3),
+    ja("found_addr"),
+    label("found_cdn"),
+    st("H", R8, Peer.port, 0), // no port in the option: the rewriters keep the connection's
+    add(R2, -1), // now r2 + 4 is the address, as in the other formats (r9 >= 20, so r2 >= r7 + 19)
+    add(R4, 1), // 7 -> 8, 19 -> 20
+    stx("W", FP, Stack.len, R4),
+    label("found_addr"),
     ldx("W", R3, R2, 4),
     stx("W", R8, Peer.addr, R3),
     ldx("W", R4, FP, Stack.len),

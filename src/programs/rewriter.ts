@@ -33,8 +33,13 @@ function lookupPeer(): Item[] {
   ];
 }
 
-/** user_port = p->port: both are network order; the context field keeps it in its low 16 bits. */
-const rewritePort: Item[] = [ldx("H", R2, R7, Peer.port), stx("W", R6, SockAddr.userPort, R2)];
+/**
+ * user_port = p->port: both are network order; the context field keeps it in its low 16 bits.
+ * Port 0 means the option carried none (Alibaba CDN): keep the connection's own.
+ */
+function rewritePort(prefix: string): Item[] {
+  return [ldx("H", R2, R7, Peer.port), jeq(R2, 0, `${prefix}_keep_port`), stx("W", R6, SockAddr.userPort, R2), label(`${prefix}_keep_port`)];
+}
 
 /** cgroup/getpeername4. */
 export function getpeername4Program(): ProgramSpec {
@@ -55,7 +60,7 @@ export function getpeername4Program(): ProgramSpec {
       label("v4"),
       ldx("W", R2, R7, Peer.addr),
       stx("W", R6, SockAddr.userIp4, R2),
-      ...rewritePort,
+      ...rewritePort("p4"),
       ...count("ok", MapName.stats, "getname_toa_ok"),
       label("out"),
       ...returnOne(),
@@ -90,7 +95,7 @@ export function getpeername6Program(): ProgramSpec {
       ldx("W", R2, R7, Peer.addr),
       stx("W", R6, SockAddr.userIp6 + 12, R2),
       label("port"),
-      ...rewritePort,
+      ...rewritePort("p6"),
       ...count("ok", MapName.stats, "getname_toa_ok"),
       label("out"),
       ...returnOne(),

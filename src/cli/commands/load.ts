@@ -16,7 +16,7 @@ export const loadCommand: CommandFactory = (io, exit) =>
         "swaps the programs atomically: new connections never miss, accepted ones keep their address.",
     )
     .option("--trust <cidrs>", "load balancer source addresses allowed to send a TOA, comma separated (e.g. 100.125.0.0/16,2001:db8::/32); without it every source is believed")
-    .option("--kinds <kinds>", "TCP option kinds to accept, comma separated", "254,253,200")
+    .option("--kinds <kinds>", "TCP option kinds to accept, comma separated (lengths 8 = IPv4, 20 = IPv6; add 28 for Alibaba CDN's 7/19-byte form without port)", "254,253,200")
     .option("--no-syn", "don't look for the TOA in the SYN (saves the SYN's headers per connection)")
     .addOption(cgroupOption())
     .addOption(pinDirOption())
@@ -28,6 +28,7 @@ Examples:
   toa load --trust 100.125.0.0/16                 # Huawei Cloud ELB, whole host
   toa load --cgroup /sys/fs/cgroup/system.slice/nginx.service --pin-dir /sys/fs/bpf/toa-nginx
   toa load --kinds 200 --trust 10.0.0.0/8         # Tencent CLB / old LVS FULLNAT kind
+  toa load --kinds 254,28                          # Alibaba Cloud CDN (kind 28, no port) and 254
 
 Needs root (or CAP_BPF + CAP_NET_ADMIN), cgroup v2 and Linux 5.10+ (or a distribution kernel with the
 same eBPF features: \`toa doctor\` checks). The line it prints also goes to the kernel log (dmesg | grep TOA).`,
