@@ -11,7 +11,7 @@ import { commandFactories } from "./commands/index.js";
 export function buildProgram(io: Io, exit: (code: number) => void): Command {
   const program = new Command("toa")
     .description(
-      "Real client addresses for servers behind full-NAT load balancers (TCP Option Address, TOA),\n" +
+      "Real client addresses for servers behind full-NAT load balancers (TCP Option Address, TOA), " +
         "with eBPF programs assembled in TypeScript: no kernel module, no compiler.",
     )
     .version(process.env.npm_package_version ?? "0.1.0")

@@ -25,8 +25,8 @@ export const demoCommand: CommandFactory = (io, exit) =>
   new Command("demo")
     .summary("show TOA working end to end: client → toa lb → backend in network namespaces")
     .description(
-      "Build a client, load balancer and backend in throwaway network namespaces, send requests through\n" +
-        "`toa lb` before and after `toa load` on the backend's cgroup, and print what the backend saw each\n" +
+      "Build a client, load balancer and backend in throwaway network namespaces, send requests through " +
+        "`toa lb` before and after `toa load` on the backend's cgroup, and print what the backend saw each " +
         "time: the balancer's address without toa, the client's with it. Then remove everything.",
     )
     .option("--keep", "leave the namespaces, processes and receiver up; prints how to remove them")

@@ -36,8 +36,8 @@ export const doctorCommand: CommandFactory = (io, exit) =>
   new Command("doctor")
     .summary("check that this machine and an application are ready for TOA, with the fix for each problem")
     .description(
-      "Check the kernel's eBPF features, cgroup v2, bpffs, privileges, a conflicting toa.ko, the receiver\n" +
-        "loaded at --pin-dir and its trust list, and, given --pid or --port, that the programs are effective\n" +
+      "Check the kernel's eBPF features, cgroup v2, bpffs, privileges, a conflicting toa.ko, the receiver " +
+        "loaded at --pin-dir and its trust list, and, given --pid or --port, that the programs are effective " +
         "in the cgroup where the application runs. Prints the fix for everything that is not ready.",
     )
     .addOption(new Option("--pid <pid>", "check the cgroup this process runs in").argParser(positiveInt("--pid", 2 ** 22)))

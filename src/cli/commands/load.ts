@@ -10,9 +10,9 @@ export const loadCommand: CommandFactory = (io, exit) =>
   new Command("load")
     .summary("load the receiver: accept()/getpeername() return the client from the TOA")
     .description(
-      "Build the eBPF receiver (sock_ops), the getpeername4/6 rewriters and the NAT64 getsockopt look-up,\n" +
-        "load them, attach them to a cgroup v2 folder and pin them, so they stay after this command exits\n" +
-        "and every application in that cgroup sees client addresses. Running it again with other settings\n" +
+      "Build the eBPF receiver (sock_ops), the getpeername4/6 rewriters and the NAT64 getsockopt look-up, " +
+        "load them, attach them to a cgroup v2 folder and pin them, so they stay after this command exits " +
+        "and every application in that cgroup sees client addresses. Running it again with other settings " +
         "swaps the programs atomically: new connections never miss, accepted ones keep their address.",
     )
     .option("--trust <cidrs>", "load balancer source addresses allowed to send a TOA, comma separated (e.g. 100.125.0.0/16,2001:db8::/32); without it every source is believed")

@@ -28,7 +28,7 @@ function render(c: Counters): string {
 export const statsCommand: CommandFactory = (io, exit) =>
   new Command("stats")
     .summary("show the receiver's counters (toa.ko's names and more)")
-    .description("Counters of the loaded receiver, summed over CPUs. The first ones carry toa.ko's /proc/net/toa_stats\nnames so existing dashboards map one to one.")
+    .description("Counters of the loaded receiver, summed over CPUs. The first ones carry toa.ko's /proc/net/toa_stats names so existing dashboards map one to one.")
     .addOption(pinDirOption())
     .addOption(jsonOption())
     .option("--watch [seconds]", "print again every N seconds (default 1) with the change since the last print; Ctrl-C stops")

@@ -8,7 +8,7 @@ import type { CommandFactory } from "./index.js";
 export const statusCommand: CommandFactory = (io, exit) =>
   new Command("status")
     .summary("show what is loaded, where, with which settings, and warnings")
-    .description("Show the receiver loaded at --pin-dir: the cgroup it is attached to, each hook and whether the\nkernel still has our program there, the settings, kernel feature support and warnings (no trust\nlist, another getpeername program such as Cilium's on the same cgroup). Exit 0 when loaded, 3 when not.")
+    .description("Show the receiver loaded at --pin-dir: the cgroup it is attached to, each hook and whether the kernel still has our program there, the settings, kernel feature support and warnings (no trust list, another getpeername program such as Cilium's on the same cgroup). Exit 0 when loaded, 3 when not.")
     .addOption(pinDirOption())
     .addOption(jsonOption())
     .action((opts: { pinDir: string; json?: boolean }) => {

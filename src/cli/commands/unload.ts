@@ -7,7 +7,7 @@ import type { CommandFactory } from "./index.js";
 export const unloadCommand: CommandFactory = (io, exit) =>
   new Command("unload")
     .summary("detach and unpin the receiver (safe to run twice)")
-    .description("Detach the programs a `toa load` attached and remove its pins. Applications go back to seeing\nthe load balancer's address for new connections. Running it when nothing is loaded is not an error.")
+    .description("Detach the programs a `toa load` attached and remove its pins. Applications go back to seeing the load balancer's address for new connections. Running it when nothing is loaded is not an error.")
     .addOption(pinDirOption())
     .addOption(jsonOption())
     .action((opts: { pinDir: string; json?: boolean }) => {
