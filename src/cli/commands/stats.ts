@@ -4,6 +4,7 @@ import { receiverCounters, receiverCounterNames, type Counters } from "../../age
 import { jsonOption, pinDirOption } from "./common.js";
 import type { CommandFactory } from "./index.js";
 import { UsageError } from "../io.js";
+import { receiverRegistry, serveMetrics } from "../../agent/exporter.js";
 
 const descriptions: Record<string, string> = {
   syn_recv_sock_toa: "connections that got a client address from a TOA",
@@ -32,7 +33,27 @@ export const statsCommand: CommandFactory = (io, exit) =>
     .addOption(pinDirOption())
     .addOption(jsonOption())
     .option("--watch [seconds]", "print again every N seconds (default 1) with the change since the last print; Ctrl-C stops")
-    .action(async (opts: { pinDir: string; json?: boolean; watch?: string | boolean }) => {
+    .option("--prometheus", "print the counters in the Prometheus text format")
+    .option("--serve <addr:port>", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9101) until stopped")
+    .addHelpText("after", "\nExamples:\n  toa stats --watch 5\n  toa stats --json | jq .untrusted\n  toa stats --serve 127.0.0.1:9101      # Prometheus scrapes http://127.0.0.1:9101/metrics")
+    .action(async (opts: { pinDir: string; json?: boolean; watch?: string | boolean; prometheus?: boolean; serve?: string }) => {
+      if (opts.serve !== undefined) {
+        const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(opts.serve);
+        if (!m || Number(m[3]) > 65535) throw new UsageError(`--serve: "${opts.serve}" is not ADDR:PORT; write e.g. 127.0.0.1:9101 or [::1]:9101`);
+        if (!receiverCounters(opts.pinDir)) throw new UsageError(`nothing loaded at ${opts.pinDir}: run \`toa load\` first`, 3);
+        const server = await serveMetrics(opts.pinDir, m[1] ?? m[2], Number(m[3]));
+        const a = server.address() as { address: string; port: number };
+        io.out(`serving the receiver's counters on http://${a.address.includes(":") ? `[${a.address}]` : a.address}:${a.port}/metrics`);
+        await new Promise<void>((resolve) => {
+          for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => server.close(() => resolve()));
+        });
+        return exit(0);
+      }
+      if (opts.prometheus) {
+        if (!receiverCounters(opts.pinDir)) throw new UsageError(`nothing loaded at ${opts.pinDir}: run \`toa load\` first`, 3);
+        io.out(await receiverRegistry(opts.pinDir).metrics());
+        return exit(0);
+      }
       const read = () => {
         const c = receiverCounters(opts.pinDir);
         if (!c) throw new UsageError(`nothing loaded at ${opts.pinDir}: run \`toa load\` first`, 3);

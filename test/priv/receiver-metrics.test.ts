@@ -1,0 +1,65 @@
+/**
+ * The receiver's counters reach Prometheus: after a connection with a TOA (the sender on one test
+ * cgroup, the receiver on another, over loopback), `toa stats --serve` answers /metrics with the same
+ * figures `toa stats --json` prints.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import net from "node:net";
+import { join } from "node:path";
+import { requireRoot, uniqueName } from "../harness/privileged.js";
+import { createTestCgroup } from "../harness/cgroup.js";
+import { loadReceiver, unloadReceiver } from "../../src/agent/receiver.js";
+import { ToaSender } from "../../src/agent/sender.js";
+import { serveMetrics } from "../../src/agent/exporter.js";
+import { run } from "../../src/cli/main.js";
+
+test("toa stats --serve and --prometheus show the kernel's counters", async (t) => {
+  if (!requireRoot(t)) return;
+  const clientCg = createTestCgroup(t, "toa-met-c");
+  const serverCg = createTestCgroup(t, "toa-met-s");
+  const pinDir = join("/sys/fs/bpf", uniqueName("toa-met"));
+  const sender = ToaSender.open({ cgroupPath: clientCg.path });
+  try {
+    loadReceiver({ cgroup: serverCg.path, pinDir, kinds: [254], trust: [], syn: true });
+    const server = await serverCg.inside(async () => {
+      const s = net.createServer((c) => c.end(`${c.remoteAddress}:${c.remotePort}`));
+      await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+      return s;
+    });
+    const port = (server.address() as net.AddressInfo).port;
+    const seen = await clientCg.inside(async () => {
+      sender.register({ localAddress: "127.0.0.1", localPort: 42001, remoteAddress: "127.0.0.1", remotePort: port }, { address: "192.0.2.44", port: 4444 });
+      const c = net.connect({ host: "127.0.0.1", port, localAddress: "127.0.0.1", localPort: 42001 });
+      let got = "";
+      c.on("data", (d) => (got += d.toString()));
+      await new Promise((r) => c.on("close", r));
+      return got;
+    });
+    server.close();
+    assert.equal(seen, "192.0.2.44:4444");
+
+    let json = "";
+    assert.equal(await run(["stats", "--pin-dir", pinDir, "--json"], { out: (x) => void (json += x), err: () => undefined }), 0);
+    const counters = JSON.parse(json) as Record<string, number>;
+    assert.equal(counters.syn_recv_sock_toa, 1);
+
+    const metrics = await serveMetrics(pinDir, "127.0.0.1", 0);
+    try {
+      const { port: mport } = metrics.address() as net.AddressInfo;
+      const body = await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text();
+      assert.match(body, /^toa_syn_recv_sock_toa_total 1$/m);
+      assert.match(body, new RegExp(`^toa_getname_toa_ok_total ${counters.getname_toa_ok}$`, "m"));
+      assert.match(body, /^# TYPE toa_untrusted_total counter$/m);
+      assert.equal((await fetch(`http://127.0.0.1:${mport}/other`)).status, 404);
+    } finally {
+      metrics.close();
+    }
+    let text = "";
+    assert.equal(await run(["stats", "--pin-dir", pinDir, "--prometheus"], { out: (x) => void (text += x), err: () => undefined }), 0);
+    assert.match(text, /^toa_found_in_ack_total 1$/m);
+  } finally {
+    sender.close();
+    unloadReceiver(pinDir);
+  }
+});
