@@ -16,6 +16,10 @@ const BULK = Number(process.env.BULK_MB ?? 200) * 1e6;
 const LAT_N = 2000;
 const IDLE_N = 1000;
 const CONCURRENCY = 32;
+/** Only the rows whose name contains one of these ("|"-separated), e.g. ROWS="HAProxy, none|toa lb, none". */
+const ROWS = process.env.ROWS?.split("|").map((s) => s.trim()).filter(Boolean);
+/** Extra node flags for the balancer process, e.g. LB_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+const LB_NODE_ARGS = process.env.LB_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
 
 const cleanups: (() => unknown)[] = [];
 const ctx = { after: (fn: () => unknown) => void cleanups.push(fn) };
@@ -23,6 +27,12 @@ const ctx = { after: (fn: () => unknown) => void cleanups.push(fn) };
 async function client<T>(topo: Topology, args: Record<string, unknown>): Promise<T> {
   const out = await topo.client.run(process.execPath, [join(topo.dir, "client.mjs"), JSON.stringify(args)], { timeoutMs: 120_000 });
   return JSON.parse(out.trim().split("\n").pop()!) as T;
+}
+
+/** User + system CPU time of a process so far, in µs (clock ticks of 10 ms). */
+function cpuUs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return ((Number(f[11]) + Number(f[12])) * 1e6) / 100;
 }
 
 function rssKiB(pid: number): number {
@@ -47,16 +57,27 @@ interface Row {
   p50: number;
   p99: number;
   bytesPerConn?: number;
+  /** Balancer CPU time per connection during the new-connections phase (µs). */
+  cpuPerConn?: number;
+  /** Balancer CPU time per MB during the bulk phase (µs). */
+  cpuPerMB?: number;
 }
 
 async function measure(topo: Topology, host: string, base: number, pid?: number): Promise<Row> {
+  const cpu0 = pid ? cpuUs(pid) : 0;
   const cps = await client<{ cps: number; errors: number }>(topo, { test: "cps", host, port: base, ms: CPS_MS, concurrency: CONCURRENCY });
   if (cps.errors) console.error(`  (${cps.errors} connect errors at port ${base})`);
+  const cpu1 = pid ? cpuUs(pid) : 0;
   const bulk = await client<{ bytes: number; mbps: number }>(topo, { test: "bulk", host, port: base + 1 });
+  const cpu2 = pid ? cpuUs(pid) : 0;
   if (bulk.bytes !== BULK) throw new Error(`bulk through port ${base + 1}: got ${bulk.bytes} of ${BULK} bytes`);
   const lat = await client<{ p50: number; p99: number }>(topo, { test: "latency", host, port: base, n: LAT_N });
   const row: Row = { cps: cps.cps, mbps: bulk.mbps, p50: lat.p50, p99: lat.p99 };
-  if (pid) row.bytesPerConn = await idleMemory(topo, base, pid);
+  if (pid) {
+    row.cpuPerConn = (cpu1 - cpu0) / ((cps.cps * CPS_MS) / 1000);
+    row.cpuPerMB = (cpu2 - cpu1) / (BULK / 1e6);
+    row.bytesPerConn = await idleMemory(topo, base, pid);
+  }
   return row;
 }
 
@@ -118,7 +139,7 @@ listen v2-bulk
   server s ${b}:9101 send-proxy-v2
 `,
   );
-  const lb = await startLb(ctx, topo, ["--config", toaCfg, "--log-level", "warn"], [`${ADDR.lb4}:7101`]);
+  const lb = await startLb(ctx, topo, ["--config", toaCfg, "--log-level", "warn"], [`${ADDR.lb4}:7101`], { nodeArgs: LB_NODE_ARGS });
   const ha: Started = topo.balancer.start(ctx as never, "haproxy", ["-f", haCfg, "-db"]);
   await waitFor("haproxy", async () => (await topo.balancer.run("ss", ["-Htln"])).includes(`${ADDR.lb4}:8101`));
 
@@ -142,20 +163,22 @@ method: three netns (client → balancer → backend) on veth; one Node backend 
     ["toa lb kernel, none", 7200, lb.proc.pid],
     ["toa lb kernel, proxy-v2", 7300, lb.proc.pid],
   ] as const) {
+    if (ROWS && !ROWS.some((r) => name.includes(r))) continue;
     console.error(`measuring ${name}...`);
     rows.push([name, await measure(topo, ADDR.lb4, base, pid)]);
   }
   const fmt = (n: number, d = 0) => n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
-  console.log("| path | new conn/s | bulk MB/s | p50 µs (added) | p99 µs (added) | RSS per idle conn |");
-  console.log("|---|---:|---:|---:|---:|---:|");
+  console.log("| path | new conn/s | bulk MB/s | p50 µs (added) | p99 µs (added) | RSS per idle conn | CPU µs/conn | CPU µs/MB |");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
   for (const [name, r] of rows) {
     const added = (v: number, d: number) => (r === direct ? fmt(v) : `${fmt(v)} (+${fmt(v - d)})`);
-    console.log(`| ${name} | ${fmt(r.cps)} | ${fmt(r.mbps)} | ${added(r.p50, direct.p50)} | ${added(r.p99, direct.p99)} | ${r.bytesPerConn === undefined ? "-" : `${fmt(r.bytesPerConn / 1024, 1)} KiB`} |`);
+    console.log(`| ${name} | ${fmt(r.cps)} | ${fmt(r.mbps)} | ${added(r.p50, direct.p50)} | ${added(r.p99, direct.p99)} | ${r.bytesPerConn === undefined ? "-" : `${fmt(r.bytesPerConn / 1024, 1)} KiB`} | ${r.cpuPerConn === undefined ? "-" : fmt(r.cpuPerConn)} | ${r.cpuPerMB === undefined ? "-" : fmt(r.cpuPerMB)} |`);
   }
   console.log("\nratios toa lb (JS relay or kernel data path) / HAProxy (>1 = toa lb higher; for latency and memory lower is better):");
   for (const [lbName, mode] of [["toa lb", "none"], ["toa lb", "proxy-v2"], ["toa lb kernel", "none"], ["toa lb kernel", "proxy-v2"]]) {
-    const h = rows.find(([n]) => n === `HAProxy, ${mode}`)![1];
-    const t = rows.find(([n]) => n === `${lbName}, ${mode}`)![1];
+    const h = rows.find(([n]) => n === `HAProxy, ${mode}`)?.[1];
+    const t = rows.find(([n]) => n === `${lbName}, ${mode}`)?.[1];
+    if (!h || !t) continue;
     const r = (x: number, y: number) => (y > 0 ? (x / y).toFixed(2) : "n/a");
     console.log(`- ${lbName}, ${mode}: new conn/s ${r(t.cps, h.cps)}, bulk ${r(t.mbps, h.mbps)}, added p50 ${r(t.p50 - direct.p50, h.p50 - direct.p50)}, added p99 ${r(t.p99 - direct.p99, h.p99 - direct.p99)}, memory/conn ${r(t.bytesPerConn!, h.bytesPerConn!)}`);
   }

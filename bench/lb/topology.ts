@@ -158,12 +158,13 @@ export function writeConfig(topo: Topology, name: string, yaml: string): string 
  * Start `toa lb ARGS` in the balancer ns (optionally in a cgroup) and wait until it says it runs and
  * `waitListen` (e.g. "198.51.100.1:80") is bound.
  */
-export async function startLb(t: Ctx, topo: Topology, args: string[], waitListen: string[], opts: { cgroup?: string } = {}): Promise<RunningLb> {
+export async function startLb(t: Ctx, topo: Topology, args: string[], waitListen: string[], opts: { cgroup?: string; nodeArgs?: string[] } = {}): Promise<RunningLb> {
+  const node = [...(opts.nodeArgs ?? []), TOA_BIN, "lb"];
   // With a cgroup, enter the netns with nsenter: `ip netns exec` remounts /sys, which hides the
   // cgroup2 mount the TOA sender attaches to.
   const proc = opts.cgroup
-    ? start("nsenter", [`--net=/run/netns/${topo.balancer.name}`, "sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', opts.cgroup, process.execPath, TOA_BIN, "lb", ...args])
-    : topo.balancer.start(t as TestContext, process.execPath, [TOA_BIN, "lb", ...args]);
+    ? start("nsenter", [`--net=/run/netns/${topo.balancer.name}`, "sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', opts.cgroup, process.execPath, ...node, ...args])
+    : topo.balancer.start(t as TestContext, process.execPath, [...node, ...args]);
   if (opts.cgroup) t.after(() => proc.stop());
   await waitFor(
     "toa lb to listen",

@@ -26,12 +26,21 @@ export interface ConnectRequest {
   /** Set in `toa` mode. */
   toa?: { writer: ClientAddressWriter; kind: number };
   timeoutMs: number;
+  /** Read the backend socket with this (see RelayReader) instead of 'data' events. */
+  onread?: OnRead;
+}
+
+/** net's `onread` option. */
+export interface OnRead {
+  buffer: () => Uint8Array;
+  callback: (n: number, buf: Buffer) => boolean;
 }
 
 /** One TCP connect bounded by `timeoutMs`; the socket is half-open capable and not yet read. */
-export function tcpConnect(opts: { host: string; port: number; localAddress?: string; localPort?: number }, timeoutMs: number): Promise<Socket> {
+export function tcpConnect(opts: { host: string; port: number; localAddress?: string; localPort?: number; onread?: OnRead }, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = netConnect({ ...opts, allowHalfOpen: true, noDelay: true });
+    // `host` is always an IP literal (config validation): net skips the DNS lookup for those.
+    const s = netConnect({ host: opts.host, port: opts.port, localAddress: opts.localAddress, localPort: opts.localPort, onread: opts.onread, allowHalfOpen: true, noDelay: true });
     const timer = setTimeout(() => {
       s.destroy();
       reject(new LbError("LB_ERR_CONNECT_TIMEOUT", `connect to ${opts.host}:${opts.port} timed out after ${timeoutMs}ms`));
@@ -59,7 +68,7 @@ export async function connectBackend(req: ConnectRequest): Promise<BackendConnec
   const deadline = Date.now() + req.timeoutMs;
   if (!req.toa) {
     const localAddress = pool.config.sourceAddresses.length > 0 ? await pool.localAddresses.pick(backend) : undefined;
-    return { socket: await tcpConnect({ host: backend.address, port: backend.port, localAddress }, req.timeoutMs) };
+    return { socket: await tcpConnect({ host: backend.address, port: backend.port, localAddress, onread: req.onread }, req.timeoutMs) };
   }
   const { writer, kind } = req.toa;
   const localAddress = await pool.localAddresses.pick(backend);
@@ -75,7 +84,7 @@ export async function connectBackend(req: ConnectRequest): Promise<BackendConnec
       ports.release(localPort);
     };
     try {
-      const socket = await tcpConnect({ host: backend.address, port: backend.port, localAddress, localPort }, Math.max(1, deadline - Date.now()));
+      const socket = await tcpConnect({ host: backend.address, port: backend.port, localAddress, localPort, onread: req.onread }, Math.max(1, deadline - Date.now()));
       socket.once("close", release);
       return { socket, key };
     } catch (e) {

@@ -14,7 +14,7 @@ import { formatEndpoint } from "./endpoint.js";
 import { LbError } from "./errors.js";
 import type { Pool } from "./pool.js";
 import { proxyHeader } from "./proxy-header.js";
-import { relay, type RelayOptions } from "./relay.js";
+import { RelayReader, relay, type RelayOptions } from "./relay.js";
 import { type KernelDataPath, kernelDataPath, kernelDataPathError } from "./splice.js";
 
 /** Counters of one listener. */
@@ -92,7 +92,9 @@ export class Listener {
     const log = this.deps.log;
     const st = this.stats;
     client.on("error", () => undefined); // reported by the relay; before it, the client just goes
-    const clientAddr = { address: client.remoteAddress ?? "", port: client.remotePort ?? 0 };
+    // The client's address costs a getpeername(): read it only when used (source-hash, toa, PROXY, logs).
+    let peer: { address: string; port: number } | undefined;
+    const clientAddr = (): { address: string; port: number } => (peer ??= { address: client.remoteAddress ?? "", port: client.remotePort ?? 0 });
     st.accepted++;
     st.active++;
     this.clients.add(client);
@@ -105,11 +107,15 @@ export class Listener {
     const pool = this.deps.pool(cfg.pool);
     const writer = cfg.mode === "toa" ? this.deps.writer() : null;
     const deadline = Date.now() + cfg.connectTimeoutMs;
+    // The JS relay reads backends into its own buffers (onread); the kernel path needs plain sockets.
+    const kernel = this.kernel();
+    const reader = kernel ? undefined : new RelayReader();
     const tried = new Set<Backend>();
+    const hashed = pool?.config.scheduler === "source-hash";
     let conn: BackendConnection | undefined;
     let backend: Backend | undefined;
     while (pool && Date.now() < deadline && !client.destroyed) {
-      backend = pool.pick(clientAddr.address, tried);
+      backend = pool.pick(hashed ? clientAddr().address : "", tried);
       if (!backend) break;
       tried.add(backend);
       backend.active++;
@@ -117,9 +123,10 @@ export class Listener {
         conn = await connectBackend({
           pool,
           backend,
-          client: clientAddr,
+          client: writer ? clientAddr() : { address: "", port: 0 },
           toa: writer ? { writer, kind: cfg.toaKind } : undefined,
           timeoutMs: deadline - Date.now(),
+          onread: reader?.onread,
         });
         break;
       } catch (e) {
@@ -128,14 +135,14 @@ export class Listener {
         st.connectErrors++;
         backend.stats.connectErrors++;
         if (err.code === "LB_ERR_PORTS_EXHAUSTED") backend.stats.portExhausted++;
-        log.warn({ listener: cfg.name, pool: cfg.pool, backend: backend.id, client: formatEndpoint(clientAddr), code: err.code }, `connect to ${backend.id} failed: ${err.message}`);
+        log.warn({ listener: cfg.name, pool: cfg.pool, backend: backend.id, client: formatEndpoint(clientAddr()), code: err.code }, `connect to ${backend.id} failed: ${err.message}`);
         backend = undefined;
       }
     }
     if (!conn || !backend) {
       if (tried.size === 0) {
         st.noBackend++;
-        log.warn({ listener: cfg.name, pool: cfg.pool, client: formatEndpoint(clientAddr) }, "no healthy backend: client closed");
+        log.warn({ listener: cfg.name, pool: cfg.pool, client: formatEndpoint(clientAddr()) }, "no healthy backend: client closed");
       } else st.failed++;
       client.destroy();
       return;
@@ -148,8 +155,10 @@ export class Listener {
       return;
     }
     b.stats.connections++;
-    const header = proxyHeader(cfg.mode, clientAddr, { address: client.localAddress ?? "", port: client.localPort ?? 0 });
-    if (header) upstream.write(header);
+    if (cfg.mode === "proxy-v1" || cfg.mode === "proxy-v2") {
+      const header = proxyHeader(cfg.mode, clientAddr(), { address: client.localAddress ?? "", port: client.localPort ?? 0 });
+      if (header) upstream.write(header);
+    }
     const relayOpts: RelayOptions = {
       idleTimeoutMs: cfg.idleTimeoutMs,
       onBytes(direction, n) {
@@ -163,12 +172,12 @@ export class Listener {
       },
       onEnd(how, error) {
         b.active--;
-        if (how !== "closed") log.debug({ listener: cfg.name, backend: b.id, client: formatEndpoint(clientAddr), how, err: error?.message }, "connection ended");
+        if (how !== "closed" && log.isLevelEnabled("debug")) log.debug({ listener: cfg.name, backend: b.id, client: formatEndpoint(clientAddr()), how, err: error?.message }, "connection ended");
       },
     };
     // Kernel data path (sockmap) when the listener's dataPath allows it; the JS relay otherwise.
-    if (this.kernel()?.splice(client, upstream, relayOpts)) return;
-    relay(client, upstream, relayOpts);
+    if (kernel?.splice(client, upstream, relayOpts)) return;
+    relay(client, upstream, relayOpts, reader);
     client.resume();
   }
 
