@@ -14,7 +14,7 @@ import { formatEndpoint } from "./endpoint.js";
 import { LbError } from "./errors.js";
 import type { Pool } from "./pool.js";
 import { proxyHeader } from "./proxy-header.js";
-import { RelayReader, relay, type RelayOptions } from "./relay.js";
+import { adoptReader, RelayReader, relay, type RelayOptions } from "./relay.js";
 import { type KernelDataPath, kernelDataPath, kernelDataPathError } from "./splice.js";
 
 /** Counters of one listener. */
@@ -177,7 +177,8 @@ export class Listener {
     };
     // Kernel data path (sockmap) when the listener's dataPath allows it; the JS relay otherwise.
     if (kernel?.splice(client, upstream, relayOpts)) return;
-    relay(client, upstream, relayOpts, reader);
+    const clientReader = new RelayReader();
+    relay(client, upstream, relayOpts, reader, adoptReader(client, clientReader) ? clientReader : undefined);
     client.resume();
   }
 

@@ -194,6 +194,34 @@ class Relay {
   }
 }
 
+/** Node's own symbols for `onread` (net.Socket keeps them as own properties), looked up once. */
+let onreadSymbols: { buffer: symbol; callback: symbol; gen: symbol } | null | undefined;
+
+/**
+ * Switch an accepted socket that is not reading yet (`pauseOnConnect`) to `reader`, as if it had been
+ * created with `onread: reader.onread` (net.Server has no such option). Returns false, changing
+ * nothing, when this Node does not lay the socket out as expected: the relay then uses 'data' events.
+ */
+export function adoptReader(socket: Socket, reader: RelayReader): boolean {
+  if (onreadSymbols === undefined) {
+    const find = (name: string): symbol | undefined => Object.getOwnPropertySymbols(socket).find((x) => x.description === name);
+    const buffer = find("kBuffer");
+    const callback = find("kBufferCb");
+    const gen = find("kBufferGen");
+    onreadSymbols = buffer && callback && gen ? { buffer, callback, gen } : null;
+  }
+  const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Uint8Array) => void; reading?: boolean } })._handle;
+  if (!onreadSymbols || !handle || typeof handle.useUserBuffer !== "function" || handle.reading) return false;
+  const o = socket as unknown as Record<symbol, unknown>;
+  if (o[onreadSymbols.buffer] !== null) return false;
+  const buf = reader.onread.buffer();
+  o[onreadSymbols.buffer] = buf;
+  o[onreadSymbols.callback] = reader.onread.callback;
+  o[onreadSymbols.gen] = reader.onread.buffer;
+  handle.useUserBuffer(buf);
+  return true;
+}
+
 /** Relay bytes read by a backend socket opened with `onread: reader.onread` (see {@link RelayReader}). */
 export function relayReader(): RelayReader {
   return new RelayReader();
@@ -201,11 +229,12 @@ export function relayReader(): RelayReader {
 
 /**
  * Relay between two connected sockets until both are closed. `backendReader`: the reader the
- * backend socket was opened with, if any (its bytes then skip the stream machinery).
+ * backend socket was opened with, if any (its bytes then skip the stream machinery); `clientReader`:
+ * the same for the client, adopted with {@link adoptReader}.
  */
-export function relay(client: Socket, backend: Socket, opts: RelayOptions, backendReader?: RelayReader): void {
+export function relay(client: Socket, backend: Socket, opts: RelayOptions, backendReader?: RelayReader, clientReader?: RelayReader): void {
   const r = new Relay(client, backend, opts);
-  r.side(client, backend, "in", undefined);
+  r.side(client, backend, "in", clientReader);
   r.side(backend, client, "out", backendReader);
   if (opts.idleTimeoutMs > 0) {
     r.lastActive = Date.now();
