@@ -14,7 +14,8 @@ import { BACKEND, CLIENT } from "./scripts.js";
 const CPS_MS = Number(process.env.CPS_MS ?? 3000);
 const BULK = Number(process.env.BULK_MB ?? 200) * 1e6;
 const LAT_N = 2000;
-const IDLE_N = 1000;
+/** Idle connections for the memory figure: enough that the RSS delta is well above allocator noise. */
+const IDLE_N = Number(process.env.IDLE_N ?? 4000);
 const CONCURRENCY = 32;
 /** Only the rows whose name contains one of these ("|"-separated), e.g. ROWS="HAProxy, none|toa lb, none". */
 const ROWS = process.env.ROWS?.split("|").map((s) => s.trim()).filter(Boolean);

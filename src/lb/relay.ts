@@ -54,18 +54,15 @@ export class RelayReader {
     buffer: (): Buffer => this.own ?? (shared ??= Buffer.allocUnsafeSlow(SHARED_SIZE)),
     callback: (n: number, buf: Buffer): boolean => this.read(n, buf),
   };
-  private readonly written = (): void => {
-    if (!this.waiting) return;
-    this.waiting = false;
-    this.from?.resume();
-  };
+  /** Write callback of own-buffer writes (made with the buffer: connections that never move bulk skip it). */
+  private written: (() => void) | null = null;
 
   private read(n: number, buf: Buffer): boolean {
     const to = this.to;
     if (buf === this.own && to !== null) {
       this.onBytes?.(n);
       if (to.destroyed) return true;
-      to.write(n === buf.length ? buf : buf.subarray(0, n), this.written);
+      to.write(n === buf.length ? buf : buf.subarray(0, n), this.written!);
       if (to.writableLength === 0) return true; // the kernel took it all: the buffer is free again
       this.waiting = true;
       return false;
@@ -74,7 +71,14 @@ export class RelayReader {
     this.onBytes?.(n);
     const copy = Buffer.allocUnsafe(n);
     buf.copy(copy, 0, 0, n);
-    if (n >= SHARED_SIZE / 2 && this.own === null) this.own = Buffer.allocUnsafeSlow(OWN_SIZE);
+    if (n >= SHARED_SIZE / 2 && this.own === null) {
+      this.own = Buffer.allocUnsafeSlow(OWN_SIZE);
+      this.written = () => {
+        if (!this.waiting) return;
+        this.waiting = false;
+        this.from?.resume();
+      };
+    }
     if (to === null) {
       (this.early ??= []).push(copy);
       return true;
