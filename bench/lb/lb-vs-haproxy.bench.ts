@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { ADDR, createTopology, startLb, writeConfig, type Topology } from "./topology.js";
 import { waitFor, type Started } from "../../test/harness/exec.js";
-import { BACKEND, CLIENT } from "./scripts.js";
+import { BACKEND, CLIENT, RAW_RELAY } from "./scripts.js";
 
 const CPS_MS = Number(process.env.CPS_MS ?? 3000);
 const BULK = Number(process.env.BULK_MB ?? 200) * 1e6;
@@ -144,6 +144,13 @@ listen v2-bulk
   const ha: Started = topo.balancer.start(ctx as never, "haproxy", ["-f", haCfg, "-db"]);
   await waitFor("haproxy", async () => (await topo.balancer.run("ss", ["-Htln"])).includes(`${ADDR.lb4}:8101`));
 
+  // Optional: the floor of a JS relay without net.Socket (a prototype, not toa lb), ports 7500/7501.
+  let raw: Started | undefined;
+  if (process.env.RAW_FLOOR) {
+    writeFileSync(join(topo.dir, "raw.mjs"), RAW_RELAY);
+    raw = topo.balancer.start(ctx as never, process.execPath, [join(topo.dir, "raw.mjs"), ADDR.lb4, "7500", b, "9000"]);
+    await waitFor("raw relay", () => raw!.output().includes("ready"));
+  }
   const haVersion = execFileSync("haproxy", ["-v"]).toString().split("\n")[0];
   console.log(`# toa lb vs HAProxy (mode tcp), one run, same topology
 machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Linux ${release()}, Node ${process.version}, ${haVersion}
@@ -163,6 +170,7 @@ method: three netns (client → balancer → backend) on veth; one Node backend 
     ["toa lb, proxy-v2", 7100, lb.proc.pid],
     ["toa lb kernel, none", 7200, lb.proc.pid],
     ["toa lb kernel, proxy-v2", 7300, lb.proc.pid],
+    ...(raw ? ([["Node raw tcp_wrap relay (floor, not toa lb), none", 7500, raw.pid]] as const) : []),
   ] as const) {
     if (ROWS && !ROWS.some((r) => name.includes(r))) continue;
     console.error(`measuring ${name}...`);

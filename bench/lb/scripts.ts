@@ -67,3 +67,51 @@ if (a.test === "cps") {
   process.stdin.once("data", () => { for (const s of sockets) s.destroy(); console.log(JSON.stringify({ n: sockets.length })); process.exit(0); });
 }
 `;
+
+/**
+ * Not toa lb: the floor of a JS relay without net.Socket, for the optional "Node raw tcp_wrap relay"
+ * row (RAW_FLOOR=1). Node's internal TCP handles (process.binding, deprecated), copy per read, no
+ * idle timeout, no RST propagation, no metrics: a measurement of what net.Socket costs, nothing more.
+ */
+export const RAW_RELAY = `
+const { TCP, TCPConnectWrap, constants } = process.binding("tcp_wrap");
+const { WriteWrap, ShutdownWrap, kReadBytesOrError, streamBaseState } = process.binding("stream_wrap");
+const [host, port, bhost, bport] = process.argv.slice(2);
+const UV_EOF = -4095;
+const shared = Buffer.allocUnsafe(65536);
+function pipe(a, b, pair) {
+  a.useUserBuffer(shared);
+  a.onread = function () {
+    const n = streamBaseState[kReadBytesOrError];
+    if (n > 0) {
+      const w = new WriteWrap(); w.handle = b; w.oncomplete = done; w.async = false;
+      const copy = Buffer.allocUnsafe(n); shared.copy(copy, 0, 0, n); w.buffer = copy;
+      const err = b.writeBuffer(w, copy);
+      if (err) return close(pair);
+      if (streamBaseState[1 /*kLastWriteWasAsync*/]) { a.readStop(); w.oncomplete = () => a.readStart(); }
+      return;
+    }
+    if (n === UV_EOF) { const s = new ShutdownWrap(); s.handle = b; s.oncomplete = () => { if (++pair.eof === 2) close(pair); }; if (b.shutdown(s)) close(pair); a.readStop(); return; }
+    if (n < 0) close(pair);
+  };
+  a.readStart();
+}
+function done() {}
+function close(pair) { if (pair.closed) return; pair.closed = true; pair.c.close(); pair.b.close(); }
+for (const [lport, bp] of [[port, bport], [String(+port + 1), String(+bport + 1)]]) {
+  const server = new TCP(constants.SERVER);
+  server.bind(host, +lport);
+  server.onconnection = (err, c) => {
+    if (err) return;
+    c.setNoDelay(true);
+    const b = new TCP(constants.SOCKET);
+    const pair = { c, b, eof: 0, closed: false };
+    const req = new TCPConnectWrap();
+    req.oncomplete = (status) => { if (status < 0) return close(pair); b.setNoDelay(true); pipe(c, b, pair); pipe(b, c, pair); };
+    req.address = bhost; req.port = +bp;
+    if (b.connect(req, bhost, +bp)) close(pair);
+  };
+  server.listen(4096);
+}
+console.log("ready");
+`;
