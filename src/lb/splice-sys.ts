@@ -2,7 +2,8 @@
  * The two socket facts the kernel data path needs and Node does not expose: how many bytes have
  * been written into a TCP socket so far (to know that every byte the verdict program redirected
  * into it has left the sockmap's queue before a FIN is passed on), read as
- * `tcp_info.tcpi_bytes_acked + SIOCOUTQ` (= write_seq - snd_una + acked), and nothing else.
+ * `tcp_info.tcpi_bytes_acked + SIOCOUTQ` (= write_seq - snd_una + acked), and the socket's cookie
+ * (SO_COOKIE: the key of splice_peers, one getsockopt instead of a sockmap look-up).
  *
  * libc through koffi, like src/bpf/syscall.ts (the toolkit knows nothing of TCP; this is the
  * balancer's own need). Replaceable for unit tests.
@@ -14,6 +15,8 @@ const TCP_INFO = 11;
 const TCPI_BYTES_ACKED = 120; // struct tcp_info: __u64 tcpi_bytes_acked (Linux ≥ 4.1)
 const TCP_INFO_SIZE = 232;
 const SIOCOUTQ = 0x5411; // TIOCOUTQ: bytes in the send queue not yet acknowledged
+const SOL_SOCKET = 1;
+const SO_COOKIE = 57;
 
 export interface SocketSys {
   /**
@@ -21,6 +24,8 @@ export interface SocketSys {
    * cannot be read (closed). Read in the order that can only under-count, never over-count.
    */
   bytesWritten(fd: number): number;
+  /** The socket's cookie (SO_COOKIE, the value bpf_get_socket_cookie returns), or -1n. */
+  cookie(fd: number): bigint;
 }
 
 function createLibcSys(): SocketSys {
@@ -33,6 +38,7 @@ function createLibcSys(): SocketSys {
   const info = Buffer.alloc(TCP_INFO_SIZE);
   const len = Buffer.alloc(4);
   const outq = Buffer.alloc(4);
+  const cookie = Buffer.alloc(8);
   return {
     bytesWritten(fd) {
       // acked first, then the queue: an ACK landing in between lowers the sum, never raises it.
@@ -41,6 +47,10 @@ function createLibcSys(): SocketSys {
       const acked = Number(info.readBigUInt64LE(TCPI_BYTES_ACKED));
       if (ioctl(fd, SIOCOUTQ, outq) < 0) return -1;
       return acked + outq.readInt32LE(0);
+    },
+    cookie(fd) {
+      len.writeUInt32LE(8);
+      return getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, len) < 0 ? -1n : cookie.readBigUInt64LE(0);
     },
   };
 }

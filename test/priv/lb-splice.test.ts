@@ -30,19 +30,24 @@ const config = validateConfig({
   listeners: [
     { name: "none", listen: host + ":7000", pool: "echo", mode: "none" },
     { name: "v2", listen: host + ":7100", pool: "v2", mode: "proxy-v2" },
+    { name: "sink", listen: host + ":7200", pool: "sink", mode: "none" },
   ],
-  pools: { echo: { backends: [backend + ":9000"] }, v2: { backends: [backend + ":9100"] } },
+  pools: { echo: { backends: [backend + ":9000"] }, v2: { backends: [backend + ":9100"] }, sink: { backends: [backend + ":9200"] } },
 }, "test");
 const lb = await Balancer.start(config, { log: pino({ level: "warn" }) });
 const kp = kernelDataPath();
 createInterface({ input: process.stdin }).on("line", () => {
   const s = lb.snapshot();
-  console.log(JSON.stringify({ ...kp.mapCounts(), pairs: kp.activePairs, fallbacks: kp.fallbacks, active: lb.activeConnections(), bytesIn: s.listeners[0].bytesIn, bytesOut: s.listeners[0].bytesOut }));
+  console.log(JSON.stringify({ ...kp.mapCounts(), pairs: kp.activePairs, fallbacks: kp.fallbacks, active: lb.activeConnections(), bytesIn: s.listeners[0].bytesIn, bytesOut: s.listeners[0].bytesOut, sinkIn: s.listeners[2].bytesIn }));
 });
 console.log("ready");
 `;
 
-/** Backends: 9000 echoes (a line "quit" makes the backend close first); 9100 answers the PROXY v2 header's first 13 bytes and source, then echoes. */
+/**
+ * Backends: 9000 echoes (a line "quit" makes the backend close first); 9100 answers the PROXY v2
+ * header's first 13 bytes and source, then echoes; 9200 reads nothing until told (a line on stdin),
+ * then everything, and answers the byte count.
+ */
 const BACKEND = `
 import net from "node:net";
 const host = process.argv[2];
@@ -65,6 +70,15 @@ net.createServer({ allowHalfOpen: true }, (s) => {
   });
   s.on("end", () => s.end());
 }).listen(9100, host);
+const sinks = [];
+net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
+  s.on("error", () => {});
+  let n = 0;
+  s.on("data", (d) => { n += d.length; });
+  s.on("end", () => s.end(String(n)));
+  sinks.push(s);
+}).listen(9200, host);
+process.stdin.on("data", () => { for (const s of sinks) s.resume(); });
 console.log("ready");
 `;
 
@@ -86,13 +100,33 @@ if (a.test === "echo") {
   }));
   console.log(JSON.stringify({ ok: results.filter(Boolean).length }));
 } else if (a.test === "bulk") {
-  const s = await connect(7000);
+  // a.n transfers at once, each a.bytes of random data written and read back concurrently.
+  const one = async () => {
+    const s = await connect(7000);
+    const all = readAll(s);
+    const sent = createHash("sha256");
+    let left = a.bytes;
+    await new Promise((res) => { const pump = () => { while (left > 0) { const b = randomBytes(Math.min(left, 1 << 16)); left -= b.length; sent.update(b); if (!s.write(b)) return s.once("drain", pump); } s.end(); res(); }; pump(); });
+    const got = await all;
+    return { sent: sent.digest("hex"), got: createHash("sha256").update(got).digest("hex"), bytes: got.length };
+  };
+  console.log(JSON.stringify(await Promise.all(Array.from({ length: a.n ?? 1 }, one))));
+} else if (a.test === "stall") {
+  // Write a.bytes to a backend that does not read; report what the sockets took once writes stall.
+  const s = await connect(7200);
   const all = readAll(s);
-  const sent = createHash("sha256");
-  let left = a.bytes;
-  await new Promise((res) => { const pump = () => { while (left > 0) { const b = randomBytes(Math.min(left, 1 << 16)); left -= b.length; sent.update(b); if (!s.write(b)) return s.once("drain", pump); } s.end(); res(); }; pump(); });
-  const got = await all;
-  console.log(JSON.stringify({ sent: sent.digest("hex"), got: createHash("sha256").update(got).digest("hex"), bytes: got.length }));
+  let left = a.bytes, sent = 0;
+  const chunk = Buffer.alloc(1 << 16, 7);
+  let lastDrain = Date.now();
+  const pump = () => { lastDrain = Date.now(); while (left > 0) { left -= chunk.length; sent += chunk.length; if (!s.write(chunk)) return; } s.end(); };
+  s.on("drain", pump);
+  pump();
+  while (left > 0 && Date.now() - lastDrain < 1500) await new Promise((r) => setTimeout(r, 100));
+  console.log(JSON.stringify({ stalled: left > 0, accepted: s.bytesWritten - s.writableLength }));
+  await new Promise((r) => process.stdin.once("data", r));
+  while (left > 0) { if (!s.write(chunk)) await new Promise((r) => s.once("drain", r)); left -= chunk.length; sent += chunk.length; }
+  s.end();
+  console.log(JSON.stringify({ sent, answer: Number((await all).toString()) }));
 } else if (a.test === "v2") {
   const s = await connect(7100);
   const all = readAll(s);
@@ -115,8 +149,8 @@ if (a.test === "echo") {
 
 async function setup(t: Parameters<typeof createTopology>[0]) {
   const topo = await createTopology(t);
-  for (const [name, text] of [["balancer", BALANCER], ["backend", BACKEND]] as const) writeFileSync(join(topo.dir, `${name}.mjs`), text);
-  const be = topo.backends.start(t as never, process.execPath, [join(topo.dir, "backend.mjs"), ADDR.backend4[0]]);
+  for (const [name, text] of [["balancer", BALANCER], ["backend", BACKEND], ["client", CLIENT]] as const) writeFileSync(join(topo.dir, `${name}.mjs`), text);
+  const be = topo.backends.start(t as never, process.execPath, [join(topo.dir, "backend.mjs"), ADDR.backend4[0]], { stdio: ["pipe", "pipe", "pipe"] });
   await waitFor("backend", () => be.output().includes("ready"));
   const lb = topo.balancer.start(t as never, process.execPath, [join(topo.dir, "balancer.mjs"), JSON.stringify([DIST, ADDR.lb4, ADDR.backend4[0]])], { stdio: ["pipe", "pipe", "pipe"], cwd: resolve(DIST, "..") });
   await waitFor("balancer", () => {
@@ -124,7 +158,7 @@ async function setup(t: Parameters<typeof createTopology>[0]) {
     return lb.output().includes("ready");
   }, 15_000);
   let asked = 0;
-  const counts = async (): Promise<{ socks: number; verdict: number; peers: number; pairs: number; fallbacks: number; active: number; bytesIn: number; bytesOut: number }> => {
+  const counts = async (): Promise<{ socks: number; verdict: number; peers: number; pairs: number; fallbacks: number; active: number; bytesIn: number; bytesOut: number; sinkIn: number }> => {
     const n = ++asked;
     lb.child.stdin!.write("counts\n");
     return waitFor("counts", () => {
@@ -133,20 +167,51 @@ async function setup(t: Parameters<typeof createTopology>[0]) {
     });
   };
   const client = <T>(args: Record<string, unknown>, timeoutMs = 120_000) => nodeScript<T>(topo.client, topo, "client", CLIENT, { host: ADDR.lb4, ...args }, timeoutMs);
-  return { topo, lb, counts, client };
+  return { topo, lb, be, counts, client };
 }
 
 const empty = { socks: 0, verdict: 0, peers: 0, pairs: 0 };
 
-// Known bug (open): under load (the whole lb suite before it) about one run in two loses ~1 MiB of the
-// 50 MB, suspected in the throttle (sender out of splice_verd) or FIN-flush path. Alone it passes.
-// Marked todo so it runs and reports without failing the suite; dataPath kernel stays opt-in.
-test("kernel data path: 50 MB both ways through an echo backend, checksum equal", { todo: "intermittent loss of ~1 MiB under load: see docs/lb.md limits" }, async (t) => {
+/** Concurrent 50 MB transfers in the bulk test (the load that used to lose a tail of ~1 MiB). */
+const BULK_N = Number(process.env.SPLICE_BULK_N ?? 6);
+
+test(`kernel data path: ${BULK_N} × 50 MB both ways at once through an echo backend, checksums equal, maps empty after`, async (t) => {
   if (!requireRoot(t)) return;
-  const { client } = await setup(t);
-  const bulk = await client<{ sent: string; got: string; bytes: number }>({ test: "bulk", bytes: 50e6 });
-  assert.equal(bulk.bytes, 50e6);
-  assert.equal(bulk.got, bulk.sent, "sha256 of what came back equals what was sent");
+  const { client, counts } = await setup(t);
+  const bulk = await client<{ sent: string; got: string; bytes: number }[]>({ test: "bulk", bytes: 50e6, n: BULK_N }, 300_000);
+  assert.deepEqual(bulk.map((r) => r.bytes), Array(BULK_N).fill(50e6), "every transfer came back whole");
+  for (const r of bulk) assert.equal(r.got, r.sent, "sha256 of what came back equals what was sent");
+  const after = await waitFor("pairs released", async () => {
+    const c = await counts();
+    return c.pairs === 0 && c.active === 0 ? c : undefined;
+  }, 10_000, 200);
+  assert.deepEqual({ socks: after!.socks, verdict: after!.verdict, peers: after!.peers, pairs: after!.pairs }, empty);
+  assert.equal(after!.fallbacks, 0);
+  assert.equal(after!.bytesIn, BULK_N * 50e6, "client → backend bytes counted by the program");
+  assert.equal(after!.bytesOut, BULK_N * 50e6, "backend → client bytes counted by the program");
+});
+
+test("kernel data path: a backend that does not read stalls the client's writes (the throttle hands the pair to the JS relay)", { todo: "THROTTLE_ENABLED is off: the kernel applies no backpressure to a sockmap egress redirect (see docs/lb.md)" }, async (t) => {
+  if (!requireRoot(t)) return;
+  const { topo, be, counts } = await setup(t);
+  const BYTES = 400e6;
+  const c = topo.client.start(t as never, process.execPath, [join(topo.dir, "client.mjs"), JSON.stringify({ host: ADDR.lb4, test: "stall", bytes: BYTES })], { stdio: ["pipe", "pipe", "pipe"] });
+  await waitFor("writes stall", () => c.output().includes('"stalled"'), 60_000).catch((e) => {
+    throw new Error(`${e.message}: ${c.output().slice(-2000)}`);
+  });
+  const stall = JSON.parse(c.output().split("\n").find((l) => l.includes('"stalled"'))!) as { stalled: boolean; accepted: number };
+  await new Promise((r) => setTimeout(r, 1200)); // one counter poll
+  const held = (await counts()).sinkIn;
+  t.diagnostic(`client sockets took ${stall.accepted} bytes before its writes stalled; the balancer redirected ${held}`);
+  assert.ok(stall.stalled, "the client's writes stall");
+  // The kernel applies no backpressure to a sockmap egress redirect (measured: without the throttle
+  // the balancer took all 400 MB). Bounded now by THROTTLE_HIGH + one 10 ms poll + the socket buffers.
+  assert.ok(held < 80e6, `the balancer took ${held} bytes from a client whose backend reads nothing`);
+  be.child.stdin!.write("go\n");
+  c.child.stdin!.write("go\n");
+  await waitFor("sink done", () => c.output().includes('"answer"'), 120_000);
+  const done = JSON.parse(c.output().split("\n").find((l) => l.includes('"answer"'))!) as { sent: number; answer: number };
+  assert.equal(done.answer, done.sent, "every byte arrived once the backend read");
 });
 
 test("kernel data path: echo, PROXY v2 first, many pairs, maps cleaned on close", async (t) => {
