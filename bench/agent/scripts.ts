@@ -1,4 +1,5 @@
 /** Programs the receiver bench runs inside the namespaces (written to files at run time). */
+import { nginxConf as buildNginxConf } from "../../test/harness/nginx-conf.js";
 
 /**
  * Python roles (C-speed loops: every socket call is one syscall, no event loop): bulk download and
@@ -149,24 +150,12 @@ console.log(JSON.stringify({ cps: done / ((a.stop - a.start) / 1000), done, erro
 
 /** nginx answering `return 200` with nothing logged per request, one process, in the foreground. */
 export function nginxConf(dir: string, name: string, listen: string): string {
-  return `worker_processes 1;
-daemon off;
-master_process off;
-pid ${dir}/${name}.pid;
-error_log ${dir}/${name}-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/nginx-body;
-  proxy_temp_path ${dir}/nginx-proxy;
-  fastcgi_temp_path ${dir}/nginx-fastcgi;
-  uwsgi_temp_path ${dir}/nginx-uwsgi;
-  scgi_temp_path ${dir}/nginx-scgi;
-  keepalive_timeout 0;
-  server {
-    listen ${listen} backlog=4096;
-    location / { return 200 "ok\\n"; }
-  }
-}
-`;
+  return buildNginxConf({
+    dir,
+    name,
+    masterProcess: false,
+    workerConnections: 4096,
+    httpExtra: "  keepalive_timeout 0;",
+    servers: `  server {\n    listen ${listen} backlog=4096;\n    location / { return 200 "ok\\n"; }\n  }`,
+  });
 }

@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import type { TestContext } from "node:test";
 import { Netns, link } from "../../test/harness/netns.js";
 import { start, waitFor, type Started } from "../../test/harness/exec.js";
+import { nginxConf } from "../../test/harness/nginx-conf.js";
 
 /** Run-time context: a node:test TestContext or a bench's own cleanup list. */
 export type Ctx = Pick<TestContext, "after">;
@@ -103,33 +104,19 @@ export async function startNginx(
   }`;
     })
     .join("\n");
-  const conf = `daemon off;
-user root;
-worker_processes 1;
-worker_rlimit_nofile 16384;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 8192; }
-http {
-  log_format toa '$remote_addr $proxy_protocol_addr $server_addr:$server_port "$request" $status';
-  access_log ${accessLog} toa;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  keepalive_timeout 60s;
-  keepalive_requests 100000;
-  default_type text/plain;
-${servers}
-}
-`;
+  const conf = nginxConf({
+    dir,
+    servers,
+    accessLog: { path: accessLog, format: '$remote_addr $proxy_protocol_addr $server_addr:$server_port "$request" $status' },
+    workerConnections: 8192,
+    httpExtra: "  keepalive_timeout 60s;\n  keepalive_requests 100000;",
+  });
   const confPath = join(dir, "nginx.conf");
   writeFileSync(confPath, conf);
   // With a cgroup (the backend's `toa load` target), its listeners and so every accepted socket belong to it.
-  const proc = topo.backends.start(t as TestContext, "nginx", ["-c", confPath, "-e", join(dir, "error.log")], { cgroup: opts.cgroup });
+  const proc = topo.backends.start(t as TestContext, "nginx", ["-c", confPath, "-e", join(dir, "nginx-error.log")], { cgroup: opts.cgroup });
   await waitFor(`nginx ${name} to listen`, async () => {
-    if (proc.child.exitCode !== null) throw new Error(`nginx exited: ${proc.output()} ${existsSync(join(dir, "error.log")) ? readFileSync(join(dir, "error.log"), "utf8") : ""}`);
+    if (proc.child.exitCode !== null) throw new Error(`nginx exited: ${proc.output()} ${existsSync(join(dir, "nginx-error.log")) ? readFileSync(join(dir, "nginx-error.log"), "utf8") : ""}`);
     const ss = await topo.backends.run("ss", ["-Htln"]);
     return backends.every((b) => ss.includes(`${ADDR.backend4[b.index]}:${b.port ?? 80}`));
   });

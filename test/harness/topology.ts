@@ -25,6 +25,7 @@ import type { TestContext } from "node:test";
 import type { SpawnOptions } from "node:child_process";
 import { Netns, link } from "./netns.js";
 import { sh, start, waitFor, type Started } from "./exec.js";
+import { nginxConf } from "./nginx-conf.js";
 import { createTestCgroup, type TestCgroup } from "./cgroup.js";
 import { uniqueName } from "./privileged.js";
 import { loadReceiver, unloadReceiver, receiverCounters, parseTrust, type Counters, type LoadResult } from "../../src/agent/index.js";
@@ -188,32 +189,21 @@ export async function startNginx(topo: Topology, cgroup: string, port = 8080): P
   const dir = join(topo.dir, uniqueName("nginx"));
   mkdirSync(dir);
   const access = join(dir, "access.log");
-  const conf = `daemon off;
-master_process off;
-user root;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log;
-events { worker_connections 256; }
-http {
-  log_format fmt '$remote_addr $remote_port';
-  access_log ${access} fmt;
-  client_body_temp_path ${dir}/cb;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  default_type text/plain;
-  server {
+  const conf = nginxConf({
+    dir,
+    masterProcess: false,
+    workerConnections: 256,
+    accessLog: { path: access, format: "$remote_addr $remote_port" },
+    servers: `  server {
     listen ${ADDR.backend4}:${port};
     listen [${ADDR.backend6}]:${port};
     location / { return 200 "ok $remote_addr $remote_port\\n"; }
-  }
-}
-`;
+  }`,
+  });
   writeFileSync(join(dir, "nginx.conf"), conf);
-  const proc = topo.backend.start("nginx", ["-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")], { cgroup });
+  const proc = topo.backend.start("nginx", ["-c", join(dir, "nginx.conf"), "-e", join(dir, "nginx-error.log")], { cgroup });
   await waitListening(topo.backend, proc, "nginx", [`${ADDR.backend4}:${port}`, `[${ADDR.backend6}]:${port}`]).catch((e: Error) => {
-    throw new Error(`${e.message}\n${existsSync(join(dir, "error.log")) ? readFileSync(join(dir, "error.log"), "utf8") : ""}`);
+    throw new Error(`${e.message}\n${existsSync(join(dir, "nginx-error.log")) ? readFileSync(join(dir, "nginx-error.log"), "utf8") : ""}`);
   });
   return { proc, lines: () => (existsSync(access) ? readFileSync(access, "utf8").split("\n").filter(Boolean) : []) };
 }
