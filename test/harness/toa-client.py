@@ -5,7 +5,7 @@ test asks for, in the SYN, the handshake ACK and/or the first data segment. Run 
 
 argv[1]: JSON list of connections, each
   {"src", "dst", "sport", "dport", "synOptions"?, "ackOptions"?, "dataOptions"? (hex of raw option
-   bytes, NOP-padded here to a multiple of 4), "noAck"? (the data segment completes the handshake),
+   bytes, NOP-padded here to a multiple of 4), "noAck"? (the data segment completes the handshake), "moreSegments"? ([{options, data}] sent after it),
    "data"? (default "hello\\n")}
 Prints one JSON list: [{"sport", "reply": text the server sent back or null, "error"?}].
 """
@@ -57,12 +57,18 @@ def one(c):
     if not c.get("noAck"):
         send(segment(ip, c, "A", 1001, ack, bytes.fromhex(c.get("ackOptions", ""))))
     send(segment(ip, c, "PA", 1001, ack, bytes.fromhex(c.get("dataOptions", "")), data))
+    # Further data segments in order, each with its own options ("moreSegments": [{options, data}]).
+    seq = 1001 + len(data)
+    for m in c.get("moreSegments", []):
+        more = m.get("data", "x\n").encode()
+        send(segment(ip, c, "PA", seq, ack, bytes.fromhex(m.get("options", "")), more))
+        seq += len(more)
     deadline = time.time() + 5
     while time.time() < deadline and b"\n" not in replies[c["sport"]]:
         time.sleep(0.02)
     reply = replies[c["sport"]]
     # Tell the server we're gone.
-    send(ip / TCP(sport=c["sport"], dport=c["dport"], flags="RA", seq=1001 + len(data), ack=ack))
+    send(ip / TCP(sport=c["sport"], dport=c["dport"], flags="RA", seq=seq, ack=ack))
     text = reply.decode(errors="replace")
     return {"sport": c["sport"], "reply": text if text else None}
 

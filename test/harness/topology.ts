@@ -376,6 +376,8 @@ export interface CraftedConnection {
   dataOptions?: string;
   /** Skip the pure ACK: the data segment completes the handshake. */
   noAck?: boolean;
+  /** Data segments sent after the first one, each with its own raw options (hex). */
+  moreSegments?: { options?: string; data?: string }[];
   data?: string;
 }
 
