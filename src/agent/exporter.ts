@@ -5,20 +5,13 @@
 import { createServer, type Server } from "node:http";
 import { Counter, Registry } from "prom-client";
 import { receiverCounters, receiverCounterNames } from "./stats.js";
+import { freshFor } from "../shared/fresh.js";
 
 /** Registry whose counters are read from the load pinned at `pinDir` on every scrape. */
 export function receiverRegistry(pinDir: string): Registry {
   const registry = new Registry();
-  // One read of the map per scrape, shared by every family (each collect() asks within microseconds).
-  let snapshot: ReturnType<typeof receiverCounters>;
-  let readAt = 0;
-  const read = () => {
-    if (Date.now() - readAt > 100) {
-      snapshot = receiverCounters(pinDir);
-      readAt = Date.now();
-    }
-    return snapshot;
-  };
+  // One read of the map per scrape, shared by every family.
+  const read = freshFor(100, () => receiverCounters(pinDir));
   for (const name of receiverCounterNames) {
     new Counter({
       name: `toa_${name}_total`,

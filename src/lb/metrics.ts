@@ -4,12 +4,15 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { StatusSnapshot } from "./status.js";
+import { freshFor } from "../shared/fresh.js";
 
 type Snap = () => StatusSnapshot;
 
 /** A registry with the toa_lb_* metrics (and the process_* defaults). */
-export function createMetrics(snapshot: Snap): Registry {
+export function createMetrics(readSnapshot: Snap): Registry {
   const registry = new Registry();
+  // One snapshot per scrape (it reads the sender's counters from the kernel), shared by every family.
+  const snapshot = freshFor(100, readSnapshot);
   collectDefaultMetrics({ register: registry, prefix: "toa_lb_" });
 
   const counter = (name: string, help: string, labelNames: string[], fill: (s: StatusSnapshot, set: (labels: Record<string, string>, v: number) => void) => void): void => {
