@@ -1,6 +1,8 @@
 /** A point-in-time view of the balancer: what /status.json returns and what the page and /metrics show. */
+import type { BackendStats } from "./backend.js";
+import type { ListenerStats } from "./listener.js";
 
-export interface BackendStatus {
+export interface BackendStatus extends BackendStats {
   id: string;
   weight: number;
   healthy: boolean;
@@ -9,12 +11,6 @@ export interface BackendStatus {
   lastCheck: string;
   lastChangeMs: number;
   active: number;
-  connections: number;
-  bytesIn: number;
-  bytesOut: number;
-  connectErrors: number;
-  portExhausted: number;
-  checksFailed: number;
 }
 
 export interface PoolStatus {
@@ -24,18 +20,11 @@ export interface PoolStatus {
   backends: BackendStatus[];
 }
 
-export interface ListenerStatus {
+export interface ListenerStatus extends ListenerStats {
   name: string;
   listen: string;
   mode: string;
   pool: string;
-  accepted: number;
-  active: number;
-  bytesIn: number;
-  bytesOut: number;
-  noBackend: number;
-  failed: number;
-  connectErrors: number;
 }
 
 export interface StatusSnapshot {
