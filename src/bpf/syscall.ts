@@ -32,17 +32,31 @@ export interface SyscallBackend {
 const SYS_BPF: Record<string, number> = { x64: 321, arm64: 280, riscv64: 280, ia32: 357, arm: 386, ppc64: 361, s390x: 351, loong64: 280 };
 const RLIMIT_MEMLOCK = 8;
 
+type Koffi = typeof import("koffi");
+let loaded: { koffi: Koffi; lib: ReturnType<Koffi["load"]> } | undefined;
+
+/**
+ * koffi and libc, loaded once for the whole process, on first use (importing the toolkit never loads
+ * native code). Other layers that need a libc call of their own declare it on this handle.
+ */
+export function loadLibc(): { koffi: Koffi; lib: ReturnType<Koffi["load"]> } {
+  if (!loaded) {
+    const require = createRequire(import.meta.url);
+    // koffi ships prebuilt binaries in its npm package: no compiler at install.
+    const koffi = require("koffi") as Koffi;
+    loaded = { koffi, lib: koffi.load("libc.so.6") };
+  }
+  return loaded;
+}
+
 function createKoffiBackend(): SyscallBackend {
-  const require = createRequire(import.meta.url);
-  // koffi ships prebuilt binaries in its npm package: no compiler at install.
-  const koffi = require("koffi") as typeof import("koffi");
-  const libc = koffi.load("libc.so.6");
+  const { koffi, lib } = loadLibc();
   const nr = SYS_BPF[arch];
   // syscall(2) is variadic; on the Linux ABIs listed above integer and pointer varargs travel in the
   // same registers as fixed arguments, so a fixed prototype is correct and much cheaper to call.
-  const syscall = libc.func("long syscall(long nr, long cmd, void *attr, unsigned long size)");
-  const mount = libc.func("int mount(const char *src, const char *target, const char *fstype, unsigned long flags, void *data)");
-  const setrlimit = libc.func("int setrlimit(int resource, void *rlim)");
+  const syscall = lib.func("long syscall(long nr, long cmd, void *attr, unsigned long size)");
+  const mount = lib.func("int mount(const char *src, const char *target, const char *fstype, unsigned long flags, void *data)");
+  const setrlimit = lib.func("int setrlimit(int resource, void *rlim)");
   const result = (ret: number | bigint): RawResult => {
     const n = Number(ret);
     return { ret: n, errno: n < 0 ? koffi.errno() : 0 };

@@ -5,10 +5,10 @@
  * `tcp_info.tcpi_bytes_acked + SIOCOUTQ` (= write_seq - snd_una + acked), and the socket's cookie
  * (SO_COOKIE: the key of splice_peers, one getsockopt instead of a sockmap look-up).
  *
- * libc through koffi, like src/bpf/syscall.ts (the toolkit knows nothing of TCP; this is the
- * balancer's own need). Replaceable for unit tests.
+ * libc through the toolkit's one koffi handle (src/bpf/syscall.ts `loadLibc()`); the calls are the
+ * balancer's own need (the toolkit knows nothing of TCP). Replaceable for unit tests.
  */
-import { createRequire } from "node:module";
+import { loadLibc } from "../bpf/syscall.js";
 
 const SOL_TCP = 6;
 const TCP_INFO = 11;
@@ -29,12 +29,10 @@ export interface SocketSys {
 }
 
 function createLibcSys(): SocketSys {
-  const require = createRequire(import.meta.url);
-  const koffi = require("koffi") as typeof import("koffi");
-  const libc = koffi.load("libc.so.6");
-  const getsockopt = libc.func("int getsockopt(int fd, int level, int name, void *val, void *len)");
+  const { lib } = loadLibc();
+  const getsockopt = lib.func("int getsockopt(int fd, int level, int name, void *val, void *len)");
   // ioctl is variadic; on the 64-bit Linux ABIs a pointer vararg travels like a fixed argument.
-  const ioctl = libc.func("int ioctl(int fd, unsigned long req, void *arg)");
+  const ioctl = lib.func("int ioctl(int fd, unsigned long req, void *arg)");
   const info = Buffer.alloc(TCP_INFO_SIZE);
   const len = Buffer.alloc(4);
   const outq = Buffer.alloc(4);
