@@ -7,7 +7,7 @@
  * (BPF_LINK_UPDATE): there is no moment without a program, and the socket storage map is reused,
  * so connections accepted before keep their addresses.
  */
-import { existsSync } from "node:fs";
+import { closeSync, existsSync } from "node:fs";
 import {
   attachCgroup,
   BpfError,
@@ -28,7 +28,6 @@ import {
   requireFeatures,
   unpin,
 } from "../bpf/index.js";
-import { closeSync } from "node:fs";
 import { mapSpecs, MapName, TRUST4_KEY_SIZE, TRUST6_KEY_SIZE } from "../programs/layout.js";
 import { receiverProgram } from "../programs/receiver.js";
 import { getpeername4Program, getpeername6Program } from "../programs/rewriter.js";

@@ -6,7 +6,7 @@ import { closeSync, readFileSync } from "node:fs";
 import { BpfError, SyscallError } from "./errors.js";
 import { BpfCommand, bpf, bpfTry, cString, syscalls } from "./syscall.js";
 import { Btf, type BtfType, btfSize, buildBtf } from "./btf.js";
-import { bytes, type Codec, s32 } from "./codec.js";
+import { bytes, type Codec } from "./codec.js";
 
 /** Map types (enum bpf_map_type). */
 export const MapType = {
@@ -125,8 +125,12 @@ export class BpfMap<K = Buffer, V = Buffer> {
   private _fd: number;
   readonly keyCodec: Codec<K>;
   readonly valueCodec: Codec<V>;
+  /** Per-CPU maps hold one value per possible CPU; lookups return them all. */
+  readonly isPerCpu: boolean;
   /** Bytes of one value as the kernel copies it (per-CPU maps: one 8-aligned slot per possible CPU). */
   readonly valueBufferSize: number;
+  /** Distance between two CPUs' values in a per-CPU copy. */
+  private readonly perCpuStride: number;
   /** Reused buffers: lookups allocate nothing but the decoded value. */
   private readonly keyBuf: Buffer;
   private readonly valueBuf: Buffer;
@@ -136,8 +140,9 @@ export class BpfMap<K = Buffer, V = Buffer> {
     this._fd = fd;
     this.keyCodec = codecs.key ?? (bytes(info.keySize) as unknown as Codec<K>);
     this.valueCodec = codecs.value ?? (bytes(info.valueSize) as unknown as Codec<V>);
-    const isPerCpu = info.type === MapType.PERCPU_ARRAY || info.type === MapType.PERCPU_HASH;
-    this.valueBufferSize = isPerCpu ? Math.ceil(info.valueSize / 8) * 8 * possibleCpus() : info.valueSize;
+    this.isPerCpu = info.type === MapType.PERCPU_ARRAY || info.type === MapType.PERCPU_HASH;
+    this.perCpuStride = Math.ceil(info.valueSize / 8) * 8;
+    this.valueBufferSize = this.isPerCpu ? this.perCpuStride * possibleCpus() : info.valueSize;
     this.keyBuf = Buffer.alloc(info.keySize);
     this.valueBuf = Buffer.alloc(this.valueBufferSize);
     this.attr.writeBigUInt64LE(syscalls().address(this.keyBuf), 8);
@@ -174,10 +179,6 @@ export class BpfMap<K = Buffer, V = Buffer> {
     return this._fd;
   }
 
-  get isPerCpu(): boolean {
-    return this.valueBufferSize !== this.info.valueSize || this.info.type === MapType.PERCPU_ARRAY || this.info.type === MapType.PERCPU_HASH;
-  }
-
   private setKey(key: K): void {
     const k = this.keyCodec.encode(key);
     k.copy(this.keyBuf, 0, 0, this.info.keySize);
@@ -206,7 +207,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
   lookupPerCpu(key: K): V[] | undefined {
     const raw = this.lookupRaw(key);
     if (raw === undefined) return undefined;
-    const stride = Math.ceil(this.info.valueSize / 8) * 8;
+    const stride = this.perCpuStride;
     const out: V[] = [];
     for (let off = 0; off + stride <= raw.length; off += stride) out.push(this.valueCodec.decode(raw.subarray(off, off + this.info.valueSize)));
     return out;
@@ -216,10 +217,10 @@ export class BpfMap<K = Buffer, V = Buffer> {
   update(key: K, value: V, flags: number = UpdateFlag.ANY): void {
     this.setKey(key);
     const v = this.valueCodec.encode(value);
-    if (this.valueBufferSize === this.info.valueSize) {
+    if (!this.isPerCpu) {
       v.copy(this.valueBuf, 0, 0, this.info.valueSize);
     } else {
-      const stride = Math.ceil(this.info.valueSize / 8) * 8;
+      const stride = this.perCpuStride;
       for (let off = 0; off < this.valueBufferSize; off += stride) v.copy(this.valueBuf, off, 0, this.info.valueSize);
     }
     this.attr.writeUInt32LE(this.fd, 0);
@@ -310,13 +311,8 @@ export function objGet(path: string): number {
   return bpf(BpfCommand.OBJ_GET, attr, 20, path);
 }
 
-/** Anything with a libuv handle holding an fd: a Node `net.Socket`, `net.Server`. */
-export interface HasFd {
-  _handle?: unknown;
-}
-
 /** The fd of a connected Node socket (libuv's handle), for sk_storage look-ups. */
-export function socketFd(socket: HasFd | object): number {
+export function socketFd(socket: object): number {
   const fd = (socket as { _handle?: { fd?: number } })._handle?.fd;
   if (typeof fd !== "number" || fd < 0) throw new BpfError("BPF_ERR_INVALID_ARG", "socket has no file descriptor (closed, or not a TCP socket)");
   return fd;
@@ -329,6 +325,3 @@ export function socketFd(socket: HasFd | object): number {
 export function socketStorage<V>(map: BpfMap<number, V>, socket: number | object): V | undefined {
   return map.lookup(typeof socket === "number" ? socket : socketFd(socket));
 }
-
-/** Codec for sk_storage keys (socket fds). */
-export const socketFdKey = s32;

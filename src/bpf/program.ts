@@ -7,7 +7,7 @@
 import { closeSync } from "node:fs";
 import { BpfError, SyscallError, VerifierError } from "./errors.js";
 import { BpfCommand, bpfTry, cString, syscalls } from "./syscall.js";
-import { encode, type Item, slotCount } from "./asm/index.js";
+import { encode, type Item } from "./asm/index.js";
 import type { BpfMap } from "./map.js";
 import { objectInfo, objGet, objPin } from "./map.js";
 
@@ -172,11 +172,6 @@ export class Program {
     const fd = objGet(path);
     const info = programInfo(fd);
     return new Program(fd, { name: info.name, type: "SOCK_OPS" }, info);
-  }
-
-  /** Number of slots in the spec (for reporting). */
-  static size(spec: ProgramSpec): number {
-    return slotCount(spec.instructions);
   }
 
   get fd(): number {
