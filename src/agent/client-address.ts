@@ -39,13 +39,23 @@ export function decodePeer(v: Buffer): ClientAddress | null {
 
 const opened = new Map<string, BpfMap<number, Buffer>>();
 
-function peersMap(pinDir: string): BpfMap<number, Buffer> {
-  let m = opened.get(pinDir);
-  if (!m) {
-    m = BpfMap.fromPin(pinPaths(pinDir).peers, { key: codec.s32 });
-    opened.set(pinDir, m);
-  }
+function openPeers(pinDir: string): BpfMap<number, Buffer> {
+  const m = BpfMap.fromPin(pinPaths(pinDir).peers, { key: codec.s32 });
+  opened.set(pinDir, m);
   return m;
+}
+
+/** The map pinned at `pinDir` now, when it is not the one we hold; undefined when unpinned or the same. */
+function replacedPeers(pinDir: string, held: BpfMap<number, Buffer>): BpfMap<number, Buffer> | undefined {
+  let pinned: BpfMap<number, Buffer>;
+  try {
+    pinned = BpfMap.fromPin(pinPaths(pinDir).peers, { key: codec.s32 });
+  } catch {
+    return undefined; // unloaded: no TOA for anyone, as before
+  }
+  if (pinned.info.id !== held.info.id) return pinned;
+  pinned.close();
+  return undefined;
 }
 
 /**
@@ -53,7 +63,19 @@ function peersMap(pinDir: string): BpfMap<number, Buffer> {
  * Needs read access to the pinned map (root or CAP_BPF). The map stays open for later calls.
  */
 export function clientAddress(socket: Socket, options: { pinDir?: string } = {}): ClientAddress | null {
-  const v = socketStorage(peersMap(options.pinDir ?? DEFAULT_PIN_DIR), socket);
+  const pinDir = options.pinDir ?? DEFAULT_PIN_DIR;
+  const held = opened.get(pinDir);
+  let v = socketStorage(held ?? openPeers(pinDir), socket);
+  if (v === undefined && held) {
+    // A miss may also mean `toa unload` + `toa load` replaced the map we hold since: the pin then
+    // names another map. Only misses pay for this check; hits stay one look-up.
+    const pinned = replacedPeers(pinDir, held);
+    if (pinned) {
+      held.close();
+      opened.set(pinDir, pinned);
+      v = socketStorage(pinned, socket);
+    }
+  }
   return v ? decodePeer(v) : null;
 }
 

@@ -13,6 +13,7 @@ import { loadReceiver, unloadReceiver } from "../../src/agent/receiver.js";
 import { ToaSender } from "../../src/agent/sender.js";
 import { serveMetrics } from "../../src/agent/exporter.js";
 import { run } from "../../src/cli/main.js";
+import { clientAddress, closeClientAddressMaps } from "../../src/agent/client-address.js";
 
 test("toa stats --serve and --prometheus show the kernel's counters", async (t) => {
   if (!requireRoot(t)) return;
@@ -59,6 +60,45 @@ test("toa stats --serve and --prometheus show the kernel's counters", async (t) 
     assert.equal(await run(["stats", "--pin-dir", pinDir, "--prometheus"], { out: (x) => void (text += x), err: () => undefined }), 0);
     assert.match(text, /^toa_found_in_ack_total 1$/m);
   } finally {
+    sender.close();
+    unloadReceiver(pinDir);
+  }
+});
+
+test("clientAddress() follows an unload + load: a long-running process reads the new map, not the one it held", async (t) => {
+  if (!requireRoot(t)) return;
+  const clientCg = createTestCgroup(t, "toa-ca-c");
+  const serverCg = createTestCgroup(t, "toa-ca-s");
+  const pinDir = join("/sys/fs/bpf", uniqueName("toa-ca"));
+  const sender = ToaSender.open({ cgroupPath: clientCg.path });
+  const seen: (string | null)[] = [];
+  try {
+    loadReceiver({ cgroup: serverCg.path, pinDir, kinds: [254], trust: [], syn: true });
+    const server = await serverCg.inside(async () => {
+      const s = net.createServer((c) => {
+        const a = clientAddress(c, { pinDir });
+        seen.push(a ? `${a.address}:${a.port}` : null);
+        c.end();
+      });
+      await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+      return s;
+    });
+    const port = (server.address() as net.AddressInfo).port;
+    const connect = (localPort: number, client: string) =>
+      clientCg.inside(async () => {
+        sender.register({ localAddress: "127.0.0.1", localPort, remoteAddress: "127.0.0.1", remotePort: port }, { address: client, port: 5000 });
+        const c = net.connect({ host: "127.0.0.1", port, localAddress: "127.0.0.1", localPort });
+        c.resume();
+        await new Promise((r) => c.on("close", r));
+      });
+    await connect(42011, "192.0.2.71");
+    unloadReceiver(pinDir);
+    loadReceiver({ cgroup: serverCg.path, pinDir, kinds: [254], trust: [], syn: true });
+    await connect(42012, "192.0.2.72");
+    server.close();
+    assert.deepEqual(seen, ["192.0.2.71:5000", "192.0.2.72:5000"]);
+  } finally {
+    closeClientAddressMaps();
     sender.close();
     unloadReceiver(pinDir);
   }
