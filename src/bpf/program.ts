@@ -14,6 +14,7 @@ import { objectInfo, objGet, objPin } from "./map.js";
 /** Program types (enum bpf_prog_type). */
 export const ProgramType = {
   SOCKET_FILTER: 1,
+  SCHED_CLS: 3,
   CGROUP_SKB: 8,
   CGROUP_SOCK: 9,
   SOCK_OPS: 13,
@@ -40,6 +41,8 @@ export const AttachType = {
   CGROUP_INET4_GETSOCKNAME: 31,
   CGROUP_INET6_GETSOCKNAME: 32,
   SK_SKB_VERDICT: 38,
+  TCX_INGRESS: 46,
+  TCX_EGRESS: 47,
 } as const;
 export type AttachTypeName = keyof typeof AttachType;
 

@@ -1,0 +1,138 @@
+/**
+ * Layouts of the balancer's packet data path (`dataPath: packet`): a tc program that does LVS
+ * FULLNAT-style full NAT per packet and writes the TOA into the handshake ACK, with the control
+ * plane (src/lb/packet/) filling the tables. Declared once here so both sides agree.
+ *
+ *   nat_flows     LRU_HASH  FlowKey → FlowValue   two entries per connection: the client's packets
+ *                                                 (client → VIP) and the backend's (backend → local)
+ *   nat_services  HASH      ServiceKey → ServiceValue   one per listener on the packet path
+ *   nat_slots     ARRAY     service id × SLOTS + slot → backend index (weighted, healthy only)
+ *   nat_backends  ARRAY     backend index → BackendValue
+ *   nat_counters  PERCPU_ARRAY u64: NatCounter at [0, 16), then 4 per backend from 16
+ *
+ * Addresses are 16 bytes; IPv4 uses the first 4 (the rest zero). Ports are in network order.
+ */
+import type { MapSpec } from "../bpf/index.js";
+
+export const NatMapName = {
+  flows: "nat_flows",
+  services: "nat_services",
+  slots: "nat_slots",
+  backends: "nat_backends",
+  counters: "nat_counters",
+} as const;
+
+/**
+ * struct nat_flow_key (40 bytes): the 4-tuple of a packet as it arrives.
+ *   0 saddr[16]  16 daddr[16]  32 be16 sport  34 be16 dport  36 u8 family (4|6)  37 pad[3]
+ */
+export const FlowKey = { size: 40, saddr: 0, daddr: 16, sport: 32, dport: 34, family: 36 } as const;
+
+/**
+ * struct nat_flow (64 bytes): what to rewrite the packet to and where to send it.
+ *   0 saddr[16]  16 daddr[16]  32 be16 sport  34 be16 dport
+ *  36 u32 ifindex   device the rewritten packet leaves by (bpf_redirect_neigh)
+ *  40 u32 backend   backend index (counters, status)
+ *  44 u8 dir        FlowDir
+ *  45 u8 flags      FlowFlag bits, set by the program (the control plane reads them)
+ *  46 u16 pad
+ *  48 u64 last_ns   CLOCK_MONOTONIC of the last packet this way
+ *  56 u64 created_ns
+ */
+export const FlowValue = {
+  size: 64,
+  saddr: 0,
+  daddr: 16,
+  sport: 32,
+  dport: 34,
+  ifindex: 36,
+  backend: 40,
+  dir: 44,
+  flags: 45,
+  lastNs: 48,
+  createdNs: 56,
+} as const;
+
+export const FlowDir = { TO_BACKEND: 0, TO_CLIENT: 1 } as const;
+
+export const FlowFlag = {
+  /** Client → backend: the TOA still has to be written (into the next ACK without SYN). */
+  TOA_PENDING: 1,
+  /** A FIN went this way. */
+  FIN: 2,
+  /** An RST went this way. */
+  RST: 4,
+} as const;
+
+/**
+ * struct nat_service_key (20 bytes): a listener.  0 addr[16]  16 be16 port  18 u8 family  19 pad
+ */
+export const ServiceKey = { size: 20, addr: 0, port: 16, family: 18 } as const;
+
+/**
+ * struct nat_service (32 bytes)
+ *   0 u32 id          row in nat_slots (id × SLOTS)
+ *   4 u32 slots       filled slots; 0 = no healthy backend: the SYN goes to the stack (refused)
+ *   8 u8  scheduler   NatScheduler
+ *   9 u8  toa_kind    TCP option kind for the TOA; 0 = write none (mode none)
+ *  10 u16 pad
+ *  12 u32 port_first local port range for backend connections (host order)
+ *  16 u32 port_count
+ *  20 u32 mtu        a TOA goes into a segment with payload only if the result fits this
+ *  24 u64 pad
+ */
+export const ServiceValue = { size: 32, id: 0, slots: 4, scheduler: 8, toaKind: 9, portFirst: 12, portCount: 16, mtu: 20 } as const;
+
+export const NatScheduler = { ROUND_ROBIN: 0, SOURCE_HASH: 1 } as const;
+
+/** Slots per service: weights are spread over this many entries (so weights are exact to 1/256). */
+export const SLOTS = 256;
+export const MAX_SERVICES = 64;
+export const MAX_BACKENDS = 1024;
+
+/**
+ * struct nat_backend (48 bytes)
+ *   0 addr[16]   16 local[16] (the balancer's address the connection comes from)
+ *  32 be16 port  34 u8 family  35 pad  36 u32 ifindex (device towards the backend)  40 pad[8]
+ */
+export const BackendValue = { size: 48, addr: 0, local: 16, port: 32, family: 34, ifindex: 36 } as const;
+
+/** Global counters, nat_counters[0..16). */
+export const NatCounter = {
+  /** Connections the program took (SYN to a service with a healthy backend and a free port). */
+  flows_created: 0,
+  /** SYNs to a service with no healthy backend: passed to the stack, which refuses them. */
+  no_backend: 1,
+  /** SYNs passed to the stack because 8 random ports of the range were all in use. */
+  ports_exhausted: 2,
+  /** TOAs not written: the TCP header had no room left for the option. */
+  toa_skipped_no_room: 3,
+  /** TOAs not written: the segment carried data and would have exceeded the MTU. */
+  toa_skipped_mtu: 4,
+  /** TOAs not written: IP options, or a helper failed. */
+  toa_failed: 5,
+  /** Packets bpf_redirect_neigh refused (no route or device). */
+  redirect_failed: 6,
+} as const;
+export const NAT_GLOBAL_COUNTERS = 16;
+
+/** Per backend b: nat_counters[16 + 4b + i]. */
+export const NatBackendCounter = { connections: 0, bytes_to_backend: 1, bytes_to_client: 2, toa_written: 3 } as const;
+export const natBackendCounterIndex = (backend: number, counter: number) => NAT_GLOBAL_COUNTERS + backend * 4 + counter;
+
+/** The five maps; `maxFlows` bounds connections × 2 (one entry per direction). */
+export function natMapSpecs(maxConnections: number): Record<keyof typeof NatMapName, MapSpec> {
+  return {
+    flows: { name: NatMapName.flows, type: "LRU_HASH", keySize: FlowKey.size, valueSize: FlowValue.size, maxEntries: maxConnections * 2 },
+    services: { name: NatMapName.services, type: "HASH", keySize: ServiceKey.size, valueSize: ServiceValue.size, maxEntries: MAX_SERVICES },
+    slots: { name: NatMapName.slots, type: "ARRAY", keySize: 4, valueSize: 4, maxEntries: MAX_SERVICES * SLOTS },
+    backends: { name: NatMapName.backends, type: "ARRAY", keySize: 4, valueSize: BackendValue.size, maxEntries: MAX_BACKENDS },
+    counters: {
+      name: NatMapName.counters,
+      type: "PERCPU_ARRAY",
+      keySize: 4,
+      valueSize: 8,
+      maxEntries: NAT_GLOBAL_COUNTERS + MAX_BACKENDS * 4,
+    },
+  };
+}
