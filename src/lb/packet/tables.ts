@@ -1,0 +1,403 @@
+/**
+ * The control plane of the packet data path: {@link NatTables} owns the five maps of
+ * src/programs/nat-layout.ts and keeps them in step with the services (listeners) and their
+ * backends. The tc program reads nat_services, nat_slots and nat_backends per SYN, writes nat_flows
+ * and nat_counters; this side writes the former, expires flows and reads the counters.
+ *
+ * Identity: a service keeps its id (its row of nat_slots) and a backend its index (its entry of
+ * nat_backends and its counters) as long as it is configured. A backend is its address, port and
+ * local address, shared by the services that name it. A removed backend's index is reused only
+ * after a sweep found no flow left on it, so old flows never count for a new backend.
+ */
+import { BpfError, BpfMap, codec, type MapSpec, MapType } from "../../bpf/index.js";
+import type { PortRange, SchedulerName } from "../config.js";
+import { LbError } from "../errors.js";
+import {
+  BackendValue,
+  MAX_BACKENDS,
+  MAX_SERVICES,
+  NatBackendCounter,
+  NatCounter,
+  natBackendCounterIndex,
+  natMapSpecs,
+  NatMapName,
+  SLOTS,
+} from "../../programs/nat-layout.js";
+import { fillSlots, natScheduler } from "./slots.js";
+import { sweepFlows, type SweepResult, type SweepTimeouts } from "./flows.js";
+import { canonicalAddress, decodeBackendValue, decodeServiceKey, decodeServiceValue, encodeBackendValue, encodeServiceKey, encodeServiceValue, type Family } from "./structs.js";
+
+/** A backend of a service on the packet path. */
+export interface NatBackendSpec {
+  /** Stable text (`addr:port` from the config): the source-hash permutations derive from it. */
+  readonly id: string;
+  readonly addr: string;
+  readonly port: number;
+  /** 0 = no new connections. */
+  readonly weight: number;
+  readonly healthy: boolean;
+  /** The balancer's address connections to this backend come from. */
+  readonly local: string;
+  /** The device towards the backend (see route.ts). */
+  readonly ifindex: number;
+}
+
+/** A listener on the packet path and its backends. */
+export interface NatServiceSpec {
+  readonly key: { readonly addr: string; readonly port: number };
+  readonly family: Family;
+  readonly scheduler: SchedulerName;
+  /** TCP option kind of the TOA; 0 = none. */
+  readonly toaKind: number;
+  /** Local ports for backend connections. */
+  readonly portRange: PortRange;
+  /** A TOA goes into a segment with payload only if the result fits this. */
+  readonly mtu: number;
+  readonly backends: readonly NatBackendSpec[];
+}
+
+/** What {@link NatTables.apply} wrote for a service. */
+export interface AppliedService {
+  /** `addr:port` or `[addr]:port`. */
+  readonly key: string;
+  readonly id: number;
+  /** nat_service.slots: 0 when no backend is healthy. */
+  readonly filled: number;
+  readonly backends: readonly { readonly id: string; readonly index: number }[];
+}
+
+/** Counters of one backend, summed over CPUs. */
+export interface NatBackendCounters {
+  connections: number;
+  bytesToBackend: number;
+  bytesToClient: number;
+  toaWritten: number;
+}
+
+/** Everything in nat_counters, summed over CPUs. */
+export interface NatCounters {
+  global: Record<keyof typeof NatCounter, number>;
+  /** Per backend index in use (configured, or removed with flows left). */
+  backends: Map<number, NatBackendCounters>;
+}
+
+/** The maps as this module reads them (the flow, service and backend structs as raw bytes, see structs.ts). */
+export interface NatMaps {
+  flows: BpfMap<Buffer, Buffer>;
+  services: BpfMap<Buffer, Buffer>;
+  slots: BpfMap<number, number>;
+  backends: BpfMap<number, Buffer>;
+  counters: BpfMap<number, bigint>;
+}
+
+const codecs = {
+  flows: {},
+  services: {},
+  slots: { key: codec.u32, value: codec.u32 },
+  backends: { key: codec.u32 },
+  counters: { key: codec.u32, value: codec.u64 },
+} as const;
+
+const MAP_NAMES = Object.keys(NatMapName) as (keyof typeof NatMapName)[];
+
+/** Text of an endpoint: `addr:port`, `[addr]:port` for IPv6. */
+const endpointText = (addr: string, port: number, family: Family) => (family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`);
+
+/** A spec checked and with canonical addresses. */
+interface Planned {
+  spec: NatServiceSpec;
+  key: string;
+  keyBytes: Buffer;
+  scheduler: number;
+  backends: { spec: NatBackendSpec; key: string; value: Buffer }[];
+}
+
+export class NatTables {
+  private closed = false;
+  /** Service key text → id (row of nat_slots); ids free to take, oldest freed last. */
+  private readonly serviceIds = new Map<string, number>();
+  private readonly freeServiceIds: number[] = [];
+  /** Backend key (addr|port|local) → index; removed ones wait in `retired` until no flow uses them. */
+  private readonly backendIndex = new Map<string, number>();
+  private readonly retired = new Map<string, number>();
+  private readonly freeIndices: number[] = [];
+  /** What is in the kernel, so an apply writes only what changed. */
+  private readonly rows = new Map<number, Uint32Array>();
+  private readonly backendValues = new Map<number, Buffer>();
+
+  private constructor(
+    readonly maps: NatMaps,
+    private readonly owned: boolean,
+  ) {
+    const takenIds = new Set<number>();
+    for (const [k, v] of maps.services.entries()) {
+      const id = decodeServiceValue(v).id;
+      if (id >= MAX_SERVICES || takenIds.has(id)) continue;
+      const key = decodeServiceKey(k);
+      this.serviceIds.set(endpointText(key.addr, key.port, key.family), id);
+      takenIds.add(id);
+    }
+    for (let id = 0; id < MAX_SERVICES; id++) if (!takenIds.has(id)) this.freeServiceIds.push(id);
+    const takenIndices = new Set<number>();
+    if (!owned) {
+      // Maps from before (pinned, or loaded with the program): adopt what they hold, so flows and
+      // counters keep their backend. Fresh maps are all zero: nothing to read.
+      for (let i = 0; i < MAX_BACKENDS; i++) {
+        const raw = maps.backends.lookup(i);
+        const b = raw && decodeBackendValue(raw);
+        if (!raw || !b) continue;
+        const key = `${b.addr}|${b.port}|${b.local}`;
+        if (this.backendIndex.has(key)) continue;
+        this.backendIndex.set(key, i);
+        this.backendValues.set(i, raw);
+        takenIndices.add(i);
+      }
+    }
+    for (let i = 0; i < MAX_BACKENDS; i++) if (!takenIndices.has(i)) this.freeIndices.push(i);
+  }
+
+  /** Create the five maps; `maxConnections` bounds nat_flows (two entries each). Closed by {@link close}. */
+  static create(maxConnections: number): NatTables {
+    if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new LbError("LB_ERR_CONFIG", `maxConnections must be a positive integer, got ${maxConnections}`);
+    const specs = natMapSpecs(maxConnections);
+    const made: Partial<Record<keyof typeof NatMapName, BpfMap<any, any>>> = {};
+    try {
+      for (const name of MAP_NAMES) made[name] = BpfMap.create<any, any>(specs[name], codecs[name]);
+    } catch (e) {
+      for (const m of Object.values(made)) m?.close();
+      throw e;
+    }
+    return new NatTables(made as NatMaps, true);
+  }
+
+  /**
+   * Work on maps made elsewhere (the program's loader, or pins from a previous run). Their layout
+   * is checked against natMapSpecs; ids and indices they hold are kept. The maps stay the caller's:
+   * {@link close} leaves them open, and the caller must not close them while this object is used.
+   */
+  static open(maps: Record<keyof typeof NatMapName, BpfMap<any, any>>): NatTables {
+    const want = natMapSpecs(1);
+    const views: Partial<Record<keyof typeof NatMapName, BpfMap<any, any>>> = {};
+    for (const name of MAP_NAMES) {
+      const m = maps[name];
+      checkMap(m, want[name], name !== "flows");
+      // A second view on the same fd with this module's codecs (it never closes the fd).
+      views[name] = new BpfMap<any, any>(m.fd, m.info, codecs[name]);
+    }
+    return new NatTables(views as NatMaps, false);
+  }
+
+  /** The index of a backend (by address, port and local address), or undefined when it has none. */
+  indexOf(b: { addr: string; port: number; local: string }): number | undefined {
+    const key = backendKey(b.addr, b.port, b.local);
+    return key === undefined ? undefined : (this.backendIndex.get(key) ?? this.retired.get(key));
+  }
+
+  /**
+   * Make the maps describe exactly `services`. Everything is checked before the first write. The
+   * writes are ordered so that the program, reading at any moment, finds a usable state:
+   * backends first, then per service its slots before the service value that points at them
+   * (with no healthy backend, the value with slots = 0 first, the old slots left in place);
+   * services no longer present are deleted last, and a removed backend's entry stays until no
+   * slot or flow names it.
+   */
+  apply(services: readonly NatServiceSpec[]): AppliedService[] {
+    this.checkOpen();
+    const planned = services.map((s, i) => plan(s, `services[${i}]`));
+    if (planned.length > MAX_SERVICES) throw new LbError("LB_ERR_CONFIG", `packet tables: ${planned.length} services, at most ${MAX_SERVICES}`);
+    const seen = new Set<string>();
+    const values = new Map<string, Buffer>();
+    for (const p of planned) {
+      if (seen.has(p.key)) throw new LbError("LB_ERR_CONFIG", `packet tables: service ${p.key} is listed twice`);
+      seen.add(p.key);
+      for (const b of p.backends) {
+        const prev = values.get(b.key);
+        if (prev && !prev.equals(b.value)) throw new LbError("LB_ERR_CONFIG", `packet tables: backend ${b.spec.id} from ${b.spec.local} has different devices in two services`);
+        values.set(b.key, b.value);
+      }
+    }
+
+    // Ids and indices: kept, else taken from the free lists (planned on copies, committed at the end).
+    const freeIds = [...this.freeServiceIds];
+    const ids = new Map(planned.map((p) => [p.key, this.serviceIds.get(p.key) ?? freeIds.shift()!]));
+    const freeIdx = [...this.freeIndices];
+    const retired = new Map(this.retired);
+    const index = new Map<string, number>();
+    const fresh: number[] = [];
+    for (const key of values.keys()) {
+      let i = this.backendIndex.get(key) ?? retired.get(key);
+      retired.delete(key);
+      if (i === undefined) {
+        // Last resort: the oldest removed backend's index, though flows may still name it.
+        i = freeIdx.shift() ?? takeOldest(retired);
+        if (i === undefined) throw new LbError("LB_ERR_CONFIG", `packet tables: more than ${MAX_BACKENDS} backends`);
+        fresh.push(i);
+      }
+      index.set(key, i);
+    }
+
+    const m = this.maps;
+    // Counters of an index start at zero for its new backend.
+    for (const i of fresh) for (const c of Object.values(NatBackendCounter)) m.counters.update(natBackendCounterIndex(i, c), 0n);
+    for (const [key, value] of values) this.writeBackend(index.get(key)!, value);
+
+    const applied: AppliedService[] = [];
+    for (const p of planned) {
+      const id = ids.get(p.key)!;
+      const table = fillSlots(p.spec.scheduler, p.backends.map((b) => ({ index: index.get(b.key)!, id: b.spec.id, weight: b.spec.weight, healthy: b.spec.healthy })));
+      const value = encodeServiceValue(
+        { id, slots: table.filled, scheduler: p.scheduler, toaKind: p.spec.toaKind, portFirst: p.spec.portRange.first, portCount: p.spec.portRange.last - p.spec.portRange.first + 1, mtu: p.spec.mtu },
+        m.services.lookup(p.keyBytes),
+      );
+      if (table.filled > 0) this.writeRow(id, table.slots);
+      m.services.update(p.keyBytes, value);
+      applied.push({ key: p.key, id, filled: table.filled, backends: p.backends.map((b) => ({ id: b.spec.id, index: index.get(b.key)! })) });
+    }
+
+    const keep = new Set(planned.map((p) => p.keyBytes.toString("latin1")));
+    for (const k of [...m.services.keys()]) if (!keep.has(k.toString("latin1"))) m.services.delete(k);
+
+    // Commit.
+    for (const [key, id] of this.serviceIds) {
+      if (ids.has(key)) continue;
+      this.rows.delete(id);
+      freeIds.push(id); // to the back: its row is taken again as late as possible
+    }
+    this.serviceIds.clear();
+    for (const [k, v] of ids) this.serviceIds.set(k, v);
+    this.freeServiceIds.splice(0, this.freeServiceIds.length, ...freeIds);
+    for (const [key, i] of this.backendIndex) if (!index.has(key)) retired.set(key, i);
+    this.backendIndex.clear();
+    for (const [k, v] of index) this.backendIndex.set(k, v);
+    this.retired.clear();
+    for (const [k, v] of retired) this.retired.set(k, v);
+    this.freeIndices.splice(0, this.freeIndices.length, ...freeIdx);
+    return applied;
+  }
+
+  /**
+   * Expire connections in nat_flows (see flows.ts for the rules) and count those left per backend.
+   * `nowNs` is CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns: process.hrtime.bigint() on Linux.
+   * Removed backends without flows left give their index back here.
+   */
+  sweep(timeouts: SweepTimeouts, nowNs: bigint = process.hrtime.bigint()): SweepResult {
+    this.checkOpen();
+    const result = sweepFlows(this.maps.flows, timeouts, nowNs);
+    for (const [key, i] of [...this.retired]) {
+      if (result.active.has(i)) continue;
+      this.retired.delete(key);
+      this.writeBackend(i, Buffer.alloc(BackendValue.size));
+      this.backendValues.delete(i);
+      this.freeIndices.push(i);
+    }
+    return result;
+  }
+
+  /** nat_counters summed over CPUs: the global ones by name, and those of every backend index in use. */
+  counters(): NatCounters {
+    this.checkOpen();
+    const read = (i: number): number => Number((this.maps.counters.lookupPerCpu(i) ?? []).reduce((a, b) => a + b, 0n));
+    const global = Object.fromEntries(Object.entries(NatCounter).map(([name, i]) => [name, read(i)])) as Record<keyof typeof NatCounter, number>;
+    const backends = new Map<number, NatBackendCounters>();
+    for (const i of [...this.backendIndex.values(), ...this.retired.values()].sort((a, b) => a - b)) {
+      backends.set(i, {
+        connections: read(natBackendCounterIndex(i, NatBackendCounter.connections)),
+        bytesToBackend: read(natBackendCounterIndex(i, NatBackendCounter.bytes_to_backend)),
+        bytesToClient: read(natBackendCounterIndex(i, NatBackendCounter.bytes_to_client)),
+        toaWritten: read(natBackendCounterIndex(i, NatBackendCounter.toa_written)),
+      });
+    }
+    return { global, backends };
+  }
+
+  /** Close the maps this object created (maps given to {@link open} stay open). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.owned) for (const m of Object.values(this.maps)) m.close();
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new BpfError("BPF_ERR_CLOSED", "packet tables are closed");
+  }
+
+  private writeBackend(i: number, value: Buffer): void {
+    if (this.backendValues.get(i)?.equals(value)) return;
+    this.maps.backends.update(i, value);
+    this.backendValues.set(i, value);
+  }
+
+  /** Write the slots of row `id` that differ from what the kernel holds. */
+  private writeRow(id: number, slots: Uint32Array): void {
+    let row = this.rows.get(id);
+    if (!row) {
+      row = new Uint32Array(SLOTS).fill(0xffffffff); // unknown: write every slot
+      this.rows.set(id, row);
+    }
+    for (let s = 0; s < SLOTS; s++) {
+      if (row[s] === slots[s]) continue;
+      this.maps.slots.update(id * SLOTS + s, slots[s]);
+      row[s] = slots[s];
+    }
+  }
+}
+
+function takeOldest(retired: Map<string, number>): number | undefined {
+  for (const [k, i] of retired) {
+    retired.delete(k);
+    return i;
+  }
+  return undefined;
+}
+
+/** Canonical backend key, or undefined when the addresses do not parse. */
+function backendKey(addr: string, port: number, local: string): string | undefined {
+  const family = addr.includes(":") ? 6 : 4;
+  try {
+    return `${canonicalAddress(addr, family, "address")}|${port}|${canonicalAddress(local, family, "local")}`;
+  } catch {
+    return undefined;
+  }
+}
+
+function checkMap(m: BpfMap<any, any> | undefined, spec: MapSpec, exactEntries: boolean): void {
+  const bad = (what: string) => new LbError("LB_ERR_CONFIG", `packet tables: map ${spec.name}: ${what}`);
+  if (!m) throw bad("missing");
+  const i = m.info;
+  if (i.type !== MapType[spec.type]) throw bad(`type ${i.type}, expected ${spec.type} (${MapType[spec.type]})`);
+  if (i.keySize !== spec.keySize || i.valueSize !== spec.valueSize) throw bad(`key/value sizes ${i.keySize}/${i.valueSize}, expected ${spec.keySize}/${spec.valueSize}`);
+  if (exactEntries && i.maxEntries !== spec.maxEntries) throw bad(`${i.maxEntries} entries, expected ${spec.maxEntries}`);
+}
+
+const int = (v: unknown, min: number, max: number): v is number => typeof v === "number" && Number.isInteger(v) && v >= min && v <= max;
+
+/** Check one service where it enters, naming the field; addresses canonical, structs encoded. */
+function plan(s: NatServiceSpec, path: string): Planned {
+  const where = s?.key ? `${path} (${s.key.addr}:${s.key.port})` : path;
+  const bad = (field: string, what: string) => new LbError("LB_ERR_CONFIG", `packet tables: ${where}: ${field} ${what}`);
+  if (s.family !== 4 && s.family !== 6) throw bad("family", `must be 4 or 6, got ${s.family}`);
+  if (!int(s.key?.port, 1, 65535)) throw bad("key.port", `must be an integer 1..65535, got ${s.key?.port}`);
+  const scheduler = natScheduler(s.scheduler);
+  if (!(s.toaKind === 0 || int(s.toaKind, 2, 255))) throw bad("toaKind", `must be 0 (none) or a TCP option kind 2..255, got ${s.toaKind}`);
+  const r = s.portRange;
+  if (!int(r?.first, 1, 65535) || !int(r?.last, r.first, 65535)) throw bad("portRange", `must be {first, last} with 1 <= first <= last <= 65535, got ${JSON.stringify(r)}`);
+  if (!int(s.mtu, 68, 65535)) throw bad("mtu", `must be an integer 68..65535, got ${s.mtu}`);
+  const keyBytes = encodeServiceKey({ addr: s.key.addr, port: s.key.port, family: s.family });
+  const addr = canonicalAddress(s.key.addr, s.family, `${where}: key.addr`);
+  const ids = new Set<string>();
+  const backends = (s.backends ?? []).map((b, j) => {
+    const bp = `backends[${j}]`;
+    if (typeof b.id !== "string" || b.id === "") throw bad(`${bp}.id`, "must be a non-empty string");
+    if (ids.has(b.id)) throw bad(`${bp}.id`, `${b.id} is listed twice`);
+    ids.add(b.id);
+    if (!int(b.port, 1, 65535)) throw bad(`${bp}.port`, `must be an integer 1..65535, got ${b.port}`);
+    if (!int(b.weight, 0, Number.MAX_SAFE_INTEGER)) throw bad(`${bp}.weight`, `must be an integer >= 0, got ${b.weight}`);
+    if (typeof b.healthy !== "boolean") throw bad(`${bp}.healthy`, `must be true or false, got ${b.healthy}`);
+    if (!int(b.ifindex, 1, 0xffffffff)) throw bad(`${bp}.ifindex`, `must be a device index >= 1, got ${b.ifindex}`);
+    // The program rewrites addresses in place: client and backend side share the family.
+    const a = canonicalAddress(b.addr, s.family, `${where}: ${bp}.addr (the packet path does not translate between IPv4 and IPv6)`);
+    const local = canonicalAddress(b.local, s.family, `${where}: ${bp}.local`);
+    return { spec: b, key: `${a}|${b.port}|${local}`, value: encodeBackendValue({ addr: a, local, port: b.port, family: s.family, ifindex: b.ifindex }) };
+  });
+  return { spec: s, key: endpointText(addr, s.key.port, s.family), keyBytes, scheduler, backends };
+}
