@@ -72,15 +72,18 @@ function hintFor(command: string, errno: number): string {
   }
 }
 
-/** A bpf(2) or libc call failed: names the command and the errno, with a hint. */
+/**
+ * A bpf(2) or libc call, or a netlink request, failed: names the command and the errno, with a hint.
+ * `hint` replaces the bpf(2) hint where the caller knows better (netlink requests: see tc-netlink.ts).
+ */
 export class SyscallError extends BpfError {
   readonly command: string;
   readonly errno: number;
   readonly errnoName: string;
   readonly hint: string;
-  constructor(command: string, errno: number, detail?: string) {
+  constructor(command: string, errno: number, detail?: string, hint?: string) {
     const name = errnoName(errno);
-    const hint = hintFor(command, errno);
+    hint ??= hintFor(command, errno);
     super("BPF_ERR_SYSCALL", `${command}${detail ? ` (${detail})` : ""}: ${name}: ${hint}`);
     this.command = command;
     this.errno = errno;

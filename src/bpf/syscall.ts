@@ -1,6 +1,6 @@
 /**
  * The only foreign-function boundary of the project: bpf(2) and the few libc calls the toolkit needs
- * (mount for bpffs, setrlimit for RLIMIT_MEMLOCK), through koffi.
+ * (mount for bpffs, setrlimit for RLIMIT_MEMLOCK, the socket calls of rtnetlink for tc), through koffi.
  *
  * Every call goes through the replaceable {@link SyscallBackend}, so unit tests run without a kernel:
  * `setSyscallBackend(fake)` records the attrs and answers with canned results (the aya
@@ -26,6 +26,20 @@ export interface SyscallBackend {
   mount(source: string, target: string, fstype: string, flags: number): RawResult;
   /** setrlimit(RLIMIT_MEMLOCK, infinity). */
   raiseMemlock(): RawResult;
+  // The socket calls below serve AF_NETLINK (tc over rtnetlink, see netlink.ts). They are optional so
+  // that fakes modelling only bpf(2) need not implement them: a missing one answers ENOSYS.
+  /** socket(2); returns the fd. */
+  socket?(domain: number, type: number, protocol: number): RawResult;
+  /** bind(2) to the sockaddr in `addr`. */
+  bind?(fd: number, addr: Buffer): RawResult;
+  /** setsockopt(2) with the option value in `value`. */
+  setsockopt?(fd: number, level: number, name: number, value: Buffer): RawResult;
+  /** sendto(2) of the whole of `buf` to the sockaddr in `addr`; returns the bytes sent. */
+  sendto?(fd: number, buf: Buffer, addr: Buffer): RawResult;
+  /** recv(2) into `buf`; returns the datagram's length (the full length with MSG_TRUNC). */
+  recv?(fd: number, buf: Buffer, flags: number): RawResult;
+  /** close(2). */
+  close?(fd: number): RawResult;
 }
 
 /** SYS_bpf by architecture (arch/*\/include/uapi/asm/unistd.h; the generic table for arm64, riscv). */
@@ -57,6 +71,13 @@ function createKoffiBackend(): SyscallBackend {
   const syscall = lib.func("long syscall(long nr, long cmd, void *attr, unsigned long size)");
   const mount = lib.func("int mount(const char *src, const char *target, const char *fstype, unsigned long flags, void *data)");
   const setrlimit = lib.func("int setrlimit(int resource, void *rlim)");
+  // Fixed prototypes, declared once: koffi parses each signature at declaration, not per call.
+  const socket = lib.func("int socket(int domain, int type, int protocol)");
+  const bind = lib.func("int bind(int fd, void *addr, uint32_t len)");
+  const setsockopt = lib.func("int setsockopt(int fd, int level, int name, void *value, uint32_t len)");
+  const sendto = lib.func("long sendto(int fd, void *buf, unsigned long len, int flags, void *addr, uint32_t addrlen)");
+  const recv = lib.func("long recv(int fd, void *buf, unsigned long len, int flags)");
+  const close = lib.func("int close(int fd)");
   const result = (ret: number | bigint): RawResult => {
     const n = Number(ret);
     return { ret: n, errno: n < 0 ? koffi.errno() : 0 };
@@ -78,6 +99,12 @@ function createKoffiBackend(): SyscallBackend {
       rlim.writeBigUInt64LE(0xffffffffffffffffn, 8);
       return result(setrlimit(RLIMIT_MEMLOCK, rlim));
     },
+    socket: (domain, type, protocol) => result(socket(domain, type, protocol)),
+    bind: (fd, addr) => result(bind(fd, addr, addr.length)),
+    setsockopt: (fd, level, name, value) => result(setsockopt(fd, level, name, value, value.length)),
+    sendto: (fd, buf, addr) => result(sendto(fd, buf, buf.length, 0, addr, addr.length)),
+    recv: (fd, buf, flags) => result(recv(fd, buf, buf.length, flags)),
+    close: (fd) => result(close(fd)),
   };
 }
 
