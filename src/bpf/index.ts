@@ -1,6 +1,6 @@
 /**
  * A general eBPF toolkit in TypeScript: assembler, BTF, maps, programs, cgroup attachment, pins and
- * feature probes over bpf(2). It knows nothing about TOA.
+ * tc attachment (tcx links or rtnetlink), feature probes over bpf(2). It knows nothing about TOA.
  */
 export * as asm from "./asm/index.js";
 export * from "./errors.js";
@@ -12,5 +12,8 @@ export { type Codec } from "./codec.js";
 export * from "./map.js";
 export * from "./program.js";
 export * from "./cgroup.js";
+export * from "./tc.js";
+export * as netlink from "./netlink.js";
+export * as tcNetlink from "./tc-netlink.js";
 export * from "./pin.js";
 export * from "./probes.js";

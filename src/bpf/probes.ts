@@ -4,9 +4,10 @@
  */
 import { closeSync } from "node:fs";
 import { exit, mov, call, st, FP, R0, R2, R3, R4, add } from "./asm/index.js";
-import { UnsupportedFeatureError, BpfError } from "./errors.js";
+import { UnsupportedFeatureError, BpfError, errnoName } from "./errors.js";
 import { BpfMap } from "./map.js";
 import { Program, type ProgramSpec } from "./program.js";
+import { tcxLinkCreateAttr } from "./tc.js";
 import { findCgroup2Mount } from "./cgroup.js";
 import { BpfCommand, bpfTry } from "./syscall.js";
 import { s32 as btfInt } from "./btf.js";
@@ -75,6 +76,24 @@ export const features: Feature[] = [
       const r = bpfTry(BpfCommand.LINK_CREATE, attr, 16);
       if (r.ret >= 0) closeSync(r.ret);
       else if (r.errno !== 9 /* EBADF */) throw new BpfError("BPF_ERR_UNSUPPORTED", `BPF_LINK_CREATE answered errno ${r.errno}`);
+    },
+  },
+  {
+    id: "tcx",
+    name: "tcx links for tc programs (BPF_LINK_CREATE with BPF_TCX_INGRESS)",
+    since: "6.6",
+    probe: () => {
+      // ifindex 0 names no device: a kernel with tcx answers ENODEV, one without it EINVAL (the attach
+      // type is unknown for SCHED_CLS). Nothing gets attached anywhere.
+      const p = Program.load({ name: "probe_tcx", type: "SCHED_CLS", instructions: [mov(R0, -1), exit()] });
+      try {
+        const attr = tcxLinkCreateAttr(p.fd, 0, "ingress");
+        const r = bpfTry(BpfCommand.LINK_CREATE, attr, attr.length);
+        if (r.ret >= 0) closeSync(r.ret);
+        else if (r.errno !== 19 /* ENODEV */) throw new BpfError("BPF_ERR_UNSUPPORTED", `BPF_LINK_CREATE (tcx) answered ${errnoName(r.errno)}`);
+      } finally {
+        p.close();
+      }
     },
   },
   { id: "sockmap", name: "sockmap (BPF_MAP_TYPE_SOCKMAP)", since: "4.14", probe: () => BpfMap.create({ name: "probe_sockmap", type: "SOCKMAP", keySize: 4, valueSize: 4, maxEntries: 1 }).close() },

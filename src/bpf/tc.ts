@@ -1,0 +1,262 @@
+/**
+ * Attaching SCHED_CLS programs to a network device's ingress or egress (Linux 5.10+).
+ *
+ * tcx links first (Linux 6.6): BPF_LINK_CREATE with BPF_TCX_INGRESS/EGRESS. The attachment is a
+ * bpf_link: it goes away with its last fd, so a crashed process leaves nothing attached. Without tcx,
+ * classic tc over rtnetlink: a `clsact` qdisc and a direct-action `bpf` filter (tc-netlink.ts).
+ * Classic filters outlive the process; they carry a name (TCA_BPF_NAME, default "toa:<program>") so
+ * that a restarted process can find and remove what a crash left ({@link removeTcFilters}).
+ *
+ * Which one the kernel has is found by trying tcx on the first attach, never from the kernel version.
+ * Everything acts in the calling process's network namespace: ifindexes are per namespace.
+ */
+import { closeSync } from "node:fs";
+import { BpfError, SyscallError, UnsupportedFeatureError } from "./errors.js";
+import { BpfCommand, bpf, bpfTry, syscalls } from "./syscall.js";
+import { AttachType, ProgramType, type Program } from "./program.js";
+import { objPin } from "./map.js";
+import {
+  addBpfFilter,
+  deleteClsactIfEmpty,
+  deleteFilter,
+  ensureClsact,
+  type FilterAddress,
+  getLinkRequest,
+  listFilters,
+  parseLinkIndex,
+  type TcDirection,
+  type TcFilter,
+  withRtnetlink,
+} from "./tc-netlink.js";
+
+export type { TcDirection, TcFilter } from "./tc-netlink.js";
+
+/** How a program is attached: a tcx link, or a classic tc filter over netlink. */
+export type TcMode = "tcx" | "netlink";
+
+/**
+ * Verdicts of a tc program (TC_ACT_* in pkt_cls.h; tcx's TCX_* in bpf.h share the values). NEXT
+ * (TC_ACT_UNSPEC) hands the packet to the next program or filter, OK lets it through, SHOT drops it.
+ */
+export const TcAction = { NEXT: -1, OK: 0, SHOT: 2, REDIRECT: 7 } as const;
+
+/** Prefix of the default filter name: how {@link removeTcFilters} recognises this toolkit's filters. */
+export const TC_FILTER_NAME_PREFIX = "toa:";
+
+/** Flags of tcx attachments (BPF_F_* in bpf.h), for placing a program relative to another. */
+export const TcxFlag = { BEFORE: 1 << 3, AFTER: 1 << 4, ID: 1 << 5, LINK: 1 << 13 } as const;
+
+const TCX_ATTR_SIZE = 32; // offsetofend(link_create.tcx.expected_revision)
+
+/**
+ * The BPF_LINK_CREATE attr of a tcx attachment (exported for unit tests of the layout):
+ *
+ *   0         4                8             12      16                     24                  32
+ *   | prog_fd | target_ifindex | attach_type | flags | relative_fd / id | - | expected_revision |
+ */
+export function tcxLinkCreateAttr(programFd: number, ifindex: number, direction: TcDirection, flags = 0, relative = 0, expectedRevision = 0n): Buffer {
+  const attr = Buffer.alloc(TCX_ATTR_SIZE);
+  attr.writeUInt32LE(programFd, 0);
+  attr.writeUInt32LE(ifindex, 4);
+  attr.writeUInt32LE(direction === "ingress" ? AttachType.TCX_INGRESS : AttachType.TCX_EGRESS, 8);
+  attr.writeUInt32LE(flags, 12);
+  attr.writeUInt32LE(relative, 16);
+  attr.writeBigUInt64LE(expectedRevision, 24);
+  return attr;
+}
+
+/** Errnos of BPF_LINK_CREATE that mean "no tcx here": the attach type is unknown to this kernel. */
+const NO_TCX = new Set([22 /* EINVAL */, 95 /* EOPNOTSUPP */, 524 /* ENOTSUPP */]);
+
+/** Set once a tcx attempt found no tcx: later attaches go straight to netlink. */
+let tcxMissing = false;
+
+/** Options of {@link attachTc}. */
+export interface TcAttachOptions {
+  /** Force a mode; by default tcx, falling back to netlink when the kernel lacks it. */
+  mode?: TcMode;
+  /** netlink mode: filter priority 1..65535 (lower runs first); by default the kernel picks one that runs before the existing filters. */
+  priority?: number;
+  /** netlink mode: the filter's name (TCA_BPF_NAME); default `toa:<program name>`. */
+  name?: string;
+}
+
+/** Owners of clsact qdiscs this process created, by ifindex: removed when the last of them detaches and no filter is left. */
+const ourClsact = new Map<number, number>();
+
+/** A program attached to a device. `detach()` is idempotent. */
+export class TcAttachment {
+  private linkFd: number;
+  private detached = false;
+
+  constructor(
+    readonly mode: TcMode,
+    readonly ifindex: number,
+    readonly direction: TcDirection,
+    readonly programId: number,
+    /** tcx: the link fd; netlink: -1. */
+    linkFd: number,
+    /** netlink: where the filter is (handle, priority, parent). */
+    readonly filter?: FilterAddress & { name: string },
+    private readonly ownsClsact = false,
+  ) {
+    this.linkFd = linkFd;
+  }
+
+  /** The tcx link fd (-1 in netlink mode or once detached). */
+  get fd(): number {
+    return this.linkFd;
+  }
+
+  /** Pin the tcx link so that the attachment outlives this process (netlink filters persist by themselves). */
+  pin(path: string): void {
+    if (this.mode !== "tcx" || this.linkFd < 0) throw new BpfError("BPF_ERR_INVALID_ARG", "only a live tcx attachment can be pinned; netlink filters persist until removed");
+    objPin(path, this.linkFd);
+  }
+
+  /**
+   * Detach. tcx: BPF_LINK_DETACH (works even if the link is pinned elsewhere), then close the fd.
+   * netlink: delete exactly our filter; a filter already gone (device or qdisc removed) is fine. The
+   * clsact qdisc goes too if this process created it, no attachment of ours still uses it, and no
+   * filter is left in it (someone else's filter keeps it).
+   */
+  detach(): void {
+    if (this.detached) return;
+    if (this.mode === "tcx") {
+      const attr = Buffer.alloc(4);
+      attr.writeUInt32LE(this.linkFd, 0);
+      bpfTry(BpfCommand.LINK_DETACH, attr, 4);
+      closeSync(this.linkFd);
+      this.linkFd = -1;
+      this.detached = true;
+      return;
+    }
+    const filter = this.filter!;
+    withRtnetlink((sock) => {
+      deleteFilter(sock, filter);
+      this.detached = true;
+      if (!this.ownsClsact) return;
+      const left = (ourClsact.get(this.ifindex) ?? 1) - 1;
+      if (left > 0) return void ourClsact.set(this.ifindex, left);
+      ourClsact.delete(this.ifindex);
+      deleteClsactIfEmpty(sock, this.ifindex);
+    });
+  }
+}
+
+function checkOptions(ifindex: number, program: Program, direction: TcDirection, o: TcAttachOptions): void {
+  if (!Number.isInteger(ifindex) || ifindex <= 0) throw new BpfError("BPF_ERR_INVALID_ARG", `ifindex must be a positive integer, got ${ifindex}`);
+  if (direction !== "ingress" && direction !== "egress") throw new BpfError("BPF_ERR_INVALID_ARG", `direction must be "ingress" or "egress", got ${JSON.stringify(direction)}`);
+  if (o.mode !== undefined && o.mode !== "tcx" && o.mode !== "netlink") throw new BpfError("BPF_ERR_INVALID_ARG", `mode must be "tcx" or "netlink", got ${JSON.stringify(o.mode)}`);
+  if (o.priority !== undefined && (!Number.isInteger(o.priority) || o.priority < 1 || o.priority > 0xffff)) {
+    throw new BpfError("BPF_ERR_INVALID_ARG", `priority must be an integer from 1 to 65535, got ${o.priority}`);
+  }
+  if (o.name !== undefined && (o.name.length === 0 || Buffer.byteLength(o.name) > 255)) throw new BpfError("BPF_ERR_INVALID_ARG", "name must be 1 to 255 bytes");
+  // The kernel's own view, not the spec: a program opened from a pin has no trustworthy spec type.
+  if (program.info.type !== ProgramType.SCHED_CLS) {
+    throw new BpfError("BPF_ERR_INVALID_ARG", `program ${program.spec.name} has type ${program.info.type}; tc needs SCHED_CLS (${ProgramType.SCHED_CLS})`);
+  }
+}
+
+/**
+ * Attach a SCHED_CLS program to `device` (an ifindex, or a name looked up with {@link ifindexOf}).
+ * tcx needs Linux 6.6; classic tc (netlink mode) 4.5 for clsact, and this toolkit targets 5.10+.
+ */
+export function attachTc(device: number | string, program: Program, direction: TcDirection, options: TcAttachOptions = {}): TcAttachment {
+  const ifindex = typeof device === "string" ? ifindexOf(device) : device;
+  checkOptions(ifindex, program, direction, options);
+  const where = `${direction} of ifindex ${ifindex}`;
+  if (options.mode === "tcx" || (options.mode === undefined && !tcxMissing)) {
+    const r = bpfTry(BpfCommand.LINK_CREATE, tcxLinkCreateAttr(program.fd, ifindex, direction), TCX_ATTR_SIZE);
+    if (r.ret >= 0) return new TcAttachment("tcx", ifindex, direction, program.info.id, r.ret);
+    if (!NO_TCX.has(r.errno)) throw new SyscallError("BPF_LINK_CREATE", r.errno, `tcx ${where}`, r.errno === 19 ? "no device with this ifindex in this process's network namespace" : undefined);
+    if (options.mode === "tcx") throw new UnsupportedFeatureError("tcx links (BPF_TCX_INGRESS/EGRESS)", "6.6", new SyscallError("BPF_LINK_CREATE", r.errno, `tcx ${where}`));
+    tcxMissing = true;
+  }
+  const name = options.name ?? `${TC_FILTER_NAME_PREFIX}${program.spec.name}`;
+  return withRtnetlink((sock) => {
+    const created = ensureClsact(sock, ifindex);
+    if (created) ourClsact.set(ifindex, 0);
+    const owns = ourClsact.has(ifindex);
+    try {
+      const at = addBpfFilter(sock, { ifindex, direction, priority: options.priority ?? 0, programFd: program.fd, name });
+      if (owns) ourClsact.set(ifindex, (ourClsact.get(ifindex) ?? 0) + 1);
+      return new TcAttachment("netlink", ifindex, direction, program.info.id, -1, { ...at, name }, owns);
+    } catch (e) {
+      if (created) {
+        ourClsact.delete(ifindex);
+        deleteClsactIfEmpty(sock, ifindex);
+      }
+      throw e;
+    }
+  });
+}
+
+/**
+ * The ifindex of a network device in this process's network namespace, asked of rtnetlink. (Not
+ * /sys/class/net: sysfs shows the namespace it was mounted in, which `nsenter --net` does not change.)
+ */
+export function ifindexOf(name: string): number {
+  if (!/^[^\s/:]{1,15}$/.test(name)) throw new BpfError("BPF_ERR_INVALID_ARG", `device name must be 1-15 characters without spaces, '/' or ':', got ${JSON.stringify(name)}`);
+  try {
+    const msgs = withRtnetlink((sock) => sock.request(getLinkRequest(name), { command: "RTM_GETLINK", detail: `device ${name}` }));
+    const index = msgs.map(parseLinkIndex).find((x) => x !== undefined);
+    if (index === undefined) throw new BpfError("BPF_ERR_SYSCALL", `RTM_GETLINK (device ${name}): the kernel answered without the device`);
+    return index;
+  } catch (e) {
+    const errno = (e as { errnoName?: string }).errnoName;
+    if (errno === "ENODEV") throw new BpfError("BPF_ERR_INVALID_ARG", `no network device "${name}" in this network namespace (\`ip link show\` lists them)`, { cause: e });
+    throw e;
+  }
+}
+
+/** Classic tc filters on a device, one direction or both. */
+export function listTcFilters(ifindex: number, direction?: TcDirection): TcFilter[] {
+  const dirs: TcDirection[] = direction ? [direction] : ["ingress", "egress"];
+  return withRtnetlink((sock) => dirs.flatMap((d) => listFilters(sock, ifindex, d)));
+}
+
+/**
+ * Remove the bpf filters whose name starts with `namePrefix` (default "toa:"): what a crashed process
+ * left in netlink mode. tcx links need no such cleanup. The clsact qdisc stays: after a crash nobody
+ * knows who created it. Returns the filters removed.
+ */
+export function removeTcFilters(ifindex: number, options: { direction?: TcDirection; namePrefix?: string } = {}): TcFilter[] {
+  const prefix = options.namePrefix ?? TC_FILTER_NAME_PREFIX;
+  if (!prefix) throw new BpfError("BPF_ERR_INVALID_ARG", "namePrefix must not be empty: that would remove every bpf filter");
+  const dirs: TcDirection[] = options.direction ? [options.direction] : ["ingress", "egress"];
+  return withRtnetlink((sock) =>
+    dirs.flatMap((d) => listFilters(sock, ifindex, d).filter((f) => f.kind === "bpf" && f.name?.startsWith(prefix) && deleteFilter(sock, f))),
+  );
+}
+
+/** What is attached through tcx on one side of a device (BPF_PROG_QUERY with target_ifindex). */
+export interface TcxQuery {
+  programIds: number[];
+  linkIds: number[];
+  /** Changes with every attach or detach: pass it as expected revision to attach only on an unchanged list. */
+  revision: bigint;
+}
+
+/** Programs attached through tcx (Linux 6.6), in the order they run. */
+export function queryTcx(ifindex: number, direction: TcDirection, max = 64): TcxQuery {
+  const progIds = Buffer.alloc(4 * max);
+  const linkIds = Buffer.alloc(4 * max);
+  // query: target_ifindex 0, attach_type 4, query_flags 8, attach_flags 12, prog_ids 16, count 24,
+  // prog_attach_flags 32, link_ids 40, link_attach_flags 48, revision 56.
+  const attr = Buffer.alloc(64);
+  attr.writeUInt32LE(ifindex, 0);
+  attr.writeUInt32LE(direction === "ingress" ? AttachType.TCX_INGRESS : AttachType.TCX_EGRESS, 4);
+  attr.writeBigUInt64LE(syscalls().address(progIds), 16);
+  attr.writeUInt32LE(max, 24);
+  attr.writeBigUInt64LE(syscalls().address(linkIds), 40);
+  bpf(BpfCommand.PROG_QUERY, attr, 64, `tcx ${direction} of ifindex ${ifindex}`);
+  const count = Math.min(attr.readUInt32LE(24), max);
+  const ids = (b: Buffer) => Array.from({ length: count }, (_, i) => b.readUInt32LE(4 * i));
+  return { programIds: ids(progIds), linkIds: ids(linkIds), revision: attr.readBigUInt64LE(56) };
+}
+
+/** Forget that tcx was missing (tests). */
+export function resetTcxDetection(): void {
+  tcxMissing = false;
+}
