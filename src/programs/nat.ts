@@ -1,0 +1,650 @@
+/**
+ * The balancer's packet data path: a tc (SCHED_CLS, direct action) program on the balancer's
+ * devices that does full NAT per packet, as LVS FULLNAT and DPVS do, and writes the TOA into the
+ * ACK that completes the handshake. No socket exists on the balancer for these connections: the
+ * kernel rewrites and forwards packets, so a connection costs two map entries and no user space.
+ *
+ *   client ──SYN──▶ VIP:vport      nat_flows[client→VIP] missing: a SYN to a service in
+ *                                  nat_services picks a backend (nat_slots), a free local port
+ *                                  (random in the range, NOEXIST insert of the reply direction),
+ *                                  stores both directions and forwards:
+ *   local:lport ──SYN──▶ backend   (source = the balancer's local address, like any full NAT)
+ *   backend ──SYN/ACK──▶ local     nat_flows[backend→local]: rewritten to VIP → client
+ *   client ──ACK──▶ VIP            TOA_PENDING: the option [kind][len][port][addr] is inserted
+ *                                  after the TCP options (bpf_skb_adjust_room), lengths and
+ *                                  checksums fixed, then the flag is cleared
+ *
+ * Packets the program doesn't own go on to the stack untouched (TC_ACT_OK): a SYN to a service with
+ * no healthy backend or no free port reaches the stack, which refuses it (nothing listens), so a
+ * client is never left waiting. IP options, fragments and IPv6 extension headers also pass (the
+ * listener is refused then, never mangled).
+ *
+ * Checksums: addresses are in the pseudo-header (BPF_F_PSEUDO_HDR), ports and the inserted option
+ * are not. With CHECKSUM_PARTIAL (local senders, veth) the kernel only keeps the pseudo-header sum,
+ * and bpf_l4_csum_replace applies just the pseudo-header part; with a full checksum it applies both.
+ * The control plane (src/lb/packet/) fills the tables and removes finished connections.
+ */
+import { asm, type ProgramSpec } from "../bpf/index.js";
+import {
+  BackendValue,
+  FlowDir,
+  FlowFlag,
+  FlowKey,
+  FlowValue,
+  NatBackendCounter,
+  NatCounter,
+  NatMapName,
+  NatScheduler,
+  NAT_GLOBAL_COUNTERS,
+  ServiceKey,
+  ServiceValue,
+  SLOTS,
+} from "./nat-layout.js";
+
+const { add, add32, and, be16, call, exit, FP, ja, jeq, jge, jgt, jlt, jne, jset, label, ldMap, ldx, lsh, mod32, mov, mul32, or, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, rsh, rsh32, st, stx, xor } = asm;
+type Item = asm.Item;
+
+/** `struct __sk_buff` offsets. */
+const Skb = { len: 0, protocol: 16, ifindex: 40, data: 76, dataEnd: 80 } as const;
+const ETH_P_IP_BE = 0x0008; // htons(0x0800) as the u32 skb->protocol reads on little endian
+const ETH_P_IPV6_BE = 0xdd86; // htons(0x86dd)
+const IPPROTO_TCP = 6;
+const TC_ACT_OK = 0;
+const TC_ACT_REDIRECT = 7;
+const BPF_NOEXIST = 1;
+const BPF_F_PSEUDO_HDR = 0x10;
+const BPF_ADJ_ROOM_NET = 0;
+const TCP = { FIN: 0x01, SYN: 0x02, RST: 0x04, ACK: 0x10 } as const;
+/** Random ports tried before a SYN is given up to the stack as "ports exhausted". */
+const PORT_TRIES = 8;
+const ETH_HLEN = 14;
+
+/** Stack frame (offsets from r10). */
+const S = {
+  key: -40, // nat_flow_key of this packet
+  rkey: -80, // key of the other direction, for a new connection
+  fval: -144, // value for this direction, for a new connection
+  rval: -208, // value for the other direction
+  skey: -232, // nat_service_key (24 bytes, 20 used)
+  u32: -236, // array key
+  tcpFlags: -240, // u32: this packet's TCP flags
+  thl: -244, // u32: TCP header length
+  l3len: -248, // u32: IPv4 tot_len / IPv6 payload_len, network order, as in the packet
+  old: -296, // 48 bytes: old addresses (2 × alen) then ports (4)
+  new: -344, // 48 bytes: new addresses then ports
+  hdr: -408, // 64 bytes: copy of the TCP header (at most 60)
+  oldWord: -412, // u32: TCP header bytes 12..15 before the TOA (data offset, flags, window)
+  newWord: -416, // u32: the same after
+} as const;
+/** 24 bytes: the option; the 4 bytes before it get a copy of newWord, so one csum_diff covers both. */
+const TOA_BUF = -440;
+
+interface Family {
+  name: "4" | "6";
+  family: number;
+  alen: number;
+  l4: number;
+  saddr: number;
+  daddr: number;
+  proto: number;
+  /** Offset of IPv4 tot_len / IPv6 payload_len. */
+  l3len: number;
+  /** IPv4 header checksum offset (IPv6 has none). */
+  ipCsum?: number;
+  toaLen: number;
+}
+
+const V4: Family = { name: "4", family: 4, alen: 4, l4: ETH_HLEN + 20, saddr: ETH_HLEN + 12, daddr: ETH_HLEN + 16, proto: ETH_HLEN + 9, l3len: ETH_HLEN + 2, ipCsum: ETH_HLEN + 10, toaLen: 8 };
+const V6: Family = { name: "6", family: 6, alen: 16, l4: ETH_HLEN + 40, saddr: ETH_HLEN + 8, daddr: ETH_HLEN + 24, proto: ETH_HLEN + 6, l3len: ETH_HLEN + 4, toaLen: 20 };
+
+const words = (bytes: number) => Array.from({ length: bytes / 4 }, (_, i) => i * 4);
+
+/** Zero `bytes` (multiple of 8) of stack at `off`. */
+const zero = (off: number, bytes: number): Item[] => Array.from({ length: bytes / 8 }, (_, i) => st("DW", FP, off + i * 8, 0));
+
+/** Copy `bytes` (multiple of 4) from `*(src + sOff)` to `*(dst + dOff)` through r1. */
+function copy(dst: asm.Register, dOff: number, src: asm.Register, sOff: number, bytes: number): Item[] {
+  return words(bytes).flatMap((o) => [ldx("W", R1, src, sOff + o), stx("W", dst, dOff + o, R1)]);
+}
+
+/** `nat_counters[index] += value` where index is a register or constant; value a register or 1. Clobbers r0-r5. */
+function counterAdd(prefix: string, index: asm.Register | number, value: asm.Register | number = 1): Item[] {
+  return [
+    typeof index === "number" ? st("W", FP, S.u32, index) : stx("W", FP, S.u32, index),
+    ...(typeof value === "number" ? [] : [stx("DW", FP, S.old, value)]), // park the value across the call
+    ldMap(R1, NatMapName.counters),
+    mov(R2, FP),
+    add(R2, S.u32),
+    call("map_lookup_elem"),
+    jeq(R0, 0, `${prefix}_cdone`),
+    ldx("DW", R1, R0, 0),
+    ...(typeof value === "number" ? [add(R1, value)] : [ldx("DW", R2, FP, S.old), add(R1, R2)]),
+    stx("DW", R0, 0, R1),
+    label(`${prefix}_cdone`),
+  ];
+}
+
+/** Per-backend counter: index 16 + 4 × (backend in `backendReg`) + counter. Clobbers r0-r5. */
+function backendCounterAdd(prefix: string, backendReg: asm.Register, counter: number, value: asm.Register | number = 1): Item[] {
+  return [mov(R3, backendReg), lsh(R3, 2), add(R3, NAT_GLOBAL_COUNTERS + counter), ...counterAdd(prefix, R3, value)];
+}
+
+/**
+ * Parse the packet (Ethernet, IPv4 without options or IPv6 without extension headers, TCP) into the
+ * flow key and the stack slots; anything else goes to `pass`.
+ */
+function parse(f: Family): Item[] {
+  const p = `p${f.name}`;
+  const ipHeader: Item[] =
+    f.family === 4
+      ? [
+          ldx("B", R4, R2, ETH_HLEN),
+          jne(R4, 0x45, "pass"), // IPv4 with options: not ours
+          ldx("H", R4, R2, ETH_HLEN + 6), // flags + fragment offset, as stored
+          and(R4, 0xff3f), // MF and the offset (little-endian view): a fragment is not ours
+          jne(R4, 0, "pass"),
+        ]
+      : [];
+  return [
+    ldx("W", R2, R6, Skb.data),
+    ldx("W", R3, R6, Skb.dataEnd),
+    mov(R4, R2),
+    add(R4, f.l4 + 20),
+    jgt(R4, R3, "pass"),
+    ...ipHeader,
+    ldx("B", R4, R2, f.proto),
+    jne(R4, IPPROTO_TCP, "pass"),
+    ...zero(S.key, FlowKey.size),
+    ...copy(FP, S.key + FlowKey.saddr, R2, f.saddr, f.alen),
+    ...copy(FP, S.key + FlowKey.daddr, R2, f.daddr, f.alen),
+    ldx("W", R4, R2, f.l4), // source and destination ports, together as in the packet
+    stx("W", FP, S.key + FlowKey.sport, R4),
+    st("B", FP, S.key + FlowKey.family, f.family),
+    ldx("B", R4, R2, f.l4 + 13),
+    stx("W", FP, S.tcpFlags, R4),
+    ldx("B", R4, R2, f.l4 + 12),
+    rsh(R4, 4),
+    lsh(R4, 2),
+    stx("W", FP, S.thl, R4),
+    ldx("H", R4, R2, f.l3len),
+    stx("W", FP, S.l3len, R4),
+    label(`${p}_parsed`),
+  ];
+}
+
+/** Look up the service of this packet's destination: r8 = &nat_service or goto `miss`. */
+function serviceLookup(prefix: string, miss: string): Item[] {
+  return [
+    ...zero(S.skey, 24),
+    ...copy(FP, S.skey + ServiceKey.addr, FP, S.key + FlowKey.daddr, 16),
+    ldx("H", R1, FP, S.key + FlowKey.dport),
+    stx("H", FP, S.skey + ServiceKey.port, R1),
+    ldx("B", R1, FP, S.key + FlowKey.family),
+    stx("B", FP, S.skey + ServiceKey.family, R1),
+    ldMap(R1, NatMapName.services),
+    mov(R2, FP),
+    add(R2, S.skey),
+    call("map_lookup_elem"),
+    jeq(R0, 0, miss),
+    mov(R8, R0),
+    label(`${prefix}_svc`),
+  ];
+}
+
+/**
+ * A SYN to a service: choose a backend and a local port, store both directions, then continue at
+ * `${f}_flow` with r7 = the stored client-side entry.
+ */
+function newConnection(f: Family): Item[] {
+  const p = `n${f.name}`;
+  const tryPort = (i: number): Item[] => [
+    call("get_prandom_u32"),
+    ldx("W", R1, R8, ServiceValue.portCount),
+    mod32(R0, R1),
+    ldx("W", R1, R8, ServiceValue.portFirst),
+    add32(R0, R1),
+    be16(R0),
+    stx("H", FP, S.rkey + FlowKey.dport, R0),
+    stx("H", FP, S.fval + FlowValue.sport, R0),
+    ldMap(R1, NatMapName.flows),
+    mov(R2, FP),
+    add(R2, S.rkey),
+    mov(R3, FP),
+    add(R3, S.rval),
+    mov(R4, BPF_NOEXIST),
+    call("map_update_elem"),
+    jeq(R0, 0, `${p}_port_ok`),
+    label(`${p}_try${i}`),
+  ];
+  return [
+    label(`${p}_new`),
+    ...serviceLookup(p, "pass"),
+    ldx("W", R1, R8, ServiceValue.slots),
+    jne(R1, 0, `${p}_has_backend`),
+    ...counterAdd(`${p}_nb`, NatCounter.no_backend),
+    ja("pass"),
+    label(`${p}_has_backend`),
+    // n = round robin cursor (per service; a rare lost increment between CPUs is harmless) or a hash
+    // of the client address, then slot = n % slots.
+    ldx("B", R2, R8, ServiceValue.scheduler),
+    jeq(R2, NatScheduler.SOURCE_HASH, `${p}_hash`),
+    ldx("W", R2, R8, ServiceValue.size - 8),
+    mov(R3, R2),
+    add(R3, 1),
+    stx("W", R8, ServiceValue.size - 8, R3),
+    ja(`${p}_pick`),
+    label(`${p}_hash`),
+    ...(f.family === 4
+      ? [ldx("W", R2, FP, S.key + FlowKey.saddr)]
+      : [ldx("W", R2, FP, S.key + FlowKey.saddr), ...[4, 8, 12].flatMap((o) => [ldx("W", R3, FP, S.key + FlowKey.saddr + o), xor(R2, R3)])]),
+    mul32(R2, 0x9e3779b1 | 0),
+    mov(R3, R2),
+    rsh32(R3, 16),
+    xor(R2, R3),
+    label(`${p}_pick`),
+    ldx("W", R1, R8, ServiceValue.slots),
+    mod32(R2, R1),
+    and(R2, SLOTS - 1),
+    ldx("W", R3, R8, ServiceValue.id),
+    lsh(R3, 8),
+    add(R3, R2),
+    stx("W", FP, S.u32, R3),
+    ldMap(R1, NatMapName.slots),
+    mov(R2, FP),
+    add(R2, S.u32),
+    call("map_lookup_elem"),
+    jeq(R0, 0, "pass"),
+    ldx("W", R9, R0, 0), // r9 = backend index
+    stx("W", FP, S.u32, R9),
+    ldMap(R1, NatMapName.backends),
+    mov(R2, FP),
+    add(R2, S.u32),
+    call("map_lookup_elem"),
+    jeq(R0, 0, "pass"),
+    mov(R7, R0), // r7 = &nat_backend (until the flow is stored)
+    call("ktime_get_ns"),
+    // Client side: this packet's key → { local → backend }.
+    ...zero(S.fval, FlowValue.size),
+    ...copy(FP, S.fval + FlowValue.saddr, R7, BackendValue.local, 16),
+    ...copy(FP, S.fval + FlowValue.daddr, R7, BackendValue.addr, 16),
+    ldx("H", R1, R7, BackendValue.port),
+    stx("H", FP, S.fval + FlowValue.dport, R1),
+    ldx("W", R1, R7, BackendValue.ifindex),
+    stx("W", FP, S.fval + FlowValue.ifindex, R1),
+    stx("W", FP, S.fval + FlowValue.backend, R9),
+    st("B", FP, S.fval + FlowValue.dir, FlowDir.TO_BACKEND),
+    stx("DW", FP, S.fval + FlowValue.createdNs, R0),
+    ldx("B", R1, R8, ServiceValue.toaKind),
+    jeq(R1, 0, `${p}_no_toa`),
+    st("B", FP, S.fval + FlowValue.flags, FlowFlag.TOA_PENDING),
+    label(`${p}_no_toa`),
+    // Backend side: { backend → local } → { VIP → client }, out the device the SYN came in by.
+    ...zero(S.rval, FlowValue.size),
+    ...copy(FP, S.rval + FlowValue.saddr, FP, S.key + FlowKey.daddr, 16),
+    ...copy(FP, S.rval + FlowValue.daddr, FP, S.key + FlowKey.saddr, 16),
+    ldx("H", R1, FP, S.key + FlowKey.dport),
+    stx("H", FP, S.rval + FlowValue.sport, R1),
+    ldx("H", R1, FP, S.key + FlowKey.sport),
+    stx("H", FP, S.rval + FlowValue.dport, R1),
+    ldx("W", R1, R6, Skb.ifindex),
+    stx("W", FP, S.rval + FlowValue.ifindex, R1),
+    stx("W", FP, S.rval + FlowValue.backend, R9),
+    st("B", FP, S.rval + FlowValue.dir, FlowDir.TO_CLIENT),
+    stx("DW", FP, S.rval + FlowValue.createdNs, R0),
+    ...zero(S.rkey, FlowKey.size),
+    ...copy(FP, S.rkey + FlowKey.saddr, R7, BackendValue.addr, 16),
+    ...copy(FP, S.rkey + FlowKey.daddr, R7, BackendValue.local, 16),
+    ldx("H", R1, R7, BackendValue.port),
+    stx("H", FP, S.rkey + FlowKey.sport, R1),
+    st("B", FP, S.rkey + FlowKey.family, f.family),
+    // A free local port: the backend-side key must not exist yet (insert with NOEXIST).
+    ...Array.from({ length: PORT_TRIES }, (_, i) => tryPort(i)).flat(),
+    ...counterAdd(`${p}_px`, NatCounter.ports_exhausted),
+    ja("pass"),
+    label(`${p}_port_ok`),
+    ldMap(R1, NatMapName.flows),
+    mov(R2, FP),
+    add(R2, S.key),
+    mov(R3, FP),
+    add(R3, S.fval),
+    mov(R4, 0),
+    call("map_update_elem"),
+    jeq(R0, 0, `${p}_stored`),
+    ldMap(R1, NatMapName.flows),
+    mov(R2, FP),
+    add(R2, S.rkey),
+    call("map_delete_elem"),
+    ja("pass"),
+    label(`${p}_stored`),
+    ...counterAdd(`${p}_fc`, NatCounter.flows_created),
+    ...backendCounterAdd(`${p}_bc`, R9, NatBackendCounter.connections),
+    ldMap(R1, NatMapName.flows),
+    mov(R2, FP),
+    add(R2, S.key),
+    call("map_lookup_elem"),
+    jeq(R0, 0, "pass"),
+    mov(R7, R0),
+    ja(`f${f.name}_flow`),
+  ];
+}
+
+/**
+ * Insert the TOA after the TCP options of this (client → backend) packet. r7 = flow, r8 = service.
+ * Leaves through `${p}_done` whether written or skipped (the flag is cleared either way: a TOA that
+ * can't fit now won't fit in a later segment of a busy connection either, and the counters say why).
+ */
+function insertToa(f: Family): Item[] {
+  const p = `t${f.name}`;
+  const maxThl = 60 - f.toaLen;
+  const tcpLenFromL3 = (reg: asm.Register): Item[] =>
+    f.family === 4 ? [be16(reg), and(reg, 0xffff), add(reg, -20)] : [be16(reg), and(reg, 0xffff)];
+  return [
+    ldx("W", R8, FP, S.thl),
+    jlt(R8, 20, `${p}_failed`),
+    jgt(R8, maxThl, `${p}_no_room`),
+    // Payload? Then the grown packet must still fit the MTU.
+    ldx("W", R2, FP, S.l3len),
+    ...tcpLenFromL3(R2),
+    jeq(R2, R8, `${p}_fits`), // TCP length == header length: no payload
+    ...serviceLookup(`${p}_s`, `${p}_failed`), // r8 = service (the MTU is there)
+    ldx("W", R2, FP, S.l3len),
+    be16(R2),
+    and(R2, 0xffff),
+    add(R2, f.family === 4 ? f.toaLen : 40 + f.toaLen),
+    ldx("W", R3, R8, ServiceValue.mtu),
+    jgt(R2, R3, `${p}_mtu`),
+    ldx("W", R8, FP, S.thl),
+    jlt(R8, 20, `${p}_failed`),
+    jgt(R8, maxThl, `${p}_no_room`),
+    label(`${p}_fits`),
+    // The TCP header as it is, into hdr (zeroed first: the verifier tracks a variable-length copy
+    // conservatively).
+    ...zero(S.hdr, 64),
+    mov(R1, R6),
+    mov(R2, f.l4),
+    mov(R3, FP),
+    add(R3, S.hdr),
+    mov(R4, R8),
+    call("skb_load_bytes"),
+    jne(R0, 0, `${p}_failed`),
+    // Data offset += option length / 4; keep the word before and after for the checksum.
+    ldx("W", R1, FP, S.hdr + 12),
+    stx("W", FP, S.oldWord, R1),
+    ldx("B", R1, FP, S.hdr + 12),
+    add(R1, (f.toaLen / 4) << 4),
+    stx("B", FP, S.hdr + 12, R1),
+    ldx("W", R1, FP, S.hdr + 12),
+    stx("W", FP, S.newWord, R1),
+    // The option: [kind][len][client port][client address], right after newWord.
+    ...zero(TOA_BUF, 24),
+    ...serviceLookup(`${p}_k`, `${p}_failed`),
+    ldx("B", R1, R8, ServiceValue.toaKind),
+    stx("B", FP, TOA_BUF, R1),
+    st("B", FP, TOA_BUF + 1, f.toaLen),
+    ldx("H", R1, FP, S.key + FlowKey.sport),
+    stx("H", FP, TOA_BUF + 2, R1),
+    ...copy(FP, TOA_BUF + 4, FP, S.key + FlowKey.saddr, f.alen),
+    // csum_diff wants "new word + option" contiguous: the word goes right before the option.
+    ldx("W", R1, FP, S.newWord),
+    stx("W", FP, TOA_BUF - 4, R1),
+    // Room for the option between the IP header and the TCP header; then move the TCP header up
+    // into it and put the option where the header used to end.
+    mov(R1, R6),
+    mov(R2, f.toaLen),
+    mov(R3, BPF_ADJ_ROOM_NET),
+    mov(R4, 0),
+    call("skb_adjust_room"),
+    jne(R0, 0, `${p}_failed`),
+    ldx("W", R8, FP, S.thl),
+    jlt(R8, 20, `${p}_failed`),
+    jgt(R8, maxThl, `${p}_failed`),
+    mov(R1, R6),
+    mov(R2, f.l4),
+    mov(R3, FP),
+    add(R3, S.hdr),
+    mov(R4, R8),
+    mov(R5, 0),
+    call("skb_store_bytes"),
+    mov(R1, R6),
+    mov(R2, R8),
+    add(R2, f.l4),
+    mov(R3, FP),
+    add(R3, TOA_BUF),
+    mov(R4, f.toaLen),
+    mov(R5, 0),
+    call("skb_store_bytes"),
+    // Lengths: IPv4 tot_len (and its header checksum) or IPv6 payload_len; the TCP length in the
+    // pseudo-header; then the header/option difference (not in the pseudo-header).
+    ldx("W", R8, FP, S.l3len), // old, network order
+    mov(R9, R8),
+    be16(R9),
+    and(R9, 0xffff),
+    add(R9, f.toaLen),
+    be16(R9), // new, network order
+    stx("H", FP, S.u32, R9),
+    mov(R1, R6),
+    mov(R2, f.l3len),
+    mov(R3, FP),
+    add(R3, S.u32),
+    mov(R4, 2),
+    mov(R5, 0),
+    call("skb_store_bytes"),
+    ...(f.ipCsum !== undefined
+      ? [mov(R1, R6), mov(R2, f.ipCsum), mov(R3, R8), mov(R4, R9), mov(R5, 2), call("l3_csum_replace")]
+      : []),
+    // TCP length old/new (for IPv6 the payload length is the TCP length already).
+    ...(f.family === 4
+      ? [be16(R8), and(R8, 0xffff), add(R8, -20), be16(R8), be16(R9), and(R9, 0xffff), add(R9, -20), be16(R9)]
+      : []),
+    mov(R1, R6),
+    mov(R2, f.l4 + 16),
+    mov(R3, R8),
+    mov(R4, R9),
+    mov(R5, BPF_F_PSEUDO_HDR | 2),
+    call("l4_csum_replace"),
+    // The header word and the option bytes (not in the pseudo-header).
+    mov(R1, FP),
+    add(R1, S.oldWord),
+    mov(R2, 4),
+    mov(R3, FP),
+    add(R3, TOA_BUF - 4),
+    mov(R4, 4 + f.toaLen),
+    mov(R5, 0),
+    call("csum_diff"),
+    mov(R1, R6),
+    mov(R2, f.l4 + 16),
+    mov(R3, 0),
+    mov(R4, R0),
+    mov(R5, 0),
+    call("l4_csum_replace"),
+    ldx("W", R9, R7, FlowValue.backend),
+    ...backendCounterAdd(`${p}_w`, R9, NatBackendCounter.toa_written),
+    ja(`${p}_clear`),
+    label(`${p}_no_room`),
+    ...counterAdd(`${p}_nr`, NatCounter.toa_skipped_no_room),
+    ja(`${p}_clear`),
+    label(`${p}_mtu`),
+    ...counterAdd(`${p}_mt`, NatCounter.toa_skipped_mtu),
+    ja(`${p}_clear`),
+    label(`${p}_failed`),
+    ...counterAdd(`${p}_fl`, NatCounter.toa_failed),
+    label(`${p}_clear`),
+    ldx("B", R1, R7, FlowValue.flags),
+    and(R1, ~FlowFlag.TOA_PENDING & 0xff),
+    stx("B", R7, FlowValue.flags, R1),
+    label(`${p}_done`),
+  ];
+}
+
+/** Rewrite a packet of a known flow (r7 = its entry), count it and send it on. */
+function forward(f: Family): Item[] {
+  const p = `f${f.name}`;
+  const a = f.alen;
+  return [
+    label(`${p}_flow`),
+    call("ktime_get_ns"),
+    stx("DW", R7, FlowValue.lastNs, R0),
+    // FIN and RST are noted for the control plane, which removes finished connections.
+    ldx("W", R2, FP, S.tcpFlags),
+    and(R2, TCP.FIN | TCP.RST),
+    jeq(R2, 0, `${p}_flags_done`),
+    mov(R3, R2),
+    and(R3, TCP.FIN),
+    jeq(R3, 0, `${p}_rst`),
+    ldx("B", R1, R7, FlowValue.flags),
+    or(R1, FlowFlag.FIN),
+    stx("B", R7, FlowValue.flags, R1),
+    label(`${p}_rst`),
+    and(R2, TCP.RST),
+    jeq(R2, 0, `${p}_flags_done`),
+    ldx("B", R1, R7, FlowValue.flags),
+    or(R1, FlowFlag.RST),
+    stx("B", R7, FlowValue.flags, R1),
+    label(`${p}_flags_done`),
+    // Bytes per backend and direction.
+    ldx("W", R9, R7, FlowValue.backend),
+    ldx("B", R2, R7, FlowValue.dir),
+    ldx("W", R8, R6, Skb.len),
+    jne(R2, FlowDir.TO_BACKEND, `${p}_to_client`),
+    ...backendCounterAdd(`${p}_btb`, R9, NatBackendCounter.bytes_to_backend, R8),
+    // The TOA goes into the first ACK without SYN: the one that completes the handshake.
+    ldx("B", R1, R7, FlowValue.flags),
+    and(R1, FlowFlag.TOA_PENDING),
+    jeq(R1, 0, `${p}_rewrite`),
+    ldx("W", R1, FP, S.tcpFlags),
+    and(R1, TCP.SYN | TCP.ACK),
+    jne(R1, TCP.ACK, `${p}_rewrite`),
+    ...insertToa(f),
+    ja(`${p}_rewrite`),
+    label(`${p}_to_client`),
+    ...backendCounterAdd(`${p}_btc`, R9, NatBackendCounter.bytes_to_client, R8),
+    label(`${p}_rewrite`),
+    // Old and new addresses and ports side by side for csum_diff.
+    ...copy(FP, S.old, FP, S.key + FlowKey.saddr, a),
+    ...copy(FP, S.old + a, FP, S.key + FlowKey.daddr, a),
+    ldx("W", R1, FP, S.key + FlowKey.sport),
+    stx("W", FP, S.old + 2 * a, R1),
+    ...copy(FP, S.new, R7, FlowValue.saddr, a),
+    ...copy(FP, S.new + a, R7, FlowValue.daddr, a),
+    ldx("W", R1, R7, FlowValue.sport),
+    stx("W", FP, S.new + 2 * a, R1),
+    // Addresses: in the IPv4 header checksum and the TCP pseudo-header.
+    mov(R1, FP),
+    add(R1, S.old),
+    mov(R2, 2 * a),
+    mov(R3, FP),
+    add(R3, S.new),
+    mov(R4, 2 * a),
+    mov(R5, 0),
+    call("csum_diff"),
+    mov(R9, R0),
+    ...(f.ipCsum !== undefined ? [mov(R1, R6), mov(R2, f.ipCsum), mov(R3, 0), mov(R4, R9), mov(R5, 0), call("l3_csum_replace")] : []),
+    mov(R1, R6),
+    mov(R2, f.l4 + 16),
+    mov(R3, 0),
+    mov(R4, R9),
+    mov(R5, BPF_F_PSEUDO_HDR),
+    call("l4_csum_replace"),
+    // Ports: in the TCP header only.
+    mov(R1, FP),
+    add(R1, S.old + 2 * a),
+    mov(R2, 4),
+    mov(R3, FP),
+    add(R3, S.new + 2 * a),
+    mov(R4, 4),
+    mov(R5, 0),
+    call("csum_diff"),
+    mov(R1, R6),
+    mov(R2, f.l4 + 16),
+    mov(R3, 0),
+    mov(R4, R0),
+    mov(R5, 0),
+    call("l4_csum_replace"),
+    mov(R1, R6),
+    mov(R2, f.saddr),
+    mov(R3, FP),
+    add(R3, S.new),
+    mov(R4, 2 * a),
+    mov(R5, 0),
+    call("skb_store_bytes"),
+    mov(R1, R6),
+    mov(R2, f.l4),
+    mov(R3, FP),
+    add(R3, S.new + 2 * a),
+    mov(R4, 4),
+    mov(R5, 0),
+    call("skb_store_bytes"),
+    // Out of the device towards the new destination; the neighbour table fills in the MACs.
+    ldx("W", R1, R7, FlowValue.ifindex),
+    mov(R2, 0),
+    mov(R3, 0),
+    mov(R4, 0),
+    call("redirect_neigh"),
+    jeq(R0, TC_ACT_REDIRECT, "exit"),
+    mov(R9, R0),
+    ...counterAdd(`${p}_rf`, NatCounter.redirect_failed),
+    mov(R0, R9),
+    ja("exit"),
+  ];
+}
+
+/** The body for one address family: known flow → forward; SYN → new connection; else pass. */
+function family(f: Family): Item[] {
+  const p = `b${f.name}`;
+  return [
+    label(`${p}_start`),
+    ...parse(f),
+    ldMap(R1, NatMapName.flows),
+    mov(R2, FP),
+    add(R2, S.key),
+    call("map_lookup_elem"),
+    jeq(R0, 0, `${p}_miss`),
+    mov(R7, R0),
+    // A new SYN on a finished connection's 4-tuple (the client reused its port): start over.
+    ldx("W", R1, FP, S.tcpFlags),
+    and(R1, TCP.SYN | TCP.ACK),
+    jne(R1, TCP.SYN, `f${f.name}_flow`),
+    ldx("B", R1, R7, FlowValue.flags),
+    jset(R1, FlowFlag.FIN | FlowFlag.RST, `${p}_reuse`),
+    ja(`f${f.name}_flow`),
+    label(`${p}_reuse`),
+    ...zero(S.rkey, FlowKey.size),
+    ...copy(FP, S.rkey + FlowKey.saddr, R7, FlowValue.daddr, 16),
+    ...copy(FP, S.rkey + FlowKey.daddr, R7, FlowValue.saddr, 16),
+    ldx("H", R1, R7, FlowValue.dport),
+    stx("H", FP, S.rkey + FlowKey.sport, R1),
+    ldx("H", R1, R7, FlowValue.sport),
+    stx("H", FP, S.rkey + FlowKey.dport, R1),
+    st("B", FP, S.rkey + FlowKey.family, f.family),
+    ldMap(R1, NatMapName.flows),
+    mov(R2, FP),
+    add(R2, S.rkey),
+    call("map_delete_elem"),
+    ja(`n${f.name}_new`),
+    label(`${p}_miss`),
+    // Only a SYN (without ACK) opens a connection.
+    ldx("W", R1, FP, S.tcpFlags),
+    and(R1, TCP.SYN | TCP.ACK),
+    jne(R1, TCP.SYN, "pass"),
+    ...newConnection(f),
+    ...forward(f),
+  ];
+}
+
+/** Build the tc program (attach to the ingress of every device clients and backends come in by). */
+export function natProgram(): ProgramSpec {
+  const instructions: Item[] = [
+    mov(R6, R1),
+    ldx("W", R2, R6, Skb.protocol),
+    jeq(R2, ETH_P_IP_BE, "b4_start"),
+    jeq(R2, ETH_P_IPV6_BE, "b6_start"),
+    ja("pass"),
+    ...family(V4),
+    ...family(V6),
+    label("pass"),
+    mov(R0, TC_ACT_OK),
+    label("exit"),
+    exit(),
+  ];
+  return { name: "toa_nat", type: "SCHED_CLS", license: "GPL", instructions };
+}
