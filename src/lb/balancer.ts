@@ -11,12 +11,13 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { startAdmin } from "./admin.js";
 import type { ClientAddressWriter } from "./client-address.js";
-import type { LbConfig } from "./config.js";
+import type { LbConfig, ListenerConfig } from "./config.js";
 import { formatDuration } from "./duration.js";
 import { formatEndpoint } from "./endpoint.js";
 import { Listener } from "./listener.js";
 import { createMetrics } from "./metrics.js";
 import { Pool } from "./pool.js";
+import { PacketDataPath } from "./packet/data-path.js";
 import type { StatusSnapshot } from "./status.js";
 
 export interface BalancerOptions {
@@ -33,6 +34,9 @@ export class Balancer {
   private readonly retired = new Set<Listener>();
   private readonly pools = new Map<string, Pool>();
   private writer: ClientAddressWriter | null = null;
+  /** The packet data path, open while a listener uses it; its listeners have no socket. */
+  private packet: PacketDataPath | null = null;
+  private packetListeners: readonly ListenerConfig[] = [];
   private admin: Server | null = null;
   private adminKey = "";
   readonly registry: Registry;
@@ -67,6 +71,8 @@ export class Balancer {
 
   /** The address a listener is bound to (useful with port 0). */
   listenerAddress(name: string): AddressInfo | null {
+    const pl = this.packetListeners.find((l) => l.name === name);
+    if (pl) return { address: pl.listen.address, port: pl.listen.port, family: pl.listen.family === 6 ? "IPv6" : "IPv4" };
     return (this.listeners.get(name)?.server.address() as AddressInfo | null) ?? null;
   }
 
@@ -104,15 +110,27 @@ export class Balancer {
   }
 
   private async apply(config: LbConfig): Promise<void> {
-    if (config.listeners.some((l) => l.mode === "toa") && !this.writer) {
+    if (config.listeners.some((l) => l.mode === "toa" && l.dataPath !== "packet") && !this.writer) {
       if (!this.opts.openWriter) throw new Error("TOA sender unavailable: no sender configured (use mode proxy-v2, proxy-v1 or none)");
       this.writer = this.opts.openWriter();
+    }
+    // The packet path first: a listen address that isn't ours or a backend without a route is refused
+    // before anything changes.
+    const packetListeners = config.listeners.filter((l) => l.dataPath === "packet");
+    const openedPacket = packetListeners.length > 0 && !this.packet;
+    if (openedPacket) this.packet = await PacketDataPath.open(config.packet, this.log);
+    try {
+      await this.packet?.prepare(packetListeners, new Map(Object.entries(config.pools)));
+    } catch (e) {
+      if (openedPacket) this.closePacket();
+      throw e;
     }
     // New listeners first: if one cannot bind, nothing has changed yet.
     const opened: Listener[] = [];
     const deps = { pool: (n: string) => this.pools.get(n), writer: () => this.writer, log: this.log };
     const kept = new Map<string, Listener>();
     for (const lc of config.listeners) {
+      if (lc.dataPath === "packet") continue;
       const cur = this.listeners.get(lc.name);
       const boundPort = (cur?.server.address() as AddressInfo | null)?.port;
       if (cur && cur.config.listen.address === lc.listen.address && (cur.config.listen.port === lc.listen.port || boundPort === lc.listen.port || lc.listen.port === 0)) {
@@ -124,6 +142,7 @@ export class Balancer {
         await l.listen();
       } catch (e) {
         for (const o of opened) o.stopAccepting();
+        if (openedPacket) this.closePacket();
         throw e;
       }
       opened.push(l);
@@ -140,6 +159,15 @@ export class Balancer {
         this.pools.delete(name);
       }
     }
+    // The packet path's tables follow the pools just updated; without packet listeners it goes.
+    if (packetListeners.length > 0) this.packet!.sync(packetListeners, this.pools);
+    else this.closePacket();
+    for (const l of packetListeners) {
+      if (!this.packetListeners.some((o) => o.name === l.name)) {
+        this.log.info({ listener: l.name, mode: l.mode, pool: l.pool }, `packet path for ${formatEndpoint(l.listen)} (${l.mode}) → pool ${l.pool}`);
+      }
+    }
+    this.packetListeners = packetListeners;
     // Listeners: keep, add, retire.
     for (const lc of config.listeners) {
       const l = kept.get(lc.name);
@@ -171,9 +199,16 @@ export class Balancer {
     this.config = config;
   }
 
-  /** Connections open now, in every listener (retired ones included). */
+  private closePacket(): void {
+    const p = this.packet;
+    this.packet = null;
+    this.packetListeners = [];
+    p?.close();
+  }
+
+  /** Connections open now, in every listener (retired ones included) and in the packet path's tables. */
   activeConnections(): number {
-    let n = 0;
+    let n = this.packet?.active ?? 0;
     for (const l of this.listeners.values()) n += l.stats.active;
     for (const l of this.retired) n += l.stats.active;
     return n;
@@ -187,10 +222,17 @@ export class Balancer {
     if (this.draining) return;
     this.draining = true;
     for (const l of this.listeners.values()) l.stopAccepting();
+    this.packet?.stopNew();
+    this.packet?.sweep();
     const n = this.activeConnections();
     this.log.info({ active: n }, `draining: not accepting; waiting up to ${formatDuration(deadlineMs)} for ${n} connection(s)`);
     const until = Date.now() + deadlineMs;
-    while (this.activeConnections() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    // The packet path's count comes from a sweep of its tables: fresh ones while draining.
+    const settle = async () => {
+      await new Promise((r) => setTimeout(r, this.packet ? 200 : 50));
+      this.packet?.sweep();
+    };
+    while (this.activeConnections() > 0 && Date.now() < until) await settle();
     const left = this.activeConnections();
     if (left > 0) this.log.warn({ left }, `drain deadline passed: closing ${left} connection(s)`);
     await this.close();
@@ -206,6 +248,7 @@ export class Balancer {
     this.listeners.clear();
     this.retired.clear();
     for (const p of this.pools.values()) p.stop();
+    this.closePacket();
     if (this.admin) {
       const a = this.admin;
       this.admin = null;
@@ -222,32 +265,54 @@ export class Balancer {
   /** The state shown by the status page, /status.json and /metrics. */
   snapshot(): StatusSnapshot {
     for (const l of this.retired) if (l.stats.active === 0) this.retired.delete(l);
-    const listeners = [...this.listeners.values(), ...this.retired].map((l) => ({
-      name: l.name,
-      listen: formatEndpoint((l.server.address() as AddressInfo | null) ?? l.config.listen),
-      mode: l.config.mode === "toa" ? `toa (kind ${l.config.toaKind})` : l.config.mode,
-      pool: l.config.pool,
-      ...l.stats,
-    }));
+    const counters = this.packet?.counters();
+    const modeText = (c: ListenerConfig) => (c.mode === "toa" ? `toa (kind ${c.toaKind})` : c.mode);
+    const listeners = [
+      ...[...this.listeners.values(), ...this.retired].map((l) => ({
+        name: l.name,
+        listen: formatEndpoint((l.server.address() as AddressInfo | null) ?? l.config.listen),
+        mode: modeText(l.config),
+        dataPath: l.config.dataPath,
+        pool: l.config.pool,
+        ...l.stats,
+      })),
+      ...this.packetListeners.map((c) => ({ name: c.name, listen: formatEndpoint(c.listen), mode: modeText(c), dataPath: c.dataPath, pool: c.pool, ...this.packet!.listenerStats(c, counters) })),
+    ];
     const pools = [...this.pools.values()].map((p) => ({
       name: p.name,
       scheduler: p.config.scheduler,
       healthCheck: p.config.healthCheck
         ? `${p.config.healthCheck.type === "http" ? `http GET ${p.config.healthCheck.path} → ${p.config.healthCheck.expectStatus}` : "tcp"} every ${formatDuration(p.config.healthCheck.intervalMs)}, rise ${p.config.healthCheck.rise}, fall ${p.config.healthCheck.fall}`
         : "none",
-      backends: p.backends.map((b) => ({
-        id: b.id,
-        weight: b.weight,
-        healthy: b.healthy,
-        state: (p.config.healthCheck ? (b.healthy ? "UP" : "DOWN") : "no check") as "UP" | "DOWN" | "no check",
-        lastCheck: b.lastCheck,
-        lastChangeMs: b.lastChange,
-        active: b.active,
-        ...b.stats,
-      })),
+      backends: p.backends.map((b) => {
+        // Connections on the packet path add to those the JS relay counts.
+        const f = this.packet?.backendFigures(b.id, p.name, counters);
+        return {
+          id: b.id,
+          weight: b.weight,
+          healthy: b.healthy,
+          state: (p.config.healthCheck ? (b.healthy ? "UP" : "DOWN") : "no check") as "UP" | "DOWN" | "no check",
+          lastCheck: b.lastCheck,
+          lastChangeMs: b.lastChange,
+          ...b.stats,
+          active: b.active + (f?.active ?? 0),
+          connections: b.stats.connections + (f?.connections ?? 0),
+          bytesIn: b.stats.bytesIn + (f?.bytesIn ?? 0),
+          bytesOut: b.stats.bytesOut + (f?.bytesOut ?? 0),
+          connectErrors: b.stats.connectErrors + (f?.connectErrors ?? 0),
+        };
+      }),
     }));
     const usesToa = this.config.listeners.some((l) => l.mode === "toa");
-    const toa = usesToa ? (this.writer?.counters?.() ?? { written: 0, skippedNoSpace: 0 }) : null;
-    return { pid: process.pid, startedAtMs: this.startedAtMs, nowMs: Date.now(), config: this.config.source, draining: this.draining, reloads: this.reloads, reloadFailures: this.reloadFailures, listeners, pools, toa };
+    let toa: StatusSnapshot["toa"] = null;
+    if (usesToa) {
+      const sender = this.writer?.counters?.() ?? { written: 0, skippedNoSpace: 0 };
+      let packetWritten = 0;
+      for (const c of counters?.backends.values() ?? []) packetWritten += c.toaWritten;
+      const g = counters?.global;
+      toa = { written: sender.written + packetWritten, skippedNoSpace: sender.skippedNoSpace + (g ? g.toa_skipped_no_room + g.toa_skipped_mtu : 0) };
+    }
+    const packet = this.packet?.status(counters) ?? null;
+    return { pid: process.pid, startedAtMs: this.startedAtMs, nowMs: Date.now(), config: this.config.source, draining: this.draining, reloads: this.reloads, reloadFailures: this.reloadFailures, listeners, pools, toa, packet };
   }
 }

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { parse as parseYaml } from "yaml";
-import { type Endpoint, parseEndpoint } from "./endpoint.js";
+import { type Endpoint, formatEndpoint, parseEndpoint } from "./endpoint.js";
 import { parseDuration } from "./duration.js";
 import { ConfigError, type ConfigIssue } from "./errors.js";
 
@@ -16,11 +16,25 @@ export type ClientAddressMode = "toa" | "proxy-v1" | "proxy-v2" | "none";
 export const CLIENT_ADDRESS_MODES: readonly ClientAddressMode[] = ["toa", "proxy-v1", "proxy-v2", "none"];
 
 /**
- * Where a listener's bytes are relayed: `kernel` (sockmap + sk_skb verdict program, src/lb/splice.ts),
- * `js` (src/lb/relay.ts), or `auto`: kernel when the kernel data path can be opened, else js.
+ * Where a listener's bytes are relayed: `packet` (no socket on the balancer: a tc program rewrites
+ * each packet, full NAT like LVS FULLNAT, src/programs/nat.ts + src/lb/packet/), `kernel` (sockmap +
+ * sk_skb verdict program, src/lb/splice.ts), `js` (src/lb/relay.ts), or `auto`: kernel when the
+ * kernel data path can be opened, else js.
  */
-export type DataPath = "auto" | "kernel" | "js";
-export const DATA_PATHS: readonly DataPath[] = ["auto", "kernel", "js"];
+export type DataPath = "auto" | "packet" | "kernel" | "js";
+export const DATA_PATHS: readonly DataPath[] = ["auto", "packet", "kernel", "js"];
+
+/** Settings of the packet data path (top-level `packet:`). */
+export interface PacketConfig {
+  /** Connections the kernel tables hold (two entries each); preallocated. */
+  readonly maxConnections: number;
+  /** A TOA goes into a segment carrying data only if the packet still fits this. */
+  readonly mtu: number;
+  /** Devices the program is attached to (ingress); empty = every device that is up, but lo. */
+  readonly interfaces: readonly string[];
+  /** How long a connection whose both sides sent FIN stays in the tables (late ACKs, retransmits). */
+  readonly closedTimeoutMs: number;
+}
 
 /** How a pool picks a backend for a new connection. */
 export type SchedulerName = "round-robin" | "weighted-round-robin" | "least-connections" | "source-hash";
@@ -89,6 +103,7 @@ export interface LbConfig {
   readonly admin: Endpoint | null;
   /** How long SIGTERM waits for established connections before closing them. */
   readonly drainTimeoutMs: number;
+  readonly packet: PacketConfig;
 }
 
 export const DEFAULTS = Object.freeze({
@@ -100,6 +115,7 @@ export const DEFAULTS = Object.freeze({
   connectTimeoutMs: 3000,
   idleTimeoutMs: 300_000,
   drainTimeoutMs: 30_000,
+  packet: Object.freeze({ maxConnections: 65536, mtu: 1500, interfaces: Object.freeze([]) as readonly string[], closedTimeoutMs: 10_000 }),
   sourcePorts: Object.freeze({ first: 20000, last: 59999 }),
   health: Object.freeze({ intervalMs: 2000, timeoutMs: 1000, rise: 2, fall: 3, path: "/", expectStatus: 200 }),
 });
@@ -195,7 +211,7 @@ export function validateConfig(raw: unknown, source: string): LbConfig {
   const c = new Checker();
   const top = c.object(raw ?? undefined, "");
   if (!top) throw new ConfigError(source, c.issues);
-  c.keys(top, "", ["listeners", "pools", "admin", "timeouts", "drainTimeout", "dataPath"]);
+  c.keys(top, "", ["listeners", "pools", "admin", "timeouts", "drainTimeout", "dataPath", "packet"]);
   const dataPath = c.oneOf(top.dataPath, "dataPath", DEFAULTS.dataPath, DATA_PATHS);
 
   // Timeouts shared by every listener unless it sets its own.
@@ -210,6 +226,7 @@ export function validateConfig(raw: unknown, source: string): LbConfig {
     }
   }
   const drainTimeoutMs = c.duration(top.drainTimeout, "drainTimeout", DEFAULTS.drainTimeoutMs, 0);
+  const packet = validatePacket(c, top.packet);
 
   let admin: Endpoint | null = null;
   if (top.admin !== undefined && top.admin !== null) {
@@ -275,6 +292,7 @@ export function validateConfig(raw: unknown, source: string): LbConfig {
       if (name && listeners.some((x) => x.name === name)) c.add(`${path}.name`, `duplicate listener name ${JSON.stringify(name)}`);
       if (listen && pool && name) {
         const lDataPath = c.oneOf(l.dataPath, `${path}.dataPath`, dataPath, DATA_PATHS);
+        if (lDataPath === "packet") checkPacketListener(c, path, listen, mode, pools[pool]);
         listeners.push(Object.freeze({ name, listen, pool, mode, toaKind, connectTimeoutMs: lConnect, idleTimeoutMs: lIdle, dataPath: lDataPath }));
       }
     });
@@ -283,7 +301,43 @@ export function validateConfig(raw: unknown, source: string): LbConfig {
     c.add("admin", `port ${admin.port} is also used by a listener`);
   }
   if (c.issues.length > 0) throw new ConfigError(source, c.issues);
-  return Object.freeze({ source, listeners: Object.freeze(listeners), pools: Object.freeze(pools), admin, drainTimeoutMs });
+  return Object.freeze({ source, listeners: Object.freeze(listeners), pools: Object.freeze(pools), admin, drainTimeoutMs, packet });
+}
+
+function validatePacket(c: Checker, raw: unknown): PacketConfig {
+  if (raw === undefined) return DEFAULTS.packet;
+  const p = c.object(raw, "packet");
+  if (!p) return DEFAULTS.packet;
+  c.keys(p, "packet", ["maxConnections", "mtu", "interfaces", "closedTimeout"]);
+  const maxConnections = c.int(p.maxConnections, "packet.maxConnections", DEFAULTS.packet.maxConnections, 16, 4_194_304);
+  const mtu = c.int(p.mtu, "packet.mtu", DEFAULTS.packet.mtu, 576, 65535);
+  const closedTimeoutMs = c.duration(p.closedTimeout, "packet.closedTimeout", DEFAULTS.packet.closedTimeoutMs, 0);
+  let interfaces: readonly string[] = DEFAULTS.packet.interfaces;
+  if (p.interfaces !== undefined) {
+    if (!Array.isArray(p.interfaces) || p.interfaces.some((d: unknown) => typeof d !== "string" || !/^[^\s/]{1,15}$/.test(d))) {
+      c.add("packet.interfaces", `must be a list of device names (e.g. [eth0, eth1]), got ${describe(p.interfaces)}`);
+    } else interfaces = Object.freeze([...(p.interfaces as string[])]);
+  }
+  return Object.freeze({ maxConnections, mtu, interfaces, closedTimeoutMs });
+}
+
+/** What the packet data path can do: rewrite packets (toa or none), same family end to end, a table scheduler. */
+function checkPacketListener(c: Checker, path: string, listen: Endpoint, mode: ClientAddressMode, pool: PoolConfig | undefined): void {
+  if (mode !== "toa" && mode !== "none") {
+    c.add(`${path}.mode`, `${mode} needs a relay that writes a header into the stream; dataPath packet only rewrites packets (mode toa or none), use dataPath js for ${mode}`);
+  }
+  if (isAny(listen.address) || listen.port === 0) {
+    c.add(`${path}.listen`, `dataPath packet needs a specific address and port (the kernel matches packets to them), got ${formatEndpoint(listen)}`);
+  }
+  if (!pool) return;
+  if (pool.scheduler === "least-connections") {
+    c.add(`${path}.dataPath`, `packet: pool ${pool.name} uses least-connections, which needs per-connection bookkeeping the kernel tables don't do; use round-robin, weighted-round-robin or source-hash`);
+  }
+  const family = isIP(listen.address);
+  const other = pool.backends.filter((b) => isIP(b.address) !== family);
+  if (family !== 0 && other.length > 0) {
+    c.add(`${path}.dataPath`, `packet: backend ${other[0].id} is IPv${isIP(other[0].address)} but the listener is IPv${family}; the packet path translates addresses, not families (use dataPath js)`);
+  }
 }
 
 function isAny(a: string): boolean {

@@ -17,6 +17,8 @@ export class Pool {
   private checker: HealthChecker | null = null;
   localAddresses!: LocalAddressPicker;
   ports!: PortAllocators;
+  /** Called when a backend goes UP or DOWN (the packet path rewrites its slot tables at once). */
+  onHealthChange: (() => void) | null = null;
 
   constructor(
     public config: PoolConfig,
@@ -46,7 +48,7 @@ export class Pool {
     this.checker?.stop();
     this.checker = null;
     if (config.healthCheck) {
-      this.checker = new HealthChecker(config.name, config.healthCheck, this.log);
+      this.checker = new HealthChecker(config.name, config.healthCheck, this.log, () => this.onHealthChange?.());
       this.checker.watch(this.backends);
     } else {
       for (const b of this.backends) {

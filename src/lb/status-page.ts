@@ -35,7 +35,7 @@ export function renderStatusPage(s: StatusSnapshot): string {
   const totals = s.listeners.reduce((t, l) => ({ active: t.active + l.active, accepted: t.accepted + l.accepted, in: t.in + l.bytesIn, out: t.out + l.bytesOut }), { active: 0, accepted: 0, in: 0, out: 0 });
   const listenerRows = s.listeners
     .map(
-      (l) => `<tr><td class="name">${esc(l.name)}</td><td>${esc(l.listen)}</td><td>${esc(l.mode)}</td><td>${esc(l.pool)}</td>` +
+      (l) => `<tr><td class="name">${esc(l.name)}</td><td>${esc(l.listen)}</td><td>${esc(l.mode)}${l.dataPath === "packet" ? " · packet path" : ""}</td><td>${esc(l.pool)}</td>` +
         `<td>${l.active}</td><td>${l.accepted}</td><td>${formatBytes(l.bytesIn)}</td><td>${formatBytes(l.bytesOut)}</td>` +
         `<td class="${l.noBackend ? "warn" : ""}">${l.noBackend}</td><td class="${l.failed ? "warn" : ""}">${l.failed}</td><td>${l.connectErrors}</td></tr>`,
     )
@@ -58,6 +58,12 @@ export function renderStatusPage(s: StatusSnapshot): string {
   const toa = s.toa
     ? `<table class="toa"><tr><th>TOA written</th><td>${s.toa.written}</td><th>skipped (no option room)</th><td class="${s.toa.skippedNoSpace ? "warn" : ""}">${s.toa.skippedNoSpace}</td></tr></table>`
     : `<p class="sub">No listener uses toa mode.</p>`;
+  const packet = s.packet
+    ? `<h2>packet path <span class="sub">tc ingress (${esc(s.packet.attach)}) on ${esc(s.packet.devices.join(", "))} · ${s.packet.active} open of ${s.packet.maxConnections} · ${s.packet.entries} table entries</span></h2>
+<table class="packet"><tr>${Object.entries(s.packet.counters).map(([k]) => `<th>${esc(k.replace(/_/g, " "))}</th>`).join("")}</tr><tr>${Object.entries(s.packet.counters)
+        .map(([k, v]) => `<td class="${v && k !== "flows_created" ? "warn" : ""}">${v}</td>`)
+        .join("")}</tr></table>`
+    : "";
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
 <title>toa lb — status</title>
@@ -78,6 +84,7 @@ td.warn{background:#ffe38a} .summary{display:flex;gap:22px;margin:8px 0 4px} .su
 <table><thead><tr><th>name</th><th>address</th><th>mode</th><th>pool</th><th>active</th><th>total</th><th>bytes in</th><th>bytes out</th><th>no backend</th><th>failed</th><th>connect errors</th></tr></thead>
 <tbody>${listenerRows}</tbody></table>
 ${pools}
+${packet}
 <h2>TOA sender</h2>
 ${toa}
 <p class="legend sub"><span style="background:#c8f0c0">UP</span><span style="background:#f6b5b0">DOWN</span><span style="background:#e8e8e8">no check</span><span style="background:#ffe38a">needs attention</span> · <a href="/metrics">/metrics</a> · <a href="/status.json">/status.json</a></p>

@@ -1,6 +1,7 @@
 /** A point-in-time view of the balancer: what /status.json returns and what the page and /metrics show. */
 import type { BackendStats } from "./backend.js";
 import type { ListenerStats } from "./listener.js";
+import type { PacketStatus } from "./packet/data-path.js";
 
 export interface BackendStatus extends BackendStats {
   id: string;
@@ -24,6 +25,8 @@ export interface ListenerStatus extends ListenerStats {
   name: string;
   listen: string;
   mode: string;
+  /** js, kernel, auto or packet. */
+  dataPath: string;
   pool: string;
 }
 
@@ -39,4 +42,6 @@ export interface StatusSnapshot {
   pools: PoolStatus[];
   /** null when no listener uses toa mode. */
   toa: { written: number; skippedNoSpace: number } | null;
+  /** null when no listener uses the packet data path. */
+  packet: PacketStatus | null;
 }

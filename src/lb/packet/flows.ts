@@ -29,8 +29,10 @@ export const SWEEP_REASONS: readonly SweepReason[] = ["rst", "closed", "idle", "
 
 /** What a sweep found and did. */
 export interface SweepResult {
-  /** Connections left, per backend index (indices with none are absent). */
+  /** Connections left and still open, per backend index (indices with none are absent). */
   readonly active: Map<number, number>;
+  /** Connections left that are closed both ways, kept closedMs for late ACKs and retransmits. */
+  readonly closing: number;
   /** Connections removed (an entry whose other direction is gone counts as one). */
   readonly removed: number;
   readonly removedBy: Record<SweepReason, number>;
@@ -98,6 +100,7 @@ export function sweepFlows(flows: BpfMap<Buffer, Buffer>, timeouts: SweepTimeout
   const connectFailures = new Map<number, number>();
   const removedBy = Object.fromEntries(SWEEP_REASONS.map((r) => [r, 0])) as Record<SweepReason, number>;
   let removed = 0;
+  let closing = 0;
   const done = new Set<string>();
   const bump = (m: Map<number, number>, k: number) => m.set(k, (m.get(k) ?? 0) + 1);
 
@@ -124,7 +127,8 @@ export function sweepFlows(flows: BpfMap<Buffer, Buffer>, timeouts: SweepTimeout
       verdict = flowVerdict(toBackend, toClient, nowNs, limits);
     }
     if (!verdict) {
-      bump(active, backend);
+      if (flagsOf(toBackend) & flagsOf(toClient) & FlowFlag.FIN) closing++;
+      else bump(active, backend);
       continue;
     }
     flows.delete(e.key);
@@ -133,5 +137,5 @@ export function sweepFlows(flows: BpfMap<Buffer, Buffer>, timeouts: SweepTimeout
     removedBy[verdict]++;
     if (verdict === "connect_failed") bump(connectFailures, backend);
   }
-  return { active, removed, removedBy, connectFailures, entries: seen.size };
+  return { active, closing, removed, removedBy, connectFailures, entries: seen.size };
 }

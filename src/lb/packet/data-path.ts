@@ -1,0 +1,271 @@
+/**
+ * The packet data path at run time: loads the NAT program (src/programs/nat.ts), attaches it to the
+ * ingress of the balancer's devices, keeps its tables in step with the config and the health checks,
+ * and removes finished connections. Listeners on this path have no socket: the kernel forwards their
+ * packets, so a connection costs two table entries and no work in this process.
+ *
+ *   config + health ─▶ NatTables.apply (services, slots, backends)      on start, reload, health change
+ *   every second    ─▶ NatTables.sweep (finished, idle, never answered)  → active counts per backend
+ */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import type { Logger } from "pino";
+import { attachTc, ifindexOf, Program, removeTcFilters, type TcAttachment } from "../../bpf/index.js";
+import { natProgram } from "../../programs/nat.js";
+import { NatMapName } from "../../programs/nat-layout.js";
+import type { ListenerConfig, PacketConfig } from "../config.js";
+import { formatEndpoint } from "../endpoint.js";
+import { LbError } from "../errors.js";
+import type { Pool } from "../pool.js";
+import type { ListenerStats } from "../listener.js";
+import { routeTo, type Route } from "./route.js";
+import { type AppliedService, type NatCounters, type NatServiceSpec, NatTables } from "./tables.js";
+import type { SweepResult } from "./flows.js";
+
+const run = promisify(execFile);
+const FILTER_NAME = "toa:nat";
+const SWEEP_MS = 1000;
+
+/** Packet-path figures of one backend, for the status page and metrics. */
+export interface PacketBackendFigures {
+  connections: number;
+  active: number;
+  bytesIn: number;
+  bytesOut: number;
+  connectErrors: number;
+  toaWritten: number;
+}
+
+/** What the status page shows about the packet path. */
+export interface PacketStatus {
+  attach: string;
+  devices: string[];
+  maxConnections: number;
+  active: number;
+  /** nat_flows entries at the last sweep (two per connection). */
+  entries: number;
+  counters: NatCounters["global"];
+  removed: SweepResult["removedBy"];
+}
+
+/** Devices that are up, but lo: where clients and backends can come in. */
+async function upDevices(): Promise<string[]> {
+  const { stdout } = await run("ip", ["-j", "link", "show", "up"]);
+  const links = JSON.parse(stdout) as { ifname: string; flags?: string[] }[];
+  return links.filter((l) => !(l.flags ?? []).includes("LOOPBACK")).map((l) => l.ifname);
+}
+
+export class PacketDataPath {
+  private listeners: readonly ListenerConfig[] = [];
+  private pools: ReadonlyMap<string, Pool> = new Map();
+  private applied = new Map<string, AppliedService>();
+  private routes = new Map<string, Route>();
+  private healthKey = "";
+  private stopped = false;
+  private lastSweep: SweepResult | null = null;
+  private readonly connectFailures = new Map<number, number>();
+  private readonly removedTotal: Record<string, number> = { rst: 0, closed: 0, idle: 0, connect_failed: 0, orphan: 0 };
+  private readonly sweepTimer: NodeJS.Timeout;
+
+  private constructor(
+    private readonly config: PacketConfig,
+    private readonly tables: NatTables,
+    private readonly program: Program,
+    private readonly attachments: TcAttachment[],
+    readonly devices: string[],
+    private readonly log: Logger,
+  ) {
+    // Not unref()ed: with only packet listeners this timer is what keeps the balancer running.
+    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
+  }
+
+  /** Load the program and attach it to the devices (all that are up but lo, unless listed). */
+  static async open(config: PacketConfig, log: Logger): Promise<PacketDataPath> {
+    const devices = config.interfaces.length > 0 ? [...config.interfaces] : await upDevices();
+    if (devices.length === 0) throw new LbError("LB_ERR_LISTEN", "dataPath packet: no network device is up (but lo) to attach to; list them in packet.interfaces");
+    const tables = NatTables.create(config.maxConnections);
+    const attachments: TcAttachment[] = [];
+    let program: Program | undefined;
+    try {
+      const byName = Object.fromEntries((Object.keys(NatMapName) as (keyof typeof NatMapName)[]).map((k) => [NatMapName[k], tables.maps[k]]));
+      program = Program.load(natProgram(), { maps: byName });
+      for (const dev of devices) {
+        try {
+          removeTcFilters(ifindexOf(dev), { namePrefix: FILTER_NAME }); // a crashed run's netlink filter
+        } catch {
+          // nothing of ours there (or no clsact qdisc)
+        }
+        attachments.push(attachTc(dev, program, "ingress", { name: FILTER_NAME }));
+      }
+    } catch (e) {
+      for (const a of attachments) a.detach();
+      program?.close();
+      tables.close();
+      throw new LbError("LB_ERR_LISTEN", `dataPath packet: cannot attach the NAT program: ${(e as Error).message}`, { cause: e });
+    }
+    log.info({ devices, attach: attachments[0]?.mode }, `packet data path on ${devices.join(", ")} (tc ingress, ${attachments[0]?.mode})`);
+    return new PacketDataPath(config, tables, program, attachments, devices, log);
+  }
+
+  /**
+   * Check what `listeners` need before anything changes: their address must be this machine's and
+   * every backend reachable. Resolves the routes used by {@link sync}.
+   */
+  async prepare(listeners: readonly ListenerConfig[], pools: ReadonlyMap<string, { readonly backends: readonly { address: string }[] }>): Promise<void> {
+    const routes = new Map<string, Route>();
+    for (const l of listeners) {
+      const r = await routeTo(l.listen.address).catch((e: Error) => {
+        throw new LbError("LB_ERR_LISTEN", `listener ${l.name}: ${e.message}`, { cause: e });
+      });
+      if (!r.local) throw new LbError("LB_ERR_LISTEN", `listener ${l.name}: ${l.listen.address} is not an address of this machine; dataPath packet answers only for its own addresses (add it to a device, or use another listen address)`);
+      for (const b of pools.get(l.pool)?.backends ?? []) {
+        if (routes.has(b.address)) continue;
+        routes.set(
+          b.address,
+          await routeTo(b.address).catch((e: Error) => {
+            throw new LbError("LB_ERR_LISTEN", `listener ${l.name}: backend ${b.address}: ${e.message}`, { cause: e });
+          }),
+        );
+      }
+    }
+    this.routes = routes;
+  }
+
+  /** Make the tables match `listeners` (packet ones) over `pools` (after {@link prepare}). */
+  sync(listeners: readonly ListenerConfig[], pools: ReadonlyMap<string, Pool>): void {
+    this.listeners = listeners;
+    this.pools = pools;
+    for (const p of pools.values()) p.onHealthChange = listeners.some((l) => l.pool === p.name) ? () => this.applyIfHealthChanged() : null;
+    this.applyNow();
+  }
+
+  private specs(): NatServiceSpec[] {
+    if (this.stopped) return [];
+    return this.listeners.map((l) => {
+      const pool = this.pools.get(l.pool)!;
+      const own = pool.config.sourceAddresses.filter((a) => (a.includes(":") ? 6 : 4) === l.listen.family);
+      return {
+        key: { addr: l.listen.address, port: l.listen.port },
+        family: l.listen.family,
+        scheduler: pool.config.scheduler,
+        toaKind: l.mode === "toa" ? l.toaKind : 0,
+        portRange: pool.config.sourcePorts,
+        mtu: this.config.mtu,
+        backends: pool.backends.map((b, i) => {
+          const route = this.routes.get(b.address);
+          if (!route) throw new LbError("LB_ERR_LISTEN", `backend ${b.id}: no route resolved (reload to retry)`);
+          return { id: b.id, addr: b.address, port: b.port, weight: b.weight, healthy: b.healthy, local: own.length > 0 ? own[i % own.length] : route.src, ifindex: route.ifindex };
+        }),
+      };
+    });
+  }
+
+  private currentHealthKey(): string {
+    return this.listeners.map((l) => (this.pools.get(l.pool)?.backends ?? []).map((b) => (b.healthy ? "1" : "0")).join("")).join("|");
+  }
+
+  private applyNow(): void {
+    const applied = this.tables.apply(this.specs());
+    this.applied = new Map(applied.map((s) => [s.key, s]));
+    this.healthKey = this.currentHealthKey();
+  }
+
+  private applyIfHealthChanged(): void {
+    if (this.currentHealthKey() === this.healthKey) return;
+    try {
+      this.applyNow();
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, "packet data path: applying a health change failed");
+    }
+  }
+
+  /** Remove finished connections; keeps the active counts the status shows. */
+  sweep(): SweepResult {
+    const maxOf = (pick: (l: ListenerConfig) => number, dflt: number) => (this.listeners.length > 0 ? Math.max(...this.listeners.map(pick)) : dflt);
+    const r = this.tables.sweep({ connectMs: maxOf((l) => l.connectTimeoutMs, 3000), idleMs: maxOf((l) => l.idleTimeoutMs, 300_000), closedMs: this.config.closedTimeoutMs });
+    for (const [i, n] of r.connectFailures) this.connectFailures.set(i, (this.connectFailures.get(i) ?? 0) + n);
+    for (const [k, n] of Object.entries(r.removedBy)) this.removedTotal[k] = (this.removedTotal[k] ?? 0) + n;
+    this.lastSweep = r;
+    return r;
+  }
+
+  /** Connections in the tables at the last sweep. */
+  get active(): number {
+    let n = 0;
+    for (const v of this.lastSweep?.active.values() ?? []) n += v;
+    return n;
+  }
+
+  /** Drain: new SYNs go to the stack (refused); established connections go on. */
+  stopNew(): void {
+    this.stopped = true;
+    this.applyNow();
+  }
+
+  /** Figures of a listener on this path, summed over its service's backends. */
+  listenerStats(l: ListenerConfig, counters = this.tables.counters()): ListenerStats {
+    const s = this.applied.get(formatEndpoint(l.listen));
+    const stats: ListenerStats = { accepted: 0, active: 0, bytesIn: 0, bytesOut: 0, noBackend: 0, failed: 0, connectErrors: 0 };
+    for (const b of s?.backends ?? []) {
+      const c = counters.backends.get(b.index);
+      stats.accepted += c?.connections ?? 0;
+      stats.bytesIn += c?.bytesToBackend ?? 0;
+      stats.bytesOut += c?.bytesToClient ?? 0;
+      stats.active += this.lastSweep?.active.get(b.index) ?? 0;
+      stats.connectErrors += this.connectFailures.get(b.index) ?? 0;
+    }
+    return stats;
+  }
+
+  /** Figures of one backend on this path, or undefined when none of its connections go this way. */
+  backendFigures(backendId: string, poolName: string, counters = this.tables.counters()): PacketBackendFigures | undefined {
+    if (!this.listeners.some((l) => l.pool === poolName)) return undefined;
+    const indices = new Set<number>();
+    for (const l of this.listeners) {
+      if (l.pool !== poolName) continue;
+      for (const x of this.applied.get(formatEndpoint(l.listen))?.backends ?? []) if (x.id === backendId) indices.add(x.index);
+    }
+    const f: PacketBackendFigures = { connections: 0, active: 0, bytesIn: 0, bytesOut: 0, connectErrors: 0, toaWritten: 0 };
+    for (const i of indices) {
+      const c = counters.backends.get(i);
+      f.connections += c?.connections ?? 0;
+      f.bytesIn += c?.bytesToBackend ?? 0;
+      f.bytesOut += c?.bytesToClient ?? 0;
+      f.toaWritten += c?.toaWritten ?? 0;
+      f.active += this.lastSweep?.active.get(i) ?? 0;
+      f.connectErrors += this.connectFailures.get(i) ?? 0;
+    }
+    return f;
+  }
+
+  counters(): NatCounters {
+    return this.tables.counters();
+  }
+
+  status(counters = this.tables.counters()): PacketStatus {
+    return {
+      attach: this.attachments[0]?.mode ?? "",
+      devices: this.devices,
+      maxConnections: this.config.maxConnections,
+      active: this.active,
+      entries: this.lastSweep?.entries ?? 0,
+      counters: counters.global,
+      removed: { ...this.removedTotal } as SweepResult["removedBy"],
+    };
+  }
+
+  /** Detach and free everything; connections still in the tables stop being forwarded. */
+  close(): void {
+    clearInterval(this.sweepTimer);
+    for (const p of this.pools.values()) p.onHealthChange = null;
+    for (const a of this.attachments) {
+      try {
+        a.detach();
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, "packet data path: detach failed");
+      }
+    }
+    this.program.close();
+    this.tables.close();
+  }
+}
