@@ -1,0 +1,260 @@
+/**
+ * The packet data path (`dataPath: packet`): no socket on the balancer, a tc program rewrites every
+ * packet (full NAT) and writes the TOA into the handshake ACK. Real curl, nginx with `toa load`,
+ * python servers, in the three-namespace topology.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { requireRoot, uniqueName } from "../harness/privileged.js";
+import { createTestCgroup } from "../harness/cgroup.js";
+import { waitFor } from "../harness/exec.js";
+import { ADDR, createTopology, curl, startLb, startNginx, writeConfig, type Topology } from "../../bench/lb/topology.js";
+import { run } from "../../src/cli/main.js";
+import { receiverCounters } from "../../src/agent/stats.js";
+import { unloadReceiver } from "../../src/agent/receiver.js";
+import type { StatusSnapshot } from "../../src/lb/status.js";
+
+const quiet = { out: () => undefined, err: () => undefined };
+
+async function status(topo: Topology, admin: string): Promise<StatusSnapshot> {
+  return JSON.parse(await topo.client.run("curl", ["-sS", "--max-time", "5", `http://${admin}/status.json`])) as StatusSnapshot;
+}
+
+/** Devices (but lo) of a namespace. */
+async function devices(ns: Topology["client"]): Promise<string[]> {
+  const links = JSON.parse(await ns.run("ip", ["-j", "link", "show"])) as { ifname: string }[];
+  return links.map((l) => l.ifname).filter((n) => n !== "lo");
+}
+
+test("packet path, toa: nginx with toa load logs the client (IPv4 and IPv6); the balancer holds no socket", async (t) => {
+  if (!requireRoot(t)) return;
+  const topo = await createTopology(t);
+  const backendCg = createTestCgroup(t, "toa-pk-be");
+  const pinDir = join("/sys/fs/bpf", uniqueName("toa-pk"));
+  t.after(() => unloadReceiver(pinDir));
+  assert.equal(await run(["load", "--cgroup", backendCg.path, "--pin-dir", pinDir, "--trust", `${ADDR.lbInside4}/32,${ADDR.lbInside6}/128`], quiet), 0);
+  const nginx = await startNginx(t, topo, [{ index: 0 }], "nginx-pk", { cgroup: backendCg.path });
+  const config = writeConfig(topo, "lb-pk.yaml", `
+admin: ${ADDR.lb4}:9100
+dataPath: packet
+listeners:
+  - { name: v4, listen: "${ADDR.lb4}:80", pool: v4 }
+  - { name: v6, listen: "[${ADDR.lb6}]:80", pool: v6 }
+pools:
+  v4: { backends: [ "${ADDR.backend4[0]}:80" ] }
+  v6: { backends: [ "[${ADDR.backend6[0]}]:80" ] }
+`);
+  await startLb(t, topo, ["--config", config], [`${ADDR.lb4}:9100`]);
+  for (let i = 0; i < 3; i++) assert.match(await curl(topo, `http://${ADDR.lb4}/`), /remote=198\.51\.100\.2 /);
+  assert.match(await curl(topo, `http://[${ADDR.lb6}]/`), /remote=2001:db8:1::2 /);
+
+  const lines = (await waitFor("nginx access log", () => (nginx.lines().length >= 4 ? nginx.lines() : undefined)))!;
+  assert.deepEqual(lines.map((l) => l.split(" ")[0]), ["198.51.100.2", "198.51.100.2", "198.51.100.2", "2001:db8:1::2"]);
+  const c = receiverCounters(pinDir)!;
+  assert.equal(c.found_in_ack, 4, `the TOA came in the handshake ACK: ${JSON.stringify(c)}`);
+
+  // Nothing listens on :80 in the balancer: the kernel forwards the packets.
+  const ss = await topo.balancer.run("ss", ["-Htan"]);
+  assert.doesNotMatch(ss, /:80\s/, ss);
+  const s = await status(topo, `${ADDR.lb4}:9100`);
+  assert.equal(s.toa?.written, 4, JSON.stringify(s.toa));
+  assert.equal(s.packet?.counters.flows_created, 4);
+  const v4 = s.listeners.find((l) => l.name === "v4")!;
+  assert.equal(v4.dataPath, "packet");
+  assert.equal(v4.accepted, 3);
+  assert.ok(v4.bytesIn > 0 && v4.bytesOut > 0, JSON.stringify(v4));
+});
+
+test("packet path: full checksums (offload off) are rewritten right, a server that speaks first knows the client at accept()", async (t) => {
+  if (!requireRoot(t)) return;
+  const topo = await createTopology(t);
+  // The client computes full TCP checksums, and the backend verifies every one it receives: a wrong
+  // checksum after NAT or after the TOA insertion means no connection at all.
+  for (const d of await devices(topo.client)) await topo.client.run("ethtool", ["-K", d, "tx", "off"]);
+  for (const d of await devices(topo.backends)) await topo.backends.run("ethtool", ["-K", d, "rx", "off", "tx", "off"]);
+  for (const d of await devices(topo.balancer)) await topo.balancer.run("ethtool", ["-K", d, "tx", "off"]);
+  const backendCg = createTestCgroup(t, "toa-pk-sf");
+  const pinDir = join("/sys/fs/bpf", uniqueName("toa-pksf"));
+  t.after(() => unloadReceiver(pinDir));
+  assert.equal(await run(["load", "--cgroup", backendCg.path, "--pin-dir", pinDir], quiet), 0);
+  const server = topo.backends.start(
+    t,
+    "/usr/bin/python3",
+    ["-u", "-c", `
+import socket
+for fam, addr in ((socket.AF_INET, "${ADDR.backend4[0]}"),):
+    s = socket.socket(fam); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, 25)); s.listen(16)
+print("listening", flush=True)
+while True:
+    c, peer = s.accept()
+    c.sendall(("220 hello %s:%d\\r\\n" % peer[:2]).encode())
+    data = c.recv(100000)
+    c.sendall(b"got %d\\r\\n" % len(data)); c.close()
+`],
+    { cgroup: backendCg.path },
+  );
+  await waitFor("greeting server", () => server.output().includes("listening"));
+  await startLb(t, topo, ["--listen", `${ADDR.lb4}:25`, "--backend", `${ADDR.backend4[0]}:25`, "--data-path", "packet"], []);
+  const out = await topo.client.run("/usr/bin/python3", ["-c", `
+import socket
+for i in range(3):
+    c = socket.create_connection(("${ADDR.lb4}", 25), timeout=5)
+    print(c.recv(200).decode().strip())
+    c.sendall(b"x" * 3000)
+    print(c.recv(200).decode().strip())
+    c.close()
+`]);
+  const lines = out.trim().split("\n");
+  assert.equal(lines.length, 6, out);
+  for (let i = 0; i < 3; i++) {
+    assert.match(lines[2 * i], /^220 hello 198\.51\.100\.2:\d+$/, out);
+    assert.match(lines[2 * i + 1], /^got \d+$/, out);
+  }
+  assert.equal(receiverCounters(pinDir)!.found_in_ack, 3);
+});
+
+test("packet path, mode none: round robin and weights spread connections exactly; the status page counts them", async (t) => {
+  if (!requireRoot(t)) return;
+  const topo = await createTopology(t);
+  await startNginx(t, topo, [{ index: 0 }, { index: 1 }, { index: 2 }], "n012");
+  const config = writeConfig(topo, "lb-rr.yaml", `
+admin: ${ADDR.lb4}:9100
+listeners:
+  - { name: rr, listen: "${ADDR.lb4}:80", pool: rr, mode: none, dataPath: packet }
+  - { name: wrr, listen: "${ADDR.lb4}:81", pool: wrr, mode: none, dataPath: packet }
+pools:
+  rr: { backends: [ "${ADDR.backend4[0]}:80", "${ADDR.backend4[1]}:80", "${ADDR.backend4[2]}:80" ] }
+  wrr: { scheduler: weighted-round-robin, backends: [ { address: "${ADDR.backend4[0]}:80", weight: 2 }, "${ADDR.backend4[1]}:80" ] }
+`);
+  await startLb(t, topo, ["--config", config], [`${ADDR.lb4}:9100`]);
+  const hits = async (port: number, n: number) => {
+    const count = new Map<string, number>();
+    for (let i = 0; i < n; i++) {
+      const body = await curl(topo, `http://${ADDR.lb4}:${port}/`);
+      const b = /^backend (\d)/.exec(body)?.[1] ?? body;
+      count.set(b, (count.get(b) ?? 0) + 1);
+      assert.match(body, /remote=203\.0\.113\.1 /, "mode none: the backend sees the balancer");
+    }
+    return Object.fromEntries([...count].sort());
+  };
+  assert.deepEqual(await hits(80, 30), { 0: 10, 1: 10, 2: 10 });
+  assert.deepEqual(await hits(81, 30), { 0: 20, 1: 10 });
+  const s = await status(topo, `${ADDR.lb4}:9100`);
+  // The kernel counts per backend (address, port, local address): the two pools share backends 0 and 1.
+  const rr = s.pools.find((p) => p.name === "rr")!;
+  assert.deepEqual(rr.backends.map((b) => b.connections), [10 + 20, 10 + 10, 10]);
+  assert.equal(s.listeners.find((l) => l.name === "rr")!.dataPath, "packet");
+});
+
+test("packet path: a stopped backend fails over with no client waiting; port exhaustion and no backend refuse at once", async (t) => {
+  if (!requireRoot(t)) return;
+  const topo = await createTopology(t);
+  await startNginx(t, topo, [{ index: 0 }], "n0");
+  const n1 = await startNginx(t, topo, [{ index: 1 }], "n1");
+  const config = writeConfig(topo, "lb-hc.yaml", `
+admin: ${ADDR.lb4}:9100
+dataPath: packet
+timeouts: { connect: 1s }
+listeners:
+  - { name: web, listen: "${ADDR.lb4}:80", pool: web, mode: none }
+  - { name: tiny, listen: "${ADDR.lb4}:82", pool: tiny, mode: none }
+pools:
+  web:
+    backends: ["${ADDR.backend4[0]}:80", "${ADDR.backend4[1]}:80"]
+    healthCheck: { type: tcp, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }
+  tiny:
+    backends: ["${ADDR.backend4[0]}:80"]
+    sourcePorts: 40000-40001
+`);
+  await startLb(t, topo, ["--config", config], [`${ADDR.lb4}:9100`]);
+  await curl(topo, `http://${ADDR.lb4}/`);
+  await n1.proc.stop();
+  const t0 = Date.now();
+  await waitFor("backend 1 DOWN", async () => (await status(topo, `${ADDR.lb4}:9100`)).pools[0].backends[1].state === "DOWN", 5000);
+  // Right after the stop (before the check noticed) a client may be refused by the dead backend's
+  // kernel: at once, never a wait. After it, every request goes to backend 0.
+  assert.ok(Date.now() - t0 < 3000);
+  for (let i = 0; i < 6; i++) assert.match(await curl(topo, `http://${ADDR.lb4}/`), /^backend 0 /);
+
+  // Two local ports: a third concurrent connection is refused at once, and counted.
+  const held = await topo.client.run("/usr/bin/python3", ["-c", `
+import socket, time, errno
+held = [socket.create_connection(("${ADDR.lb4}", 82), timeout=3) for _ in range(2)]
+time.sleep(0.2)
+t0 = time.time()
+try:
+    socket.create_connection(("${ADDR.lb4}", 82), timeout=3); print("connected")
+except ConnectionRefusedError:
+    print("refused in %.3f s" % (time.time() - t0))
+`]);
+  assert.match(held, /^refused in 0\.\d+ s/, held);
+  const s = await status(topo, `${ADDR.lb4}:9100`);
+  assert.ok(s.packet!.counters.ports_exhausted >= 1, JSON.stringify(s.packet));
+
+  // Every backend down: refused at once.
+  await topo.backends.run("ip", ["addr", "del", `${ADDR.backend4[0]}/24`, "dev", (await devices(topo.backends))[0]]);
+  await waitFor("backend 0 DOWN", async () => (await status(topo, `${ADDR.lb4}:9100`)).pools[0].backends[0].state === "DOWN", 5000);
+  const refused = await topo.client.run("/usr/bin/python3", ["-c", `
+import socket, time
+t0 = time.time()
+try:
+    socket.create_connection(("${ADDR.lb4}", 80), timeout=3); print("connected")
+except ConnectionRefusedError:
+    print("refused in %.3f s" % (time.time() - t0))
+`]);
+  assert.match(refused, /^refused in 0\.\d+ s/, refused);
+  assert.ok((await status(topo, `${ADDR.lb4}:9100`)).packet!.counters.no_backend >= 1);
+});
+
+test("packet path: SIGTERM drains (established connection finishes, new ones refused); after exit nothing forwards", async (t) => {
+  if (!requireRoot(t)) return;
+  const topo = await createTopology(t);
+  const server = topo.backends.start(t, "/usr/bin/python3", ["-u", "-c", `
+import socket, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("${ADDR.backend4[0]}", 7)); s.listen(16); print("listening", flush=True)
+def echo(c):
+    while True:
+        d = c.recv(4096)
+        if not d: break
+        c.sendall(d)
+    c.close()
+while True:
+    c, _ = s.accept(); threading.Thread(target=echo, args=(c,), daemon=True).start()
+`]);
+  await waitFor("echo server", () => server.output().includes("listening"));
+  const lb = await startLb(t, topo, ["--listen", `${ADDR.lb4}:7`, "--backend", `${ADDR.backend4[0]}:7`, "--data-path", "packet", "--mode", "none", "--drain-timeout", "20s"], []);
+  const client = topo.client.start(t, "/usr/bin/python3", ["-u", "-c", `
+import socket, sys, time
+c = socket.create_connection(("${ADDR.lb4}", 7), timeout=5)
+c.sendall(b"one"); print("echo", c.recv(10).decode(), flush=True)
+sys.stdin.readline()
+c.sendall(b"two"); print("echo", c.recv(10).decode(), flush=True)
+c.close()
+`], { stdio: ["pipe", "pipe", "pipe"] });
+  await waitFor("first echo", () => client.output().includes("echo one"));
+  lb.proc.child.kill("SIGTERM");
+  await waitFor("draining", () => lb.proc.output().includes("draining"));
+  const refused = await topo.client.run("/usr/bin/python3", ["-c", `
+import socket
+try:
+    socket.create_connection(("${ADDR.lb4}", 7), timeout=3); print("connected")
+except ConnectionRefusedError:
+    print("refused")
+`]);
+  assert.equal(refused.trim(), "refused");
+  client.child.stdin!.write("go\n");
+  await waitFor("second echo", () => client.output().includes("echo two"));
+  await waitFor("toa lb to exit after the drain", () => lb.proc.child.exitCode !== null, 15_000);
+  // The program left with the process: nothing answers on the VIP any more.
+  const after = await topo.client.run("/usr/bin/python3", ["-c", `
+import socket
+try:
+    socket.create_connection(("${ADDR.lb4}", 7), timeout=3); print("connected")
+except ConnectionRefusedError:
+    print("refused")
+`]);
+  assert.equal(after.trim(), "refused");
+});
