@@ -138,6 +138,7 @@ export const BpfCommand = {
   PROG_GET_FD_BY_ID: 13,
   MAP_GET_FD_BY_ID: 14,
   OBJ_GET_INFO_BY_FD: 15,
+  MAP_LOOKUP_BATCH: 24,
   PROG_QUERY: 16,
   BTF_LOAD: 18,
   LINK_CREATE: 28,

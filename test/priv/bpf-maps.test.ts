@@ -159,3 +159,29 @@ test("a closed map refuses use with BPF_ERR_CLOSED", (t) => {
   assert.throws(() => m.lookup(1), (e: unknown) => (e as { code?: string }).code === "BPF_ERR_CLOSED");
   m.close(); // idempotent
 });
+
+test("entries() reads hash maps in batches: every entry exactly once, across chunk boundaries; LPM falls back to key walks", (t) => {
+  if (!requireRoot(t)) return;
+  for (const type of ["HASH", "LRU_HASH", "ARRAY"] as const) {
+    const n = 5000;
+    const m = BpfMap.create({ name: "batch", type, keySize: 4, valueSize: 8, maxEntries: type === "LRU_HASH" ? n * 2 : n }, { key: codec.u32, value: codec.u64 });
+    t.after(() => m.close());
+    for (let i = 0; i < n; i++) m.update(i, BigInt(i) * 3n);
+    for (const chunk of [7, 1000, 4096]) {
+      const seen = new Map<number, bigint>();
+      for (const [k, v] of m.entries(chunk)) {
+        assert.ok(!seen.has(k), `${type}: key ${k} twice`);
+        seen.set(k, v);
+      }
+      assert.equal(seen.size, n, `${type}, chunk ${chunk}`);
+      for (const [k, v] of seen) assert.equal(v, BigInt(k) * 3n);
+    }
+  }
+  const empty = BpfMap.create({ name: "empty", type: "HASH", keySize: 4, valueSize: 4, maxEntries: 4 });
+  t.after(() => empty.close());
+  assert.deepEqual([...empty.entries()], []);
+  const lpm = BpfMap.create({ name: "lpm", type: "LPM_TRIE", keySize: 8, valueSize: 4, maxEntries: 8, flags: 1 });
+  t.after(() => lpm.close());
+  lpm.update(Buffer.from([24, 0, 0, 0, 192, 0, 2, 0]), Buffer.from([1, 0, 0, 0]));
+  assert.equal([...lpm.entries()].length, 1);
+});
