@@ -115,7 +115,7 @@ export const DEFAULTS = Object.freeze({
   connectTimeoutMs: 3000,
   idleTimeoutMs: 300_000,
   drainTimeoutMs: 30_000,
-  packet: Object.freeze({ maxConnections: 65536, mtu: 1500, interfaces: Object.freeze([]) as readonly string[], closedTimeoutMs: 10_000 }),
+  packet: Object.freeze({ maxConnections: 65536, mtu: 1500, interfaces: Object.freeze([]) as readonly string[], closedTimeoutMs: 2_000 }),
   sourcePorts: Object.freeze({ first: 20000, last: 59999 }),
   health: Object.freeze({ intervalMs: 2000, timeoutMs: 1000, rise: 2, fall: 3, path: "/", expectStatus: 200 }),
 });

@@ -103,7 +103,7 @@ export const NatCounter = {
   flows_created: 0,
   /** SYNs to a service with no healthy backend: passed to the stack, which refuses them. */
   no_backend: 1,
-  /** SYNs passed to the stack because 8 random ports of the range were all in use. */
+  /** SYNs passed to the stack because 16 random ports of the range were all in use. */
   ports_exhausted: 2,
   /** TOAs not written: the TCP header had no room left for the option. */
   toa_skipped_no_room: 3,

@@ -25,7 +25,7 @@ function refused(raw: unknown): string {
 test("dataPath packet: toa and none are accepted, with defaults for the packet block", () => {
   const c = validateConfig(base({}), "lb.yaml");
   assert.equal(c.listeners[0].dataPath, "packet");
-  assert.deepEqual({ ...c.packet, interfaces: [...c.packet.interfaces] }, { maxConnections: 65536, mtu: 1500, interfaces: [], closedTimeoutMs: 10_000 });
+  assert.deepEqual({ ...c.packet, interfaces: [...c.packet.interfaces] }, { maxConnections: 65536, mtu: 1500, interfaces: [], closedTimeoutMs: 2_000 });
   const n = validateConfig(base({ mode: "none" }, { scheduler: "source-hash" }, { packet: { maxConnections: 1000, mtu: 9000, interfaces: ["eth0"], closedTimeout: "2s" } }), "lb.yaml");
   assert.equal(n.packet.maxConnections, 1000);
   assert.equal(n.packet.closedTimeoutMs, 2000);

@@ -8,6 +8,7 @@
  *   every second    ─▶ NatTables.sweep (finished, idle, never answered)  → active counts per backend
  */
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
 import { attachTc, ifindexOf, Program, removeTcFilters, type TcAttachment } from "../../bpf/index.js";
@@ -46,6 +47,17 @@ export interface PacketStatus {
   entries: number;
   counters: NatCounters["global"];
   removed: SweepResult["removedBy"];
+  /** Kernel memory of the five maps (preallocated; fdinfo memlock). */
+  tableBytes: number;
+}
+
+/** What the kernel charges for a map (its fdinfo `memlock`), 0 when unreadable. */
+function memlock(fd: number): number {
+  try {
+    return Number(/^memlock:\s+(\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
 }
 
 /** Devices that are up, but lo: where clients and backends can come in. */
@@ -251,6 +263,7 @@ export class PacketDataPath {
       entries: this.lastSweep?.entries ?? 0,
       counters: counters.global,
       removed: { ...this.removedTotal } as SweepResult["removedBy"],
+      tableBytes: Object.values(this.tables.maps).reduce((n, m) => n + memlock(m.fd), 0),
     };
   }
 
