@@ -11,8 +11,9 @@
  *   local:lport ──SYN──▶ backend   (source = the balancer's local address, like any full NAT)
  *   backend ──SYN/ACK──▶ local     nat_flows[backend→local]: rewritten to VIP → client
  *   client ──ACK──▶ VIP            TOA_PENDING: the option [kind][len][port][addr] is inserted
- *                                  after the TCP options (bpf_skb_adjust_room), lengths and
- *                                  checksums fixed, then the flag is cleared
+ *                                  after the TCP options (bpf_skb_change_tail, or
+ *                                  bpf_skb_adjust_room when the segment carries data), lengths
+ *                                  and checksums fixed, then the flag is cleared
  *
  * Packets the program doesn't own go on to the stack untouched (TC_ACT_OK): a SYN to a service with
  * no healthy backend or no free port reaches the stack, which refuses it (nothing listens), so a
@@ -388,14 +389,34 @@ function insertToa(f: Family): Item[] {
     // csum_diff wants "new word + option" contiguous: the word goes right before the option.
     ldx("W", R1, FP, S.newWord),
     stx("W", FP, TOA_BUF - 4, R1),
-    // Room for the option between the IP header and the TCP header; then move the TCP header up
-    // into it and put the option where the header used to end.
+    // Room for the option. No payload (the handshake ACK as kernels send it): grow the tail, so the
+    // TCP header stays where it is, which is where a CHECKSUM_PARTIAL skb's csum_start points (the
+    // device or skb_checksum_help sums from there; bpf_skb_adjust_room doesn't move it). With
+    // payload: room between the IP and the TCP header, payload in place (so a partial checksum
+    // completed after us would start toaLen bytes late: local or virtual senders whose first data
+    // segment completes the handshake; moving the payload instead is left undone). Either way the
+    // header is then stored at l4 and the option right after it.
+    ldx("W", R2, FP, S.l3len),
+    ...tcpLenFromL3(R2),
+    ldx("W", R3, FP, S.thl),
+    jne(R2, R3, `${p}_room_net`),
+    ldx("W", R2, FP, S.l3len),
+    be16(R2),
+    and(R2, 0xffff),
+    add(R2, ETH_HLEN + (f.family === 4 ? 0 : 40) + f.toaLen), // the frame's new length (Ethernet padding dropped)
+    mov(R1, R6),
+    mov(R3, 0),
+    call("skb_change_tail"),
+    jne(R0, 0, `${p}_failed`),
+    ja(`${p}_room`),
+    label(`${p}_room_net`),
     mov(R1, R6),
     mov(R2, f.toaLen),
     mov(R3, BPF_ADJ_ROOM_NET),
     mov(R4, 0),
     call("skb_adjust_room"),
     jne(R0, 0, `${p}_failed`),
+    label(`${p}_room`),
     ldx("W", R8, FP, S.thl),
     jlt(R8, 20, `${p}_failed`),
     jgt(R8, maxThl, `${p}_failed`),

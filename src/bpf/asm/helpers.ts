@@ -15,6 +15,7 @@ export const Helper = {
   redirect: 23,
   skb_load_bytes: 26,
   csum_diff: 28,
+  skb_change_tail: 38,
   get_socket_cookie: 46,
   setsockopt: 49,
   skb_adjust_room: 50,
