@@ -120,7 +120,7 @@ export class Balancer {
     const openedPacket = packetListeners.length > 0 && !this.packet;
     if (openedPacket) this.packet = await PacketDataPath.open(config.packet, this.log);
     try {
-      await this.packet?.prepare(packetListeners, new Map(Object.entries(config.pools)));
+      await this.packet?.prepare(packetListeners, new Map(Object.entries(config.pools)), config.packet);
     } catch (e) {
       if (openedPacket) this.closePacket();
       throw e;
@@ -160,7 +160,7 @@ export class Balancer {
       }
     }
     // The packet path's tables follow the pools just updated; without packet listeners it goes.
-    if (packetListeners.length > 0) this.packet!.sync(packetListeners, this.pools);
+    if (packetListeners.length > 0) this.packet!.sync(packetListeners, this.pools, config.packet);
     else this.closePacket();
     for (const l of packetListeners) {
       if (!this.packetListeners.some((o) => o.name === l.name)) {

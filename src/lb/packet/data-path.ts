@@ -80,7 +80,8 @@ export class PacketDataPath {
   private readonly sweepTimer: NodeJS.Timeout;
 
   private constructor(
-    private readonly config: PacketConfig,
+    /** mtu and closedTimeout follow reloads ({@link sync}); maxConnections and interfaces are fixed at open. */
+    private config: PacketConfig,
     private readonly tables: NatTables,
     private readonly program: Program,
     private readonly attachments: TcAttachment[],
@@ -121,9 +122,14 @@ export class PacketDataPath {
 
   /**
    * Check what `listeners` need before anything changes: their address must be this machine's and
-   * every backend reachable. Resolves the routes used by {@link sync}.
+   * every backend reachable; `config` may change only what the open tables and attachments allow.
+   * Resolves the routes used by {@link sync}.
    */
-  async prepare(listeners: readonly ListenerConfig[], pools: ReadonlyMap<string, { readonly backends: readonly { address: string }[] }>): Promise<void> {
+  async prepare(listeners: readonly ListenerConfig[], pools: ReadonlyMap<string, { readonly backends: readonly { address: string }[] }>, config: PacketConfig = this.config): Promise<void> {
+    const fixed: string[] = [];
+    if (config.maxConnections !== this.config.maxConnections) fixed.push(`packet.maxConnections (${this.config.maxConnections} → ${config.maxConnections})`);
+    if (config.interfaces.join(",") !== this.config.interfaces.join(",")) fixed.push(`packet.interfaces ([${this.config.interfaces.join(", ")}] → [${config.interfaces.join(", ")}])`);
+    if (fixed.length > 0) throw new LbError("LB_ERR_CONFIG", `${fixed.join(" and ")}: set when the packet data path starts (its tables and attachments); restart to change`);
     const routes = new Map<string, Route>();
     for (const l of listeners) {
       const r = await routeTo(l.listen.address).catch((e: Error) => {
@@ -143,8 +149,9 @@ export class PacketDataPath {
     this.routes = routes;
   }
 
-  /** Make the tables match `listeners` (packet ones) over `pools` (after {@link prepare}). */
-  sync(listeners: readonly ListenerConfig[], pools: ReadonlyMap<string, Pool>): void {
+  /** Make the tables match `listeners` (packet ones) over `pools` and `config` (after {@link prepare}). */
+  sync(listeners: readonly ListenerConfig[], pools: ReadonlyMap<string, Pool>, config: PacketConfig = this.config): void {
+    this.config = config;
     this.listeners = listeners;
     this.pools = pools;
     for (const p of pools.values()) p.onHealthChange = listeners.some((l) => l.pool === p.name) ? () => this.applyIfHealthChanged() : null;
