@@ -79,9 +79,10 @@ export const ServiceKey = { size: 20, addr: 0, port: 16, family: 18 } as const;
  *  12 u32 port_first local port range for backend connections (host order)
  *  16 u32 port_count
  *  20 u32 mtu        a TOA goes into a segment with payload only if the result fits this
- *  24 u64 pad
+ *  24 u32 rr_cursor  the program's round robin position (the control plane keeps these 8 bytes)
+ *  28 u32 port_cursor the program's next local port (offset into the range)
  */
-export const ServiceValue = { size: 32, id: 0, slots: 4, scheduler: 8, toaKind: 9, portFirst: 12, portCount: 16, mtu: 20 } as const;
+export const ServiceValue = { size: 32, id: 0, slots: 4, scheduler: 8, toaKind: 9, portFirst: 12, portCount: 16, mtu: 20, rrCursor: 24, portCursor: 28 } as const;
 
 export const NatScheduler = { ROUND_ROBIN: 0, SOURCE_HASH: 1 } as const;
 
@@ -103,7 +104,7 @@ export const NatCounter = {
   flows_created: 0,
   /** SYNs to a service with no healthy backend: passed to the stack, which refuses them. */
   no_backend: 1,
-  /** SYNs passed to the stack because 16 random ports of the range were all in use. */
+  /** SYNs passed to the stack because 16 ports tried round the range were all in use. */
   ports_exhausted: 2,
   /** TOAs not written: the TCP header had no room left for the option. */
   toa_skipped_no_room: 3,

@@ -6,7 +6,7 @@
  *
  *   client ──SYN──▶ VIP:vport      nat_flows[client→VIP] missing: a SYN to a service in
  *                                  nat_services picks a backend (nat_slots), a free local port
- *                                  (random in the range, NOEXIST insert of the reply direction),
+ *                                  (round the range, NOEXIST insert of the reply direction),
  *                                  stores both directions and forwards:
  *   local:lport ──SYN──▶ backend   (source = the balancer's local address, like any full NAT)
  *   backend ──SYN/ACK──▶ local     nat_flows[backend→local]: rewritten to VIP → client
@@ -56,8 +56,7 @@ const BPF_NOEXIST = 1;
 const BPF_F_PSEUDO_HDR = 0x10;
 const BPF_ADJ_ROOM_NET = 0;
 const TCP = { FIN: 0x01, SYN: 0x02, RST: 0x04, ACK: 0x10 } as const;
-/** Random ports tried before a SYN is given up to the stack as "ports exhausted" (at 75% of the
- * range in use, 16 tries all miss 1% of the time; 8 would miss 10%). */
+/** Ports tried (in cursor order) before a SYN is given up to the stack as "ports exhausted". */
 const PORT_TRIES = 16;
 const ETH_HLEN = 14;
 
@@ -199,8 +198,14 @@ function serviceLookup(prefix: string, miss: string): Item[] {
  */
 function newConnection(f: Family): Item[] {
   const p = `n${f.name}`;
+  // Ports go round the range from a cursor (a lost increment between CPUs only costs a retry), so
+  // a port comes back as late as possible: the backend may still hold the last connection through
+  // it in TIME_WAIT, and a new SYN there can be refused (PAWS) when timestamps differ.
   const tryPort = (i: number): Item[] => [
-    call("get_prandom_u32"),
+    ldx("W", R0, R8, ServiceValue.portCursor),
+    mov(R1, R0),
+    add(R1, 1),
+    stx("W", R8, ServiceValue.portCursor, R1),
     ldx("W", R1, R8, ServiceValue.portCount),
     mod32(R0, R1),
     ldx("W", R1, R8, ServiceValue.portFirst),
@@ -230,10 +235,10 @@ function newConnection(f: Family): Item[] {
     // of the client address, then slot = n % slots.
     ldx("B", R2, R8, ServiceValue.scheduler),
     jeq(R2, NatScheduler.SOURCE_HASH, `${p}_hash`),
-    ldx("W", R2, R8, ServiceValue.size - 8),
+    ldx("W", R2, R8, ServiceValue.rrCursor),
     mov(R3, R2),
     add(R3, 1),
-    stx("W", R8, ServiceValue.size - 8, R3),
+    stx("W", R8, ServiceValue.rrCursor, R3),
     ja(`${p}_pick`),
     label(`${p}_hash`),
     ...(f.family === 4

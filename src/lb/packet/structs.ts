@@ -167,8 +167,8 @@ export interface NatService {
 }
 
 /**
- * Encode a service value. The 8 bytes at 24, "pad" in the layout, are the program's round robin
- * cursor (nat.ts stores it at ServiceValue.size - 8): pass the current value's bytes as `keep` so
+ * Encode a service value. The 8 bytes at 24 are the program's round robin and port cursors
+ * (ServiceValue.rrCursor, portCursor): pass the current value's bytes as `keep` so
  * an update does not send the next connections back to slot 0.
  */
 export function encodeServiceValue(v: NatService, keep?: Buffer): Buffer {
