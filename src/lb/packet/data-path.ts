@@ -49,6 +49,7 @@ export interface PacketStatus {
   removed: SweepResult["removedBy"];
   /** Kernel memory of the five maps (preallocated; fdinfo memlock). */
   tableBytes: number;
+  warnings: string[];
 }
 
 /** What the kernel charges for a map (its fdinfo `memlock`), 0 when unreadable. */
@@ -74,6 +75,7 @@ export class PacketDataPath {
   private routes = new Map<string, Route>();
   private healthKey = "";
   private stopped = false;
+  private warnings: string[] = [];
   private lastSweep: SweepResult | null = null;
   private readonly connectFailures = new Map<number, number>();
   private readonly removedTotal: Record<string, number> = { rst: 0, closed: 0, idle: 0, connect_failed: 0, orphan: 0 };
@@ -149,6 +151,31 @@ export class PacketDataPath {
     this.routes = routes;
   }
 
+  /**
+   * Local ports of the NAT that the kernel may also hand out (ip_local_port_range): a health check
+   * or a JS-relayed connection to the same backend from such a port would have its replies taken by
+   * the program. Returned as warnings (logged, and shown in the status).
+   */
+  private portWarnings(): string[] {
+    let eph: number[];
+    try {
+      eph = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    } catch {
+      return [];
+    }
+    const out = new Set<string>();
+    for (const l of this.listeners) {
+      const r = this.pools.get(l.pool)?.config.sourcePorts;
+      if (!r || r.last < eph[0] || r.first > eph[1]) continue;
+      out.add(
+        `pool ${l.pool}: sourcePorts ${r.first}-${r.last} overlap the kernel's ephemeral ports ${eph[0]}-${eph[1]} (net.ipv4.ip_local_port_range): ` +
+          `a health check or relayed connection to a backend could get a port a packet-path connection holds; set sourcePorts outside that range, ` +
+          `or add it to net.ipv4.ip_local_reserved_ports`,
+      );
+    }
+    return [...out];
+  }
+
   /** Make the tables match `listeners` (packet ones) over `pools` and `config` (after {@link prepare}). */
   sync(listeners: readonly ListenerConfig[], pools: ReadonlyMap<string, Pool>, config: PacketConfig = this.config): void {
     this.config = config;
@@ -156,6 +183,9 @@ export class PacketDataPath {
     this.pools = pools;
     for (const p of pools.values()) p.onHealthChange = listeners.some((l) => l.pool === p.name) ? () => this.applyIfHealthChanged() : null;
     this.applyNow();
+    const warnings = this.portWarnings();
+    for (const w of warnings) if (!this.warnings.includes(w)) this.log.warn(w);
+    this.warnings = warnings;
   }
 
   private specs(): NatServiceSpec[] {
@@ -271,6 +301,7 @@ export class PacketDataPath {
       counters: counters.global,
       removed: { ...this.removedTotal } as SweepResult["removedBy"],
       tableBytes: Object.values(this.tables.maps).reduce((n, m) => n + memlock(m.fd), 0),
+      warnings: this.warnings,
     };
   }
 
