@@ -35,5 +35,5 @@ test("dataPath: global default js, per-listener override, bad values refused", (
   const c = validateConfig({ dataPath: "kernel", listeners: [{ listen: "192.0.2.2:80", mode: "none" }, { listen: "192.0.2.2:81", mode: "none", dataPath: "js" }], pools }, "t");
   assert.deepEqual(c.listeners.map((l) => l.dataPath), ["kernel", "js"]);
   assert.equal(validateConfig({ listeners: [{ listen: "192.0.2.2:80" }], pools }, "t").listeners[0].dataPath, "js");
-  assert.throws(() => validateConfig({ dataPath: "fast", listeners: [{ listen: "192.0.2.2:80" }], pools }, "t"), /dataPath: must be one of auto, kernel, js; got "fast"/);
+  assert.throws(() => validateConfig({ dataPath: "fast", listeners: [{ listen: "192.0.2.2:80" }], pools }, "t"), /dataPath: must be one of auto, packet, kernel, js; got "fast"/);
 });
