@@ -64,8 +64,9 @@ function memlock(fd: number): number {
 /** Devices that are up, but lo: where clients and backends can come in. */
 async function upDevices(): Promise<string[]> {
   const { stdout } = await run("ip", ["-j", "link", "show", "up"]);
-  const links = JSON.parse(stdout) as { ifname: string; flags?: string[] }[];
-  return links.filter((l) => !(l.flags ?? []).includes("LOOPBACK")).map((l) => l.ifname);
+  // `ip -j link show up` prints an empty object for each link the filter leaves out.
+  const links = JSON.parse(stdout) as { ifname?: string; flags?: string[] }[];
+  return links.filter((l) => l.ifname && !(l.flags ?? []).includes("LOOPBACK")).map((l) => l.ifname!);
 }
 
 export class PacketDataPath {
