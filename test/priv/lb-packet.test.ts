@@ -45,6 +45,8 @@ pools:
   v4: { backends: [ "${ADDR.backend4[0]}:80" ] }
   v6: { backends: [ "[${ADDR.backend6[0]}]:80" ] }
 `);
+  // A device that is down is skipped (and `ip -j link show up` lists it as {}).
+  await topo.balancer.run("ip", ["link", "add", "pkdown0", "type", "veth", "peer", "name", "pkdown1"]);
   await startLb(t, topo, ["--config", config], [`${ADDR.lb4}:9100`]);
   for (let i = 0; i < 3; i++) assert.match(await curl(topo, `http://${ADDR.lb4}/`), /remote=198\.51\.100\.2 /);
   assert.match(await curl(topo, `http://[${ADDR.lb6}]/`), /remote=2001:db8:1::2 /);
