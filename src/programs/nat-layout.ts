@@ -9,6 +9,7 @@
  *   nat_slots     ARRAY     service id × SLOTS + slot → backend index (weighted, healthy only)
  *   nat_backends  ARRAY     backend index → BackendValue
  *   nat_counters  PERCPU_ARRAY u64: NatCounter at [0, 16), then 4 per backend from 16
+ *   nat_scratch   PERCPU_ARRAY one SCRATCH_SIZE buffer: the payload of a segment that gets a TOA
  *
  * Addresses are 16 bytes; IPv4 uses the first 4 (the rest zero). Ports are in network order.
  */
@@ -20,6 +21,7 @@ export const NatMapName = {
   slots: "nat_slots",
   backends: "nat_backends",
   counters: "nat_counters",
+  scratch: "nat_scratch",
 } as const;
 
 /**
@@ -121,7 +123,10 @@ export const NAT_GLOBAL_COUNTERS = 16;
 export const NatBackendCounter = { connections: 0, bytes_to_backend: 1, bytes_to_client: 2, toa_written: 3 } as const;
 export const natBackendCounterIndex = (backend: number, counter: number) => NAT_GLOBAL_COUNTERS + backend * 4 + counter;
 
-/** The five maps; `maxFlows` bounds connections × 2 (one entry per direction). */
+/** Payload a TOA'd segment may carry (it is moved through this buffer to make room for the option). */
+export const SCRATCH_SIZE = 2048;
+
+/** The maps; `maxConnections` × 2 flow entries (one per direction). */
 export function natMapSpecs(maxConnections: number): Record<keyof typeof NatMapName, MapSpec> {
   return {
     flows: { name: NatMapName.flows, type: "LRU_HASH", keySize: FlowKey.size, valueSize: FlowValue.size, maxEntries: maxConnections * 2 },
@@ -135,5 +140,6 @@ export function natMapSpecs(maxConnections: number): Record<keyof typeof NatMapN
       valueSize: 8,
       maxEntries: NAT_GLOBAL_COUNTERS + MAX_BACKENDS * 4,
     },
+    scratch: { name: NatMapName.scratch, type: "PERCPU_ARRAY", keySize: 4, valueSize: SCRATCH_SIZE, maxEntries: 1 },
   };
 }

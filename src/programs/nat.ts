@@ -11,9 +11,8 @@
  *   local:lport ──SYN──▶ backend   (source = the balancer's local address, like any full NAT)
  *   backend ──SYN/ACK──▶ local     nat_flows[backend→local]: rewritten to VIP → client
  *   client ──ACK──▶ VIP            TOA_PENDING: the option [kind][len][port][addr] is inserted
- *                                  after the TCP options (bpf_skb_change_tail, or
- *                                  bpf_skb_adjust_room when the segment carries data), lengths
- *                                  and checksums fixed, then the flag is cleared
+ *                                  after the TCP options (the packet grows at the tail, a payload
+ *                                  moves up), lengths and checksums fixed, then the flag is cleared
  *
  * Packets the program doesn't own go on to the stack untouched (TC_ACT_OK): a SYN to a service with
  * no healthy backend or no free port reaches the stack, which refuses it (nothing listens), so a
@@ -36,13 +35,14 @@ import {
   NatCounter,
   NatMapName,
   NatScheduler,
+  SCRATCH_SIZE,
   NAT_GLOBAL_COUNTERS,
   ServiceKey,
   ServiceValue,
   SLOTS,
 } from "./nat-layout.js";
 
-const { add, add32, and, be16, call, exit, FP, ja, jeq, jge, jgt, jlt, jne, jset, label, ldMap, ldx, lsh, mod32, mov, mul32, or, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, rsh, rsh32, st, stx, xor } = asm;
+const { add, add32, and, sub, be16, call, exit, FP, ja, jeq, jge, jgt, jlt, jne, jset, label, ldMap, ldx, lsh, mod32, mov, mul32, or, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, rsh, rsh32, st, stx, xor } = asm;
 type Item = asm.Item;
 
 /** `struct __sk_buff` offsets. */
@@ -54,7 +54,6 @@ const TC_ACT_OK = 0;
 const TC_ACT_REDIRECT = 7;
 const BPF_NOEXIST = 1;
 const BPF_F_PSEUDO_HDR = 0x10;
-const BPF_ADJ_ROOM_NET = 0;
 const TCP = { FIN: 0x01, SYN: 0x02, RST: 0x04, ACK: 0x10 } as const;
 /** Ports tried (in cursor order) before a SYN is given up to the stack as "ports exhausted". */
 const PORT_TRIES = 16;
@@ -394,17 +393,33 @@ function insertToa(f: Family): Item[] {
     // csum_diff wants "new word + option" contiguous: the word goes right before the option.
     ldx("W", R1, FP, S.newWord),
     stx("W", FP, TOA_BUF - 4, R1),
-    // Room for the option. No payload (the handshake ACK as kernels send it): grow the tail, so the
-    // TCP header stays where it is, which is where a CHECKSUM_PARTIAL skb's csum_start points (the
-    // device or skb_checksum_help sums from there; bpf_skb_adjust_room doesn't move it). With
-    // payload: room between the IP and the TCP header, payload in place (so a partial checksum
-    // completed after us would start toaLen bytes late: local or virtual senders whose first data
-    // segment completes the handshake; moving the payload instead is left undone). Either way the
-    // header is then stored at l4 and the option right after it.
-    ldx("W", R2, FP, S.l3len),
-    ...tcpLenFromL3(R2),
+    // Room for the option: the packet grows at the tail and the payload moves up by the option's
+    // length, so the TCP header stays where it is. A CHECKSUM_PARTIAL skb's csum_start points there
+    // (the device or skb_checksum_help sums from it; bpf_skb_adjust_room would leave it behind the
+    // moved header). Moving the payload by a multiple of 4 bytes leaves its checksum unchanged.
+    ldx("W", R9, FP, S.l3len),
+    ...tcpLenFromL3(R9),
     ldx("W", R3, FP, S.thl),
-    jne(R2, R3, `${p}_room_net`),
+    sub(R9, R3), // r9 = payload length
+    jeq(R9, 0, `${p}_grow`),
+    jgt(R9, SCRATCH_SIZE, `${p}_mtu`), // too big to move (a GSO segment): skipped like an MTU overflow
+    st("W", FP, S.u32, 0),
+    ldMap(R1, NatMapName.scratch),
+    mov(R2, FP),
+    add(R2, S.u32),
+    call("map_lookup_elem"),
+    jeq(R0, 0, `${p}_failed`),
+    stx("DW", FP, S.old, R0), // the scratch buffer, across the calls below
+    ldx("W", R2, FP, S.thl),
+    jlt(R2, 20, `${p}_failed`),
+    jgt(R2, maxThl, `${p}_failed`),
+    add(R2, f.l4),
+    mov(R1, R6),
+    mov(R3, R0),
+    mov(R4, R9),
+    call("skb_load_bytes"),
+    jne(R0, 0, `${p}_failed`),
+    label(`${p}_grow`),
     ldx("W", R2, FP, S.l3len),
     be16(R2),
     and(R2, 0xffff),
@@ -412,14 +427,6 @@ function insertToa(f: Family): Item[] {
     mov(R1, R6),
     mov(R3, 0),
     call("skb_change_tail"),
-    jne(R0, 0, `${p}_failed`),
-    ja(`${p}_room`),
-    label(`${p}_room_net`),
-    mov(R1, R6),
-    mov(R2, f.toaLen),
-    mov(R3, BPF_ADJ_ROOM_NET),
-    mov(R4, 0),
-    call("skb_adjust_room"),
     jne(R0, 0, `${p}_failed`),
     label(`${p}_room`),
     ldx("W", R8, FP, S.thl),
@@ -440,6 +447,17 @@ function insertToa(f: Family): Item[] {
     mov(R4, f.toaLen),
     mov(R5, 0),
     call("skb_store_bytes"),
+    // The payload, right after the option.
+    jeq(R9, 0, `${p}_stored`),
+    jgt(R9, SCRATCH_SIZE, `${p}_failed`),
+    mov(R1, R6),
+    mov(R2, R8),
+    add(R2, f.l4 + f.toaLen),
+    ldx("DW", R3, FP, S.old),
+    mov(R4, R9),
+    mov(R5, 0),
+    call("skb_store_bytes"),
+    label(`${p}_stored`),
     // Lengths: IPv4 tot_len (and its header checksum) or IPv6 payload_len; the TCP length in the
     // pseudo-header; then the header/option difference (not in the pseudo-header).
     ldx("W", R8, FP, S.l3len), // old, network order

@@ -193,7 +193,8 @@ async function crafted(topo: Topology, conns: Crafted[]): Promise<CraftedReply[]
 }
 
 /** A line of `n` bytes, the newline included. */
-const line = (n: number) => "x".repeat(n - 1) + "\n";
+/** n bytes ending in "\n", the rest cycling through letters: a payload moved wrong shows. */
+const line = (n: number) => Array.from({ length: n - 1 }, (_, i) => String.fromCharCode(97 + (i % 26))).join("") + "\n";
 
 test("packet path, IPv6 with full checksums (offload off): the 20-byte TOA and the NAT checksums pass the backend's kernel; the server knows the client at accept()", T, async (t) => {
   if (!requireRoot(t)) return;
@@ -237,6 +238,10 @@ print(json.dumps(res))
 test("packet path: the segment completing the handshake carries data: the TOA goes into it when the result fits packet.mtu, else it is skipped (toa_skipped_mtu) and the data still arrives", T, async (t) => {
   if (!requireRoot(t) || !(await scapyReady(t))) return;
   const topo = await createTopology(t);
+  // The backend's kernel verifies every checksum: the payload moved up to make room for the TOA
+  // must arrive byte for byte.
+  await ethtool(topo.backends, "rx", "off", "tx", "off");
+  const csumBefore = await tcpCsumErrors(topo.backends);
   const rcv = await backendReceiver(t, "data");
   await startServer(t, topo, ADDR.backend4[0], 7000, { cgroup: rcv.cgroup });
   await startServer(t, topo, ADDR.backend6[0], 7000, { cgroup: rcv.cgroup });
@@ -280,6 +285,7 @@ pools:
   assert.equal(s.packet!.counters.toa_failed, 0);
   const rc = receiverCounters(rcv.pinDir)!;
   assert.equal(rc.syn_recv_sock_toa, cases.filter((c) => c.toa).length, JSON.stringify(rc));
+  assert.equal(await tcpCsumErrors(topo.backends), csumBefore, "no segment reached the backend with a bad checksum");
 });
 
 test("packet path: a retransmitted SYN follows the connection it opened (one flow, one backend connection, the TOA still written)", T, async (t) => {

@@ -145,7 +145,7 @@ test("bad services are refused before anything is written", (t) => {
 test("open() takes maps made elsewhere and keeps the ids and indices they hold", (t) => {
   if (!requireRoot(t)) return;
   const specs = natMapSpecs(64);
-  const maps = { flows: BpfMap.create(specs.flows), services: BpfMap.create(specs.services), slots: BpfMap.create(specs.slots), backends: BpfMap.create(specs.backends), counters: BpfMap.create(specs.counters) };
+  const maps = { flows: BpfMap.create(specs.flows), services: BpfMap.create(specs.services), slots: BpfMap.create(specs.slots), backends: BpfMap.create(specs.backends), counters: BpfMap.create(specs.counters), scratch: BpfMap.create(specs.scratch) };
   t.after(() => Object.values(maps).forEach((m) => m.close()));
   const third = { id: "203.0.113.4:80", addr: "203.0.113.4", port: 80, weight: 1, healthy: true, local: "198.51.100.1", ifindex: 7 };
   const first = NatTables.open(maps);

@@ -42,11 +42,11 @@ test("dataPath packet refuses what it can't do, naming the field and the way out
   assert.match(refused(base({}, {}, { packet: { ports: 1 } })), /packet/);
 });
 
-test("the NAT program: a tc program that redirects, inserts room for the TOA and fixes checksums", () => {
+test("the NAT program: a tc program that redirects, grows the packet for the TOA and fixes checksums", () => {
   const spec = natProgram();
   assert.equal(spec.type, "SCHED_CLS");
   const calls = new Set(spec.instructions.filter((i): i is asm.Instruction => "opcode" in i && i.opcode === 0x85).map((i) => i.imm));
-  for (const h of ["redirect_neigh", "skb_adjust_room", "csum_diff", "l3_csum_replace", "l4_csum_replace", "skb_store_bytes", "skb_load_bytes"] as const) {
+  for (const h of ["redirect_neigh", "skb_change_tail", "csum_diff", "l3_csum_replace", "l4_csum_replace", "skb_store_bytes", "skb_load_bytes"] as const) {
     assert.ok(calls.has(asm.Helper[h]), `uses bpf_${h}`);
   }
   // Labels resolve and it encodes (the verifier itself runs in test/priv/lb-packet.test.ts).

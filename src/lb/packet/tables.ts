@@ -88,6 +88,8 @@ export interface NatMaps {
   slots: BpfMap<number, number>;
   backends: BpfMap<number, Buffer>;
   counters: BpfMap<number, bigint>;
+  /** The program's per-CPU buffer; nothing to fill. */
+  scratch: BpfMap<number, Buffer>;
 }
 
 const codecs = {
@@ -96,6 +98,7 @@ const codecs = {
   slots: { key: codec.u32, value: codec.u32 },
   backends: { key: codec.u32 },
   counters: { key: codec.u32, value: codec.u64 },
+  scratch: { key: codec.u32 },
 } as const;
 
 const MAP_NAMES = Object.keys(NatMapName) as (keyof typeof NatMapName)[];
