@@ -37,7 +37,8 @@ export const FlowKey = { size: 40, saddr: 0, daddr: 16, sport: 32, dport: 34, fa
  *  40 u32 backend   backend index (counters, status)
  *  44 u8 dir        FlowDir
  *  45 u8 flags      FlowFlag bits, set by the program (the control plane reads them)
- *  46 u16 pad
+ *  46 u8 service    the service's id (its listener's timeouts apply)
+ *  47 u8 pad
  *  48 u64 last_ns   CLOCK_MONOTONIC of the last packet this way
  *  56 u64 created_ns
  */
@@ -51,6 +52,7 @@ export const FlowValue = {
   backend: 40,
   dir: 44,
   flags: 45,
+  service: 46,
   lastNs: 48,
   createdNs: 56,
 } as const;

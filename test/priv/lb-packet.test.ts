@@ -260,3 +260,38 @@ except ConnectionRefusedError:
 `]);
   assert.equal(after.trim(), "refused");
 });
+
+test("packet path: each listener's idle timeout applies to its own connections", async (t) => {
+  if (!requireRoot(t)) return;
+  const topo = await createTopology(t);
+  await startNginx(t, topo, [{ index: 0 }], "n0");
+  const config = writeConfig(topo, "lb-idle.yaml", `
+admin: ${ADDR.lb4}:9100
+dataPath: packet
+listeners:
+  - { name: short, listen: "${ADDR.lb4}:80", pool: web, mode: none, timeouts: { idle: 1s } }
+  - { name: long, listen: "${ADDR.lb4}:81", pool: web, mode: none }
+pools:
+  web: { backends: [ "${ADDR.backend4[0]}:80" ] }
+`);
+  await startLb(t, topo, ["--config", config], [`${ADDR.lb4}:9100`]);
+  // One idle keep-alive connection to each listener; after 3 s only the short one is gone.
+  const out = await topo.client.run("/usr/bin/python3", ["-c", `
+import socket, time
+def get(c):
+    c.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"); return c.recv(1000)
+a = socket.create_connection(("${ADDR.lb4}", 80), timeout=3); b = socket.create_connection(("${ADDR.lb4}", 81), timeout=3)
+print("first", b"200" in get(a), b"200" in get(b))
+time.sleep(3.5)
+try:
+    r = get(a); print("short", "answered" if b"200" in r else "closed")
+except Exception as e:
+    print("short", type(e).__name__)
+print("long", "answered" if b"200" in get(b) else "closed")
+`], { timeoutMs: 20_000 });
+  assert.match(out, /^first True True$/m, out);
+  assert.doesNotMatch(out, /^short answered$/m, `the idle connection to the 1 s listener was removed: ${out}`);
+  assert.match(out, /^long answered$/m, out);
+  const s = await status(topo, `${ADDR.lb4}:9100`);
+  assert.equal(s.packet!.removed.idle, 1, JSON.stringify(s.packet));
+});

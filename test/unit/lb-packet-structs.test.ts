@@ -46,7 +46,7 @@ test("struct round trips, and decoding an unused backend entry", () => {
   fc.assert(
     fc.property(v4, v4, fc.nat(65535), fc.nat(65535), fc.nat(0xffffffff), fc.nat(1023), fc.nat(255), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }), (saddr, daddr, sport, dport, ifindex, backend, flags, ns) => {
       assert.deepEqual(decodeFlowKey(encodeFlowKey({ saddr, daddr, sport, dport, family: 4 })), { saddr, daddr, sport, dport, family: 4 });
-      const f: NatFlow = { saddr, daddr, sport, dport, ifindex, backend, dir: FlowDir.TO_CLIENT, flags, lastNs: ns, createdNs: ns / 2n };
+      const f: NatFlow = { saddr, daddr, sport, dport, ifindex, backend, dir: FlowDir.TO_CLIENT, flags, service: backend % 64, lastNs: ns, createdNs: ns / 2n };
       assert.deepEqual(decodeFlowValue(encodeFlowValue(f, 4), 4), f);
     }),
   );

@@ -232,7 +232,18 @@ export class PacketDataPath {
   /** Remove finished connections; keeps the active counts the status shows. */
   sweep(): SweepResult {
     const maxOf = (pick: (l: ListenerConfig) => number, dflt: number) => (this.listeners.length > 0 ? Math.max(...this.listeners.map(pick)) : dflt);
-    const r = this.tables.sweep({ connectMs: maxOf((l) => l.connectTimeoutMs, 3000), idleMs: maxOf((l) => l.idleTimeoutMs, 300_000), closedMs: this.config.closedTimeoutMs });
+    // Each connection gets its listener's timeouts (by the service id the program stored in it);
+    // a service gone in a reload falls back to the longest of the listeners left.
+    const fallback = { connectMs: maxOf((l) => l.connectTimeoutMs, 3000), idleMs: maxOf((l) => l.idleTimeoutMs, 300_000), closedMs: this.config.closedTimeoutMs };
+    const byId = new Map<number, ListenerConfig>();
+    for (const l of this.listeners) {
+      const s = this.applied.get(formatEndpoint(l.listen));
+      if (s) byId.set(s.id, l);
+    }
+    const r = this.tables.sweep((id) => {
+      const l = byId.get(id);
+      return l ? { connectMs: l.connectTimeoutMs, idleMs: l.idleTimeoutMs, closedMs: this.config.closedTimeoutMs } : fallback;
+    });
     for (const [i, n] of r.connectFailures) this.connectFailures.set(i, (this.connectFailures.get(i) ?? 0) + n);
     for (const [k, n] of Object.entries(r.removedBy)) this.removedTotal[k] = (this.removedTotal[k] ?? 0) + n;
     this.lastSweep = r;

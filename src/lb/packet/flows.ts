@@ -90,8 +90,14 @@ export function flowVerdict(toBackend: Buffer | undefined, toClient: Buffer | un
  * entries of every connection {@link flowVerdict} ends, count the rest per backend. Before deleting,
  * both entries are read again so a packet that arrived during the walk keeps its connection.
  */
-export function sweepFlows(flows: BpfMap<Buffer, Buffer>, timeouts: SweepTimeouts, nowNs: bigint = process.hrtime.bigint()): SweepResult {
-  const limits = sweepLimits(timeouts);
+export function sweepFlows(flows: BpfMap<Buffer, Buffer>, timeouts: SweepTimeouts | ((service: number) => SweepTimeouts), nowNs: bigint = process.hrtime.bigint()): SweepResult {
+  // Per service (the flow's FlowValue.service: its listener's timeouts), computed once each.
+  const byService = new Map<number, SweepLimitsNs>();
+  const limitsOf = (value: Buffer): SweepLimitsNs => {
+    if (typeof timeouts !== "function") return (byService.get(-1) ?? byService.set(-1, sweepLimits(timeouts)).get(-1))!;
+    const id = value[FlowValue.service];
+    return (byService.get(id) ?? byService.set(id, sweepLimits(timeouts(id))).get(id))!;
+  };
   // Snapshot first, delete after: deleting while walking makes GET_NEXT_KEY restart from the top.
   const seen = new Map<string, { key: Buffer; value: Buffer }>();
   for (const [key, value] of flows.entries()) seen.set(key.toString("latin1"), { key, value });
@@ -120,6 +126,7 @@ export function sweepFlows(flows: BpfMap<Buffer, Buffer>, timeouts: SweepTimeout
     let [toBackend, toClient] = pick(e.value, other);
     const backend = (toBackend ?? toClient)!.readUInt32LE(FlowValue.backend);
 
+    const limits = limitsOf(e.value);
     let verdict = flowVerdict(toBackend, toClient, nowNs, limits);
     if (verdict) {
       [toBackend, toClient] = pick(flows.lookup(e.key), other ? flows.lookup(rkey) : undefined);

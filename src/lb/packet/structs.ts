@@ -84,6 +84,8 @@ export interface NatFlow {
   dir: number;
   /** FlowFlag bits. */
   flags: number;
+  /** The service (listener) id: whose timeouts apply. */
+  service?: number;
   lastNs: bigint;
   createdNs: bigint;
 }
@@ -98,6 +100,7 @@ export function encodeFlowValue(v: NatFlow, family: Family): Buffer {
   b.writeUInt32LE(v.backend, FlowValue.backend);
   b[FlowValue.dir] = v.dir;
   b[FlowValue.flags] = v.flags;
+  b[FlowValue.service] = v.service ?? 0;
   b.writeBigUInt64LE(v.lastNs, FlowValue.lastNs);
   b.writeBigUInt64LE(v.createdNs, FlowValue.createdNs);
   return b;
@@ -113,6 +116,7 @@ export function decodeFlowValue(b: Buffer, family: Family): NatFlow {
     backend: b.readUInt32LE(FlowValue.backend),
     dir: b[FlowValue.dir],
     flags: b[FlowValue.flags],
+    service: b[FlowValue.service],
     lastNs: b.readBigUInt64LE(FlowValue.lastNs),
     createdNs: b.readBigUInt64LE(FlowValue.createdNs),
   };

@@ -283,7 +283,7 @@ export class NatTables {
    * `nowNs` is CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns: process.hrtime.bigint() on Linux.
    * Removed backends without flows left give their index back here.
    */
-  sweep(timeouts: SweepTimeouts, nowNs: bigint = process.hrtime.bigint()): SweepResult {
+  sweep(timeouts: SweepTimeouts | ((service: number) => SweepTimeouts), nowNs: bigint = process.hrtime.bigint()): SweepResult {
     this.checkOpen();
     const result = sweepFlows(this.maps.flows, timeouts, nowNs);
     for (const [key, i] of [...this.retired]) {
