@@ -116,7 +116,9 @@ export const DEFAULTS = Object.freeze({
   idleTimeoutMs: 300_000,
   drainTimeoutMs: 30_000,
   packet: Object.freeze({ maxConnections: 65536, mtu: 1500, interfaces: Object.freeze([]) as readonly string[], closedTimeoutMs: 2_000 }),
-  sourcePorts: Object.freeze({ first: 20000, last: 59999 }),
+  // Below Linux's default ephemeral range (32768-60999): the packet path's NAT ports must not be
+  // ports the kernel hands out itself (health checks, relayed connections).
+  sourcePorts: Object.freeze({ first: 10000, last: 32767 }),
   health: Object.freeze({ intervalMs: 2000, timeoutMs: 1000, rise: 2, fall: 3, path: "/", expectStatus: 200 }),
 });
 
@@ -424,7 +426,7 @@ function validatePool(c: Checker, name: string, rp: unknown, path: string): Pool
     const first = m ? Number(m[1]) : NaN;
     const last = m ? Number(m[2]) : NaN;
     if (!m || first < 1024 || last > 65535 || first > last) {
-      c.add(`${path}.sourcePorts`, `must be a range FIRST-LAST within 1024-65535, e.g. 20000-59999; got ${describe(p.sourcePorts)}`);
+      c.add(`${path}.sourcePorts`, `must be a range FIRST-LAST within 1024-65535, e.g. 10000-32767; got ${describe(p.sourcePorts)}`);
     } else sourcePorts = Object.freeze({ first, last });
   }
   return Object.freeze({ name, scheduler, backends: Object.freeze(backends), healthCheck, sourceAddresses: Object.freeze(sourceAddresses), sourcePorts });

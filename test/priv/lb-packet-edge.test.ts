@@ -740,17 +740,12 @@ print(json.dumps(r))
   assert.match(third.reply ?? "", /^peer=203\.0\.113\.1:\d+ len=1000\n$/, "mtu 576 still");
 });
 
-test(
-  "packet path: the balancer's own connections to a backend (its health checks) and the NAT's local ports share the 4-tuple space",
-  {
-    ...T,
-    todo: "sourcePorts overlap the kernel's ephemeral range (default 20000-59999 vs 32768-60999): a health check whose connect() takes a port a NAT flow holds to the same backend has its answers taken by the program, times out, and marks a healthy backend DOWN; needs the NAT ports kept out of the stack's (ip_local_reserved_ports, disjoint default, or a refusal)",
-  },
-  async (t) => {
+for (const overlap of [true, false]) {
+  test(`packet path: NAT ports and the kernel's ephemeral ports ${overlap ? "overlapping: the balancer warns (the health check may lose its answers)" : "apart: two held NAT connections leave the health checks alone"}`, T, async (t) => {
     if (!requireRoot(t)) return;
     const topo = await createTopology(t);
-    // Made certain instead of likely: the stack's ephemeral ports and the pool's are the same two.
-    await topo.balancer.run("sysctl", ["-q", "-w", "net.ipv4.ip_local_port_range=40000 40001"]);
+    // Made certain instead of likely: the pool has two ports, the stack has those two or two others.
+    await topo.balancer.run("sysctl", ["-q", "-w", `net.ipv4.ip_local_port_range=${overlap ? "40000 40001" : "40002 40003"}`]);
     await startNginx(t, topo, [{ index: 0 }], "n0");
     const config = writeConfig(topo, "lb-hc.yaml", `
 admin: ${ADMIN}
@@ -763,7 +758,14 @@ pools:
     sourcePorts: 40000-40001
     healthCheck: { type: tcp, interval: 300ms, timeout: 250ms, rise: 1, fall: 2 }
 `);
-    await startLb(t, topo, ["--config", config], [ADMIN]);
+    const lb = await startLb(t, topo, ["--config", config], [ADMIN]);
+    const warning = /pool web: sourcePorts 40000-40001 overlap the kernel's ephemeral ports 40000-40001/;
+    if (overlap) {
+      assert.match(lb.proc.output(), warning);
+      assert.ok((await status(topo)).packet!.warnings.some((w) => warning.test(w)));
+      return;
+    }
+    assert.doesNotMatch(lb.proc.output(), /overlap the kernel's ephemeral ports/);
     const held = topo.client.start(t, PY, ["-u", "-c", `
 import socket, sys
 cs = [socket.create_connection(("${ADDR.lb4}", 80), timeout=5) for _ in range(2)]
@@ -775,5 +777,5 @@ sys.stdin.readline()
     const s = await status(topo);
     held.child.stdin!.end("\n");
     assert.equal(s.pools[0].backends[0].state, "UP", `a backend serving connections was marked down: ${s.pools[0].backends[0].lastCheck}`);
-  },
-);
+  });
+}
