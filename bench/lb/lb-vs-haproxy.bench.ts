@@ -120,6 +120,9 @@ async function main(): Promise<void> {
   const topo = await createTopology(ctx);
   // Direct path for the baseline: the balancer namespace routes between client and backends.
   await topo.balancer.run("sysctl", ["-q", "-w", "net.ipv4.ip_forward=1"]);
+  // The balancer's own ephemeral ports (HAProxy's and the JS relay's backend connections) apart from
+  // the packet path's NAT ports (sourcePorts of rrp/bulkp below), as docs/lb.md asks.
+  await topo.balancer.run("sysctl", ["-q", "-w", "net.ipv4.ip_local_port_range=50000 65000"]);
   await topo.client.run("ip", ["route", "add", "203.0.113.0/24", "via", ADDR.lb4]);
   await topo.backends.run("ip", ["route", "add", "198.51.100.0/24", "via", ADDR.lbInside4]);
   writeFileSync(join(topo.dir, "client.mjs"), CLIENT);
@@ -141,8 +144,8 @@ listeners:
   - { name: k-none-bulk, listen: "${ADDR.lb4}:7201", pool: bulk, mode: none, dataPath: kernel }
   - { name: k-v2-rr, listen: "${ADDR.lb4}:7300", pool: rr2, mode: proxy-v2, dataPath: kernel }
   - { name: k-v2-bulk, listen: "${ADDR.lb4}:7301", pool: bulk2, mode: proxy-v2, dataPath: kernel }
-  - { name: p-none-rr, listen: "${ADDR.lb4}:7400", pool: rr, mode: none, dataPath: packet }
-  - { name: p-none-bulk, listen: "${ADDR.lb4}:7401", pool: bulk, mode: none, dataPath: packet }
+  - { name: p-none-rr, listen: "${ADDR.lb4}:7400", pool: rrp, mode: none, dataPath: packet }
+  - { name: p-none-bulk, listen: "${ADDR.lb4}:7401", pool: bulkp, mode: none, dataPath: packet }
   - { name: p-toa-rr, listen: "${ADDR.lb4}:7600", pool: rrp, mode: toa, dataPath: packet }
   - { name: p-toa-bulk, listen: "${ADDR.lb4}:7601", pool: bulkp, mode: toa, dataPath: packet }
 admin: ${ADDR.lbInside4}:7999
@@ -151,8 +154,8 @@ pools:
   bulk: { backends: ["${b}:9001"] }
   rr2: { backends: ["${b}:9100"] }
   bulk2: { backends: ["${b}:9101"] }
-  rrp: { backends: ["${b}:9000"] }
-  bulkp: { backends: ["${b}:9001"] }
+  rrp: { backends: ["${b}:9000"], sourcePorts: 10000-49999 }
+  bulkp: { backends: ["${b}:9001"], sourcePorts: 10000-49999 }
 `,
   );
   const haCfg = join(topo.dir, "haproxy.cfg");
