@@ -74,6 +74,8 @@ export interface DemoOptions {
   progress?: (line: string) => void;
   /** Skip the IPv6 requests. */
   ipv4Only?: boolean;
+  /** How the balancer forwards: `js` (a relay; the TOA sender on its cgroup) or `packet` (the kernel rewrites packets, no socket). */
+  dataPath?: "js" | "packet";
 }
 
 /** A fresh run id: short, lower case, safe for netns, interface, cgroup and pin names. */
@@ -264,12 +266,17 @@ async function demoSteps(s: DemoState, say0: (l: string) => void, opts: DemoOpti
   s.pids.backend = backend.pid;
   await waitUntil("the backend to listen", () => alive(backend) && listening(s.netns.backend, `*:${BACKEND_PORT}`).then((l) => l || listening(s.netns.backend, `[::]:${BACKEND_PORT}`)));
 
-  say(`starting toa lb…         ${A.lb4}:80 → ${A.backend4}:${BACKEND_PORT}${opts.ipv4Only ? "" : `, [${A.lb6}]:80 → [${A.backend6}]:${BACKEND_PORT}`}, mode toa (TOA sender on the balancer's cgroup)`);
+  const packet = opts.dataPath === "packet";
+  say(
+    `starting toa lb…         ${A.lb4}:80 → ${A.backend4}:${BACKEND_PORT}${opts.ipv4Only ? "" : `, [${A.lb6}]:80 → [${A.backend6}]:${BACKEND_PORT}`}, mode toa ` +
+      (packet ? "(packet data path: the kernel rewrites packets and inserts the TOA, no socket on the balancer)" : "(TOA sender on the balancer's cgroup)"),
+  );
   const config = join(s.tmpDir, "lb.yaml");
   writeFileSync(
     config,
     `admin: ${ADMIN}
 drainTimeout: 1s
+dataPath: ${packet ? "packet" : "js"}
 listeners:
   - { name: web4, listen: "${A.lb4}:80", pool: web4, mode: toa }
 ${opts.ipv4Only ? "" : `  - { name: web6, listen: "[${A.lb6}]:80", pool: web6, mode: toa }\n`}pools:
@@ -278,7 +285,8 @@ ${opts.ipv4Only ? "" : `  web6: { backends: ["[${A.backend6}]:${BACKEND_PORT}"] 
   );
   const lb = startIn("toa lb", s.netns.balancer, s.cgroups.balancer, process.execPath, [TOA_BIN, "lb", "--config", config, "--cgroup", s.cgroups.balancer, "--log-level", "warn"], join(s.tmpDir, "lb.log"));
   s.pids.lb = lb.pid;
-  await waitUntil("toa lb to run", async () => alive(lb) && lb.output().includes("running (pid") && (await listening(s.netns.balancer, `${A.lb4}:80`)));
+  // The packet path has no listening socket: its admin listener says it is up.
+  await waitUntil("toa lb to run", async () => alive(lb) && lb.output().includes("running (pid") && (await listening(s.netns.balancer, packet ? ADMIN : `${A.lb4}:80`)));
 
   const families: (4 | 6)[] = opts.ipv4Only ? [4] : [4, 6];
   const observations: Observation[] = [];

@@ -64,6 +64,19 @@ test("toa demo --json: the observations and counters", async (t) => {
   assert.deepEqual(await snapshot(), before);
 });
 
+test("toa demo --data-path packet: the kernel's NAT writes the TOA; same result, nothing left", async (t) => {
+  if (!requireRoot(t)) return;
+  const before = await snapshot();
+  const r = await toa(["demo", "--json", "--data-path", "packet"]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stderr, /packet data path/);
+  const j = JSON.parse(r.stdout) as { ok: boolean; observations: { family: number; toa: boolean; who: string }[]; lb: { toaWritten: number } };
+  assert.equal(j.ok, true, JSON.stringify(j.observations));
+  assert.deepEqual(j.observations.map((o) => `${o.family} ${o.toa} ${o.who}`), ["4 false balancer", "6 false balancer", "4 true client", "6 true client"]);
+  assert.equal(j.lb.toaWritten, 4, "every connection got its TOA from the packet path");
+  assert.deepEqual(await snapshot(), before);
+});
+
 test("toa demo --keep leaves it running; --cleanup ID removes it", async (t) => {
   if (!requireRoot(t)) return;
   const before = await snapshot();

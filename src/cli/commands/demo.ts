@@ -1,5 +1,5 @@
 /** `toa demo`: see TOA work in ten seconds, in network namespaces that are removed afterwards. */
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { cleanupById, formatDemo, leftoverIds, runDemo } from "../../demo/run.js";
 import { jsonOption } from "./common.js";
 import type { CommandFactory } from "./index.js";
@@ -18,6 +18,7 @@ What it does (as root; nothing outside what it creates is touched):
 Examples:
   sudo npx toa demo                 # the table: without toa → the balancer; with toa → the client
   sudo npx toa demo --json          # the same as JSON (progress goes to stderr)
+  sudo npx toa demo --data-path packet   # the balancer as LVS FULLNAT does it: no socket, the kernel writes the TOA
   sudo npx toa demo --keep          # leave it running to poke around (toa doctor --port 8080, ...)
   sudo npx toa demo --cleanup ID    # remove a run left with --keep ("all": every leftover run)`;
 
@@ -32,9 +33,10 @@ export const demoCommand: CommandFactory = (io, exit) =>
     .option("--keep", "leave the namespaces, processes and receiver up; prints how to remove them")
     .option("--cleanup <id>", 'remove what a `--keep` run left ("all": every leftover demo)')
     .option("--ipv4-only", "skip the IPv6 requests")
+    .addOption(new Option("--data-path <path>", "how toa lb forwards: js (a relay, default) or packet (the kernel rewrites packets)").choices(["js", "packet"]))
     .addOption(jsonOption())
     .addHelpText("after", HELP)
-    .action(async (opts: { keep?: boolean; cleanup?: string; ipv4Only?: boolean; json?: boolean }) => {
+    .action(async (opts: { keep?: boolean; cleanup?: string; ipv4Only?: boolean; json?: boolean; dataPath?: "js" | "packet" }) => {
       if (opts.cleanup) {
         const ids = opts.cleanup === "all" ? leftoverIds() : [opts.cleanup];
         let failed = false;
@@ -47,7 +49,7 @@ export const demoCommand: CommandFactory = (io, exit) =>
         if (!ids.length) io.out("no demo left to clean up");
         return exit(failed ? 1 : 0);
       }
-      const result = await runDemo({ keep: opts.keep, ipv4Only: opts.ipv4Only, progress: (l) => io.err(l) });
+      const result = await runDemo({ keep: opts.keep, ipv4Only: opts.ipv4Only, dataPath: opts.dataPath, progress: (l) => io.err(l) });
       if (opts.json) io.out(JSON.stringify(result, null, 2));
       else {
         io.out(formatDemo(result));
