@@ -263,18 +263,23 @@ export class BpfMap<K = Buffer, V = Buffer> {
 
   /**
    * Every [key, value] pair present. Hash and array maps are read `chunk` entries per syscall
-   * (BPF_MAP_LOOKUP_BATCH, Linux 5.6): a sweep over 100k entries is tens of syscalls instead of
-   * 200k. Map types without batch support (and per-CPU maps) walk key by key.
+   * ({@link forEachBatch}): a sweep over 100k entries is tens of syscalls instead of 200k. Map types
+   * without batch support (and per-CPU maps) walk key by key.
    */
   *entries(chunk = 4096): Generator<[K, V]> {
-    if (!this.isPerCpu && this.batchSupported !== false) {
-      const batch = this.lookupBatch(chunk);
-      const first = batch.next();
-      if (!first.done || this.batchSupported) {
-        if (!first.done) yield first.value;
-        yield* batch;
-        return;
+    const { keySize, valueSize } = this.info;
+    const batch: [K, V][] = [];
+    const batched = this.forEachBatch((keys, values, n) => {
+      for (let i = 0; i < n; i++) {
+        batch.push([
+          this.keyCodec.decode(Buffer.from(keys.subarray(i * keySize, (i + 1) * keySize))),
+          this.valueCodec.decode(Buffer.from(values.subarray(i * valueSize, (i + 1) * valueSize))),
+        ]);
       }
+    }, chunk);
+    if (batched) {
+      yield* batch;
+      return;
     }
     for (const k of this.keys()) {
       const v = this.lookup(k);
@@ -282,48 +287,62 @@ export class BpfMap<K = Buffer, V = Buffer> {
     }
   }
 
-  /** Unknown until tried; false after EINVAL/ENOTSUPP from the first batch call. */
+  /** Unknown until tried; false after EINVAL/ENOTSUPP from a batch call. */
   private batchSupported: boolean | undefined;
+  /** BPF_MAP_LOOKUP_BATCH state, kept between calls so a frequent reader allocates nothing. */
+  private batch?: { attr: Buffer; keys: Buffer; values: Buffer; tokenIn: Buffer; tokenOut: Buffer };
 
-  private *lookupBatch(chunk: number): Generator<[K, V]> {
+  /**
+   * Walk the map with BPF_MAP_LOOKUP_BATCH (Linux 5.6), handing `visit` the kernel's packed keys and
+   * values of each batch (valid only during the call: the buffers are reused). A hash bucket larger
+   * than the room left (ENOSPC) is read again with twice the room. Returns false, having visited
+   * nothing, when the map can't be read this way (per-CPU values, or a type without batch support).
+   */
+  forEachBatch(visit: (keys: Buffer, values: Buffer, count: number) => void, chunk = 4096): boolean {
+    if (this.isPerCpu || this.batchSupported === false) return false;
     const { keySize, valueSize } = this.info;
-    const keys = Buffer.alloc(keySize * chunk);
-    const values = Buffer.alloc(valueSize * chunk);
-    // The batch token is opaque (a bucket index for hash maps); key size is always enough.
-    const inBatch = Buffer.alloc(Math.max(8, keySize));
-    const outBatch = Buffer.alloc(Math.max(8, keySize));
-    const attr = Buffer.alloc(56);
     const sys = syscalls();
-    attr.writeBigUInt64LE(0n, 0); // in_batch NULL: from the start
-    attr.writeBigUInt64LE(sys.address(outBatch), 8);
-    attr.writeBigUInt64LE(sys.address(keys), 16);
-    attr.writeBigUInt64LE(sys.address(values), 24);
-    attr.writeUInt32LE(this.fd, 36);
+    let b = this.batch;
+    const room = (n: number) => {
+      if (b && b.keys.length >= n * keySize) return b;
+      // The batch token is opaque (a bucket index for hash maps); key size is always enough.
+      const tokenSize = Math.max(8, keySize);
+      b = { attr: b?.attr ?? Buffer.alloc(56), keys: Buffer.alloc(n * keySize), values: Buffer.alloc(n * valueSize), tokenIn: b?.tokenIn ?? Buffer.alloc(tokenSize), tokenOut: b?.tokenOut ?? Buffer.alloc(tokenSize) };
+      this.batch = b;
+      return b;
+    };
+    b = room(chunk);
+    let first = true;
     for (;;) {
-      attr.writeUInt32LE(chunk, 32); // in: room, out: entries written
+      const { attr, keys, values, tokenIn, tokenOut } = b;
+      attr.fill(0);
+      attr.writeBigUInt64LE(first ? 0n : sys.address(tokenIn), 0); // NULL: from the start
+      attr.writeBigUInt64LE(sys.address(tokenOut), 8);
+      attr.writeBigUInt64LE(sys.address(keys), 16);
+      attr.writeBigUInt64LE(sys.address(values), 24);
+      attr.writeUInt32LE(keys.length / keySize, 32); // in: room, out: entries written
+      attr.writeUInt32LE(this.fd, 36);
       const r = bpfTry(BpfCommand.MAP_LOOKUP_BATCH, attr, 56);
       const done = r.ret < 0 && r.errno === 2; // ENOENT: this was the last batch
       if (r.ret < 0 && !done) {
+        if (r.errno === 28 /* ENOSPC */) {
+          b = room((keys.length / keySize) * 2); // nothing was copied: the same token again
+          continue;
+        }
         if (this.batchSupported === undefined && (r.errno === 22 || r.errno === 95 || r.errno === 524)) {
           this.batchSupported = false;
-          return;
+          return false;
         }
         throw new SyscallError("BPF_MAP_LOOKUP_BATCH", r.errno, `map ${this.info.name}`);
       }
       this.batchSupported = true;
       const n = attr.readUInt32LE(32);
-      for (let i = 0; i < n; i++) {
-        yield [
-          this.keyCodec.decode(Buffer.from(keys.subarray(i * keySize, (i + 1) * keySize))),
-          this.valueCodec.decode(Buffer.from(values.subarray(i * valueSize, (i + 1) * valueSize))),
-        ];
-      }
-      if (done) return;
-      outBatch.copy(inBatch);
-      attr.writeBigUInt64LE(sys.address(inBatch), 0);
+      if (n > 0) visit(keys, values, n);
+      if (done) return true;
+      tokenOut.copy(tokenIn);
+      first = false;
     }
   }
-
   /** Pin in bpffs so the map outlives this process. */
   pin(path: string): void {
     objPin(path, this.fd);

@@ -57,11 +57,7 @@ const FLUSH_TICK_MS = 5;
 const POLL_MAX_MS = 1000;
 const POLL_MIN_MS = 25;
 
-const BPF_MAP_LOOKUP_AND_DELETE_ELEM = 21;
-const BPF_MAP_LOOKUP_BATCH = 24;
-const BPF_MAP_UPDATE_BATCH = 26;
 const ENOENT = 2;
-const ENOSPC = 28;
 
 interface NodeHandle {
   fd?: number;
@@ -212,12 +208,8 @@ export class KernelDataPath {
   private timer: NodeJS.Timeout | undefined;
   private timerDue = 0;
   private nextPoll = Infinity;
-  // Buffers for the batch commands (reused; grown as pairs are added).
+  // Buffers for the update batch and the look-up-and-delete (reused).
   private readonly attr = Buffer.alloc(56);
-  private readonly tokIn = Buffer.alloc(8);
-  private readonly tokOut = Buffer.alloc(8);
-  private batchKeys = Buffer.alloc(0);
-  private batchValues = Buffer.alloc(0);
   private readonly pairKeys = Buffer.alloc(16);
   private readonly pairValues = Buffer.alloc(2 * SplicePeer.size);
   private readonly oneValue = Buffer.alloc(SplicePeer.size);
@@ -315,19 +307,13 @@ export class KernelDataPath {
     k.writeBigUInt64LE(cookieB, 8);
     v.writeUInt32LE(slotB, SplicePeer.slot);
     v.writeUInt32LE(slotC, SplicePeer.size + SplicePeer.slot);
-    this.batchAttr(0n, 0n, k, v, 2);
-    bpf(BPF_MAP_UPDATE_BATCH, this.attr, 56, "map splice_peers");
-  }
-
-  private batchAttr(inBatch: bigint, outBatch: bigint, keys: Buffer, values: Buffer, count: number): void {
     const a = this.attr.fill(0);
     const addr = syscalls().address.bind(syscalls());
-    a.writeBigUInt64LE(inBatch, 0);
-    a.writeBigUInt64LE(outBatch, 8);
-    a.writeBigUInt64LE(addr(keys), 16);
-    a.writeBigUInt64LE(addr(values), 24);
-    a.writeUInt32LE(count, 32);
+    a.writeBigUInt64LE(addr(k), 16);
+    a.writeBigUInt64LE(addr(v), 24);
+    a.writeUInt32LE(2, 32);
     a.writeUInt32LE(this.peers.fd, 36);
+    bpf(BpfCommand.MAP_UPDATE_BATCH, a, 56, "map splice_peers");
   }
 
   /** Remove `cookie` from splice_peers and return its byte counter (undefined when absent). */
@@ -338,7 +324,7 @@ export class KernelDataPath {
     a.writeUInt32LE(this.peers.fd, 0);
     a.writeBigUInt64LE(addr(this.oneKey), 8);
     a.writeBigUInt64LE(addr(this.oneValue), 16);
-    const r = bpfTry(BPF_MAP_LOOKUP_AND_DELETE_ELEM, a, 32);
+    const r = bpfTry(BpfCommand.MAP_LOOKUP_AND_DELETE_ELEM, a, 32);
     if (r.ret < 0) {
       if (r.errno === ENOENT) return undefined;
       throw new SyscallError("BPF_MAP_LOOKUP_AND_DELETE_ELEM", r.errno, "map splice_peers");
@@ -348,38 +334,13 @@ export class KernelDataPath {
 
   /** Read every socket's byte counter into its Side (BPF_MAP_LOOKUP_BATCH: a few syscalls for all pairs). */
   private readCounters(): void {
-    let cap = this.sides.size + 64;
-    for (;;) {
-      if (this.batchKeys.length < cap * 8) {
-        this.batchKeys = Buffer.alloc(cap * 8);
-        this.batchValues = Buffer.alloc(cap * SplicePeer.size);
+    const batched = this.peers.forEachBatch((keys, values, n) => {
+      for (let i = 0; i < n; i++) {
+        const side = this.sides.get(keys.readBigUInt64LE(i * 8));
+        if (side) side.counter = values.readBigUInt64LE(i * SplicePeer.size + SplicePeer.bytes);
       }
-      cap = this.batchKeys.length / 8;
-      const addr = syscalls().address.bind(syscalls());
-      let first = true;
-      let full = false;
-      for (;;) {
-        if (!first) this.tokOut.copy(this.tokIn);
-        this.batchAttr(first ? 0n : addr(this.tokIn), addr(this.tokOut), this.batchKeys, this.batchValues, cap);
-        const r = bpfTry(BPF_MAP_LOOKUP_BATCH, this.attr, 56);
-        const got = r.ret < 0 && r.errno !== ENOENT ? 0 : this.attr.readUInt32LE(32);
-        for (let i = 0; i < got; i++) {
-          const side = this.sides.get(this.batchKeys.readBigUInt64LE(i * 8));
-          if (side) side.counter = this.batchValues.readBigUInt64LE(i * SplicePeer.size + SplicePeer.bytes);
-        }
-        if (r.ret < 0) {
-          if (r.errno === ENOENT) return;
-          if (r.errno === ENOSPC) {
-            full = true;
-            break;
-          }
-          throw new SyscallError("BPF_MAP_LOOKUP_BATCH", r.errno, "map splice_peers");
-        }
-        first = false;
-      }
-      if (!full) return;
-      cap *= 2; // a hash bucket held more entries than fit: retry with more room
-    }
+    }, this.sides.size + 64);
+    if (!batched) throw new Error("splice_peers: BPF_MAP_LOOKUP_BATCH refused (needs Linux 5.6)");
   }
 
   /** Report counter deltas, apply idle timeouts. */
