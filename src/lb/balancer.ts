@@ -36,7 +36,6 @@ export class Balancer {
   private writer: ClientAddressWriter | null = null;
   /** The packet data path, open while a listener uses it; its listeners have no socket. */
   private packet: PacketDataPath | null = null;
-  private packetListeners: readonly ListenerConfig[] = [];
   private admin: Server | null = null;
   private adminKey = "";
   readonly registry: Registry;
@@ -71,7 +70,7 @@ export class Balancer {
 
   /** The address a listener is bound to (useful with port 0). */
   listenerAddress(name: string): AddressInfo | null {
-    const pl = this.packetListeners.find((l) => l.name === name);
+    const pl = this.packet?.listeners.find((l) => l.name === name);
     if (pl) return { address: pl.listen.address, port: pl.listen.port, family: pl.listen.family === 6 ? "IPv6" : "IPv4" };
     return (this.listeners.get(name)?.server.address() as AddressInfo | null) ?? null;
   }
@@ -160,14 +159,12 @@ export class Balancer {
       }
     }
     // The packet path's tables follow the pools just updated; without packet listeners it goes.
+    const wasPacket = new Set(this.packet?.listeners.map((l) => l.name));
     if (packetListeners.length > 0) this.packet!.sync(packetListeners, this.pools, config.packet);
     else this.closePacket();
     for (const l of packetListeners) {
-      if (!this.packetListeners.some((o) => o.name === l.name)) {
-        this.log.info({ listener: l.name, mode: l.mode, pool: l.pool }, `packet path for ${formatEndpoint(l.listen)} (${l.mode}) → pool ${l.pool}`);
-      }
+      if (!wasPacket.has(l.name)) this.log.info({ listener: l.name, mode: l.mode, pool: l.pool }, `packet path for ${formatEndpoint(l.listen)} (${l.mode}) → pool ${l.pool}`);
     }
-    this.packetListeners = packetListeners;
     // Listeners: keep, add, retire.
     for (const lc of config.listeners) {
       const l = kept.get(lc.name);
@@ -202,7 +199,6 @@ export class Balancer {
   private closePacket(): void {
     const p = this.packet;
     this.packet = null;
-    this.packetListeners = [];
     p?.close();
   }
 
@@ -276,7 +272,7 @@ export class Balancer {
         pool: l.config.pool,
         ...l.stats,
       })),
-      ...this.packetListeners.map((c) => ({ name: c.name, listen: formatEndpoint(c.listen), mode: modeText(c), dataPath: c.dataPath, pool: c.pool, ...this.packet!.listenerStats(c, counters) })),
+      ...(this.packet?.listeners ?? []).map((c) => ({ name: c.name, listen: formatEndpoint(c.listen), mode: modeText(c), dataPath: c.dataPath, pool: c.pool, ...this.packet!.listenerStats(c, counters) })),
     ];
     const pools = [...this.pools.values()].map((p) => ({
       name: p.name,

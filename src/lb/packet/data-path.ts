@@ -15,13 +15,12 @@ import { attachTc, ifindexOf, Program, removeTcFilters, type TcAttachment } from
 import { natProgram } from "../../programs/nat.js";
 import { NatMapName } from "../../programs/nat-layout.js";
 import type { ListenerConfig, PacketConfig } from "../config.js";
-import { formatEndpoint } from "../endpoint.js";
 import { LbError } from "../errors.js";
 import type { Pool } from "../pool.js";
 import type { ListenerStats } from "../listener.js";
 import { routeTo, type Route } from "./route.js";
 import { type AppliedService, type NatCounters, type NatServiceSpec, NatTables } from "./tables.js";
-import type { SweepResult } from "./flows.js";
+import { SWEEP_REASONS, type SweepResult } from "./flows.js";
 
 const run = promisify(execFile);
 const FILTER_NAME = "toa:nat";
@@ -70,8 +69,10 @@ async function upDevices(): Promise<string[]> {
 }
 
 export class PacketDataPath {
-  private listeners: readonly ListenerConfig[] = [];
+  /** The listeners on this path, as last synced. */
+  private _listeners: readonly ListenerConfig[] = [];
   private pools: ReadonlyMap<string, Pool> = new Map();
+  /** What the tables hold for each listener (by name); kept through a drain, whose services are gone. */
   private applied = new Map<string, AppliedService>();
   private routes = new Map<string, Route>();
   private healthKey = "";
@@ -79,7 +80,7 @@ export class PacketDataPath {
   private warnings: string[] = [];
   private lastSweep: SweepResult | null = null;
   private readonly connectFailures = new Map<number, number>();
-  private readonly removedTotal: Record<string, number> = { rst: 0, closed: 0, idle: 0, connect_failed: 0, orphan: 0 };
+  private readonly removedTotal = Object.fromEntries(SWEEP_REASONS.map((r) => [r, 0])) as SweepResult["removedBy"];
   private readonly sweepTimer: NodeJS.Timeout;
 
   private constructor(
@@ -93,6 +94,10 @@ export class PacketDataPath {
   ) {
     // Not unref()ed: with only packet listeners this timer is what keeps the balancer running.
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
+  }
+
+  get listeners(): readonly ListenerConfig[] {
+    return this._listeners;
   }
 
   /** Load the program and attach it to the devices (all that are up but lo, unless listed). */
@@ -165,7 +170,7 @@ export class PacketDataPath {
       return [];
     }
     const out = new Set<string>();
-    for (const l of this.listeners) {
+    for (const l of this._listeners) {
       const r = this.pools.get(l.pool)?.config.sourcePorts;
       if (!r || r.last < eph[0] || r.first > eph[1]) continue;
       out.add(
@@ -180,7 +185,7 @@ export class PacketDataPath {
   /** Make the tables match `listeners` (packet ones) over `pools` and `config` (after {@link prepare}). */
   sync(listeners: readonly ListenerConfig[], pools: ReadonlyMap<string, Pool>, config: PacketConfig = this.config): void {
     this.config = config;
-    this.listeners = listeners;
+    this._listeners = listeners;
     this.pools = pools;
     for (const p of pools.values()) p.onHealthChange = listeners.some((l) => l.pool === p.name) ? () => this.applyIfHealthChanged() : null;
     this.applyNow();
@@ -191,7 +196,7 @@ export class PacketDataPath {
 
   private specs(): NatServiceSpec[] {
     if (this.stopped) return [];
-    return this.listeners.map((l) => {
+    return this._listeners.map((l) => {
       const pool = this.pools.get(l.pool)!;
       const own = pool.config.sourceAddresses.filter((a) => (a.includes(":") ? 6 : 4) === l.listen.family);
       return {
@@ -211,12 +216,13 @@ export class PacketDataPath {
   }
 
   private currentHealthKey(): string {
-    return this.listeners.map((l) => (this.pools.get(l.pool)?.backends ?? []).map((b) => (b.healthy ? "1" : "0")).join("")).join("|");
+    return this._listeners.map((l) => (this.pools.get(l.pool)?.backends ?? []).map((b) => (b.healthy ? "1" : "0")).join("")).join("|");
   }
 
   private applyNow(): void {
+    // apply() answers in the order of the specs, one per listener (none once stopped).
     const applied = this.tables.apply(this.specs());
-    this.applied = new Map(applied.map((s) => [s.key, s]));
+    if (!this.stopped) this.applied = new Map(this._listeners.map((l, i) => [l.name, applied[i]]));
     this.healthKey = this.currentHealthKey();
   }
 
@@ -231,13 +237,13 @@ export class PacketDataPath {
 
   /** Remove finished connections; keeps the active counts the status shows. */
   sweep(): SweepResult {
-    const maxOf = (pick: (l: ListenerConfig) => number, dflt: number) => (this.listeners.length > 0 ? Math.max(...this.listeners.map(pick)) : dflt);
+    const maxOf = (pick: (l: ListenerConfig) => number, dflt: number) => (this._listeners.length > 0 ? Math.max(...this._listeners.map(pick)) : dflt);
     // Each connection gets its listener's timeouts (by the service id the program stored in it);
     // a service gone in a reload falls back to the longest of the listeners left.
     const fallback = { connectMs: maxOf((l) => l.connectTimeoutMs, 3000), idleMs: maxOf((l) => l.idleTimeoutMs, 300_000), closedMs: this.config.closedTimeoutMs };
     const byId = new Map<number, ListenerConfig>();
-    for (const l of this.listeners) {
-      const s = this.applied.get(formatEndpoint(l.listen));
+    for (const l of this._listeners) {
+      const s = this.applied.get(l.name);
       if (s) byId.set(s.id, l);
     }
     const r = this.tables.sweep((id) => {
@@ -245,7 +251,7 @@ export class PacketDataPath {
       return l ? { connectMs: l.connectTimeoutMs, idleMs: l.idleTimeoutMs, closedMs: this.config.closedTimeoutMs } : fallback;
     });
     for (const [i, n] of r.connectFailures) this.connectFailures.set(i, (this.connectFailures.get(i) ?? 0) + n);
-    for (const [k, n] of Object.entries(r.removedBy)) this.removedTotal[k] = (this.removedTotal[k] ?? 0) + n;
+    for (const k of SWEEP_REASONS) this.removedTotal[k] += r.removedBy[k];
     this.lastSweep = r;
     return r;
   }
@@ -265,27 +271,21 @@ export class PacketDataPath {
 
   /** Figures of a listener on this path, summed over its service's backends. */
   listenerStats(l: ListenerConfig, counters = this.tables.counters()): ListenerStats {
-    const s = this.applied.get(formatEndpoint(l.listen));
-    const stats: ListenerStats = { accepted: 0, active: 0, bytesIn: 0, bytesOut: 0, noBackend: 0, failed: 0, connectErrors: 0 };
-    for (const b of s?.backends ?? []) {
-      const c = counters.backends.get(b.index);
-      stats.accepted += c?.connections ?? 0;
-      stats.bytesIn += c?.bytesToBackend ?? 0;
-      stats.bytesOut += c?.bytesToClient ?? 0;
-      stats.active += this.lastSweep?.active.get(b.index) ?? 0;
-      stats.connectErrors += this.connectFailures.get(b.index) ?? 0;
-    }
-    return stats;
+    const f = this.figures((this.applied.get(l.name)?.backends ?? []).map((b) => b.index), counters);
+    return { accepted: f.connections, active: f.active, bytesIn: f.bytesIn, bytesOut: f.bytesOut, noBackend: 0, failed: 0, connectErrors: f.connectErrors };
   }
 
   /** Figures of one backend on this path, or undefined when none of its connections go this way. */
   backendFigures(backendId: string, poolName: string, counters = this.tables.counters()): PacketBackendFigures | undefined {
-    if (!this.listeners.some((l) => l.pool === poolName)) return undefined;
+    const listeners = this._listeners.filter((l) => l.pool === poolName);
+    if (listeners.length === 0) return undefined;
     const indices = new Set<number>();
-    for (const l of this.listeners) {
-      if (l.pool !== poolName) continue;
-      for (const x of this.applied.get(formatEndpoint(l.listen))?.backends ?? []) if (x.id === backendId) indices.add(x.index);
-    }
+    for (const l of listeners) for (const x of this.applied.get(l.name)?.backends ?? []) if (x.id === backendId) indices.add(x.index);
+    return this.figures(indices, counters);
+  }
+
+  /** The kernel's counters, the last sweep's open connections and the connect failures of backend `indices`, summed. */
+  private figures(indices: Iterable<number>, counters: NatCounters): PacketBackendFigures {
     const f: PacketBackendFigures = { connections: 0, active: 0, bytesIn: 0, bytesOut: 0, connectErrors: 0, toaWritten: 0 };
     for (const i of indices) {
       const c = counters.backends.get(i);
@@ -311,7 +311,7 @@ export class PacketDataPath {
       active: this.active,
       entries: this.lastSweep?.entries ?? 0,
       counters: counters.global,
-      removed: { ...this.removedTotal } as SweepResult["removedBy"],
+      removed: { ...this.removedTotal },
       tableBytes: Object.values(this.tables.maps).reduce((n, m) => n + memlock(m.fd), 0),
       warnings: this.warnings,
     };

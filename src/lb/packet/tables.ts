@@ -11,6 +11,7 @@
  */
 import { BpfError, BpfMap, codec, type MapSpec, MapType } from "../../bpf/index.js";
 import type { PortRange, SchedulerName } from "../config.js";
+import { formatEndpoint } from "../endpoint.js";
 import { LbError } from "../errors.js";
 import {
   BackendValue,
@@ -103,8 +104,6 @@ const codecs = {
 
 const MAP_NAMES = Object.keys(NatMapName) as (keyof typeof NatMapName)[];
 
-/** Text of an endpoint: `addr:port`, `[addr]:port` for IPv6. */
-const endpointText = (addr: string, port: number, family: Family) => (family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`);
 
 /** A spec checked and with canonical addresses. */
 interface Planned {
@@ -137,7 +136,7 @@ export class NatTables {
       const id = decodeServiceValue(v).id;
       if (id >= MAX_SERVICES || takenIds.has(id)) continue;
       const key = decodeServiceKey(k);
-      this.serviceIds.set(endpointText(key.addr, key.port, key.family), id);
+      this.serviceIds.set(formatEndpoint({ address: key.addr, port: key.port }), id);
       takenIds.add(id);
     }
     for (let id = 0; id < MAX_SERVICES; id++) if (!takenIds.has(id)) this.freeServiceIds.push(id);
@@ -402,5 +401,5 @@ function plan(s: NatServiceSpec, path: string): Planned {
     const local = canonicalAddress(b.local, s.family, `${where}: ${bp}.local`);
     return { spec: b, key: `${a}|${b.port}|${local}`, value: encodeBackendValue({ addr: a, local, port: b.port, family: s.family, ifindex: b.ifindex }) };
   });
-  return { spec: s, key: endpointText(addr, s.key.port, s.family), keyBytes, scheduler, backends };
+  return { spec: s, key: formatEndpoint({ address: addr, port: s.key.port }), keyBytes, scheduler, backends };
 }
