@@ -42,7 +42,7 @@ import {
   SLOTS,
 } from "./nat-layout.js";
 
-const { add, add32, and, sub, be16, call, exit, FP, ja, jeq, jge, jgt, jlt, jne, jset, label, ldMap, ldx, lsh, mod32, mov, mul32, or, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, rsh, rsh32, st, stx, xor } = asm;
+const { add, add32, and, sub, be16, call, exit, FP, ja, jeq, jgt, jlt, jne, jset, label, ldMap, ldx, lsh, mod32, mov, mul32, or, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, rsh, rsh32, st, stx, xor } = asm;
 type Item = asm.Item;
 
 /** `struct __sk_buff` offsets. */
@@ -134,7 +134,6 @@ function backendCounterAdd(prefix: string, backendReg: asm.Register, counter: nu
  * flow key and the stack slots; anything else goes to `pass`.
  */
 function parse(f: Family): Item[] {
-  const p = `p${f.name}`;
   const ipHeader: Item[] =
     f.family === 4
       ? [
@@ -168,12 +167,11 @@ function parse(f: Family): Item[] {
     stx("W", FP, S.thl, R4),
     ldx("H", R4, R2, f.l3len),
     stx("W", FP, S.l3len, R4),
-    label(`${p}_parsed`),
   ];
 }
 
 /** Look up the service of this packet's destination: r8 = &nat_service or goto `miss`. */
-function serviceLookup(prefix: string, miss: string): Item[] {
+function serviceLookup(miss: string): Item[] {
   return [
     ...zero(S.skey, 24),
     ...copy(FP, S.skey + ServiceKey.addr, FP, S.key + FlowKey.daddr, 16),
@@ -187,7 +185,6 @@ function serviceLookup(prefix: string, miss: string): Item[] {
     call("map_lookup_elem"),
     jeq(R0, 0, miss),
     mov(R8, R0),
-    label(`${prefix}_svc`),
   ];
 }
 
@@ -224,7 +221,7 @@ function newConnection(f: Family): Item[] {
   ];
   return [
     label(`${p}_new`),
-    ...serviceLookup(p, "pass"),
+    ...serviceLookup("pass"),
     ldx("W", R1, R8, ServiceValue.slots),
     jne(R1, 0, `${p}_has_backend`),
     ...counterAdd(`${p}_nb`, NatCounter.no_backend),
@@ -356,7 +353,7 @@ function insertToa(f: Family): Item[] {
     ldx("W", R2, FP, S.l3len),
     ...tcpLenFromL3(R2),
     jeq(R2, R8, `${p}_fits`), // TCP length == header length: no payload
-    ...serviceLookup(`${p}_s`, `${p}_failed`), // r8 = service (the MTU is there)
+    ...serviceLookup(`${p}_failed`), // r8 = service (the MTU is there)
     ldx("W", R2, FP, S.l3len),
     be16(R2),
     and(R2, 0xffff),
@@ -387,7 +384,7 @@ function insertToa(f: Family): Item[] {
     stx("W", FP, S.newWord, R1),
     // The option: [kind][len][client port][client address], right after newWord.
     ...zero(TOA_BUF, 24),
-    ...serviceLookup(`${p}_k`, `${p}_failed`),
+    ...serviceLookup(`${p}_failed`),
     ldx("B", R1, R8, ServiceValue.toaKind),
     stx("B", FP, TOA_BUF, R1),
     st("B", FP, TOA_BUF + 1, f.toaLen),

@@ -177,7 +177,7 @@ export interface NatService {
  */
 export function encodeServiceValue(v: NatService, keep?: Buffer): Buffer {
   const b = Buffer.alloc(ServiceValue.size);
-  if (keep && keep.length >= ServiceValue.size) keep.copy(b, ServiceValue.size - 8, ServiceValue.size - 8, ServiceValue.size);
+  if (keep && keep.length >= ServiceValue.size) keep.copy(b, ServiceValue.rrCursor, ServiceValue.rrCursor, ServiceValue.size);
   b.writeUInt32LE(v.id, ServiceValue.id);
   b.writeUInt32LE(v.slots, ServiceValue.slots);
   b[ServiceValue.scheduler] = v.scheduler;
