@@ -17,6 +17,7 @@ import type { TestContext } from "node:test";
 import { Netns, link } from "../../test/harness/netns.js";
 import { start, waitFor, type Started } from "../../test/harness/exec.js";
 import { nginxConf } from "../../test/harness/nginx-conf.js";
+import type { StatusSnapshot } from "../../src/lb/status.js";
 
 /** Run-time context: a node:test TestContext or a bench's own cleanup list. */
 export type Ctx = Pick<TestContext, "after">;
@@ -177,4 +178,20 @@ export async function nodeScript<T>(ns: Netns, topo: Topology, name: string, sou
   writeFileSync(file, source);
   const out = await ns.run(process.execPath, [file, JSON.stringify(args)], { timeoutMs });
   return JSON.parse(out.trim().split("\n").pop()!) as T;
+}
+
+/** The balancer's /status.json, fetched from the client namespace. */
+export async function lbStatus(topo: Topology, admin: string): Promise<StatusSnapshot> {
+  return JSON.parse(await topo.client.run("curl", ["-sS", "--max-time", "5", `http://${admin}/status.json`])) as StatusSnapshot;
+}
+
+/** Devices (but lo) of a namespace. */
+export async function devices(ns: Netns): Promise<string[]> {
+  const links = JSON.parse(await ns.run("ip", ["-j", "link", "show"])) as { ifname: string }[];
+  return links.map((l) => l.ifname).filter((n) => n !== "lo");
+}
+
+/** `ethtool -K DEV FEATURES` on every device of a namespace (offloads off: full checksums on the wire). */
+export async function ethtool(ns: Netns, ...features: string[]): Promise<void> {
+  for (const d of await devices(ns)) await ns.run("ethtool", ["-K", d, ...features]);
 }

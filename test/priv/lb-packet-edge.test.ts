@@ -14,7 +14,7 @@ import { requireRoot, uniqueName } from "../harness/privileged.js";
 import { createTestCgroup } from "../harness/cgroup.js";
 import { waitFor } from "../harness/exec.js";
 import { requireTool } from "../harness/topology.js";
-import { ADDR, createTopology, curl, startLb, startNginx, writeConfig, type Topology } from "../../bench/lb/topology.js";
+import { ADDR, createTopology, curl, ethtool, lbStatus, startLb, startNginx, writeConfig, type Topology } from "../../bench/lb/topology.js";
 import { run } from "../../src/cli/main.js";
 import { receiverCounters } from "../../src/agent/stats.js";
 import { unloadReceiver } from "../../src/agent/receiver.js";
@@ -25,19 +25,7 @@ const ADMIN = `${ADDR.lb4}:9100`;
 const quiet = { out: () => undefined, err: () => undefined };
 const T = { timeout: 90_000 };
 
-async function status(topo: Topology): Promise<StatusSnapshot> {
-  return JSON.parse(await topo.client.run("curl", ["-sS", "--max-time", "5", `http://${ADMIN}/status.json`])) as StatusSnapshot;
-}
-
-/** Devices (but lo) of a namespace. */
-async function devices(ns: Topology["client"]): Promise<string[]> {
-  const links = JSON.parse(await ns.run("ip", ["-j", "link", "show"])) as { ifname: string }[];
-  return links.map((l) => l.ifname).filter((n) => n !== "lo");
-}
-
-async function ethtool(ns: Topology["client"], ...features: string[]): Promise<void> {
-  for (const d of await devices(ns)) await ns.run("ethtool", ["-K", d, ...features]);
-}
+const status = (topo: Topology): Promise<StatusSnapshot> => lbStatus(topo, ADMIN);
 
 /** TCP segments a namespace's kernel dropped for a bad checksum (the TCP MIB counts both families). */
 async function tcpCsumErrors(ns: Topology["client"]): Promise<number> {

@@ -9,23 +9,14 @@ import { join } from "node:path";
 import { requireRoot, uniqueName } from "../harness/privileged.js";
 import { createTestCgroup } from "../harness/cgroup.js";
 import { waitFor } from "../harness/exec.js";
-import { ADDR, createTopology, curl, startLb, startNginx, writeConfig, type Topology } from "../../bench/lb/topology.js";
+import { ADDR, createTopology, curl, devices, ethtool, lbStatus, startLb, startNginx, writeConfig } from "../../bench/lb/topology.js";
 import { run } from "../../src/cli/main.js";
 import { receiverCounters } from "../../src/agent/stats.js";
 import { unloadReceiver } from "../../src/agent/receiver.js";
-import type { StatusSnapshot } from "../../src/lb/status.js";
 
 const quiet = { out: () => undefined, err: () => undefined };
 
-async function status(topo: Topology, admin: string): Promise<StatusSnapshot> {
-  return JSON.parse(await topo.client.run("curl", ["-sS", "--max-time", "5", `http://${admin}/status.json`])) as StatusSnapshot;
-}
-
-/** Devices (but lo) of a namespace. */
-async function devices(ns: Topology["client"]): Promise<string[]> {
-  const links = JSON.parse(await ns.run("ip", ["-j", "link", "show"])) as { ifname: string }[];
-  return links.map((l) => l.ifname).filter((n) => n !== "lo");
-}
+const status = lbStatus;
 
 test("packet path, toa: nginx with toa load logs the client (IPv4 and IPv6); the balancer holds no socket", async (t) => {
   if (!requireRoot(t)) return;
@@ -73,9 +64,9 @@ test("packet path: full checksums (offload off) are rewritten right, a server th
   const topo = await createTopology(t);
   // The client computes full TCP checksums, and the backend verifies every one it receives: a wrong
   // checksum after NAT or after the TOA insertion means no connection at all.
-  for (const d of await devices(topo.client)) await topo.client.run("ethtool", ["-K", d, "tx", "off"]);
-  for (const d of await devices(topo.backends)) await topo.backends.run("ethtool", ["-K", d, "rx", "off", "tx", "off"]);
-  for (const d of await devices(topo.balancer)) await topo.balancer.run("ethtool", ["-K", d, "tx", "off"]);
+  await ethtool(topo.client, "tx", "off");
+  await ethtool(topo.backends, "rx", "off", "tx", "off");
+  await ethtool(topo.balancer, "tx", "off");
   const backendCg = createTestCgroup(t, "toa-pk-sf");
   const pinDir = join("/sys/fs/bpf", uniqueName("toa-pksf"));
   t.after(() => unloadReceiver(pinDir));
