@@ -5,7 +5,7 @@
  */
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { BpfError, SyscallError } from "./errors.js";
-import { BpfCommand, bpf, bpfTry, syscalls } from "./syscall.js";
+import { BpfCommand, bpf, bpfTry, linkDetach, syscalls } from "./syscall.js";
 import { AttachType, type AttachTypeName, type Program, programInfo } from "./program.js";
 import { objGet, objPin } from "./map.js";
 
@@ -93,9 +93,7 @@ export class CgroupAttachment {
   detach(): void {
     if (this.closed) return;
     if (this.mode === "link") {
-      const attr = Buffer.alloc(4);
-      attr.writeUInt32LE(this.linkFd, 0);
-      bpfTry(BpfCommand.LINK_DETACH, attr, 4);
+      linkDetach(this.linkFd);
     } else {
       const cg = openCgroup(this.cgroupPath);
       try {

@@ -12,7 +12,7 @@
  */
 import { closeSync } from "node:fs";
 import { BpfError, SyscallError, UnsupportedFeatureError } from "./errors.js";
-import { BpfCommand, bpf, bpfTry, syscalls } from "./syscall.js";
+import { BpfCommand, bpf, bpfTry, linkDetach, syscalls } from "./syscall.js";
 import { AttachType, ProgramType, type Program } from "./program.js";
 import { objPin } from "./map.js";
 import {
@@ -123,9 +123,7 @@ export class TcAttachment {
   detach(): void {
     if (this.detached) return;
     if (this.mode === "tcx") {
-      const attr = Buffer.alloc(4);
-      attr.writeUInt32LE(this.linkFd, 0);
-      bpfTry(BpfCommand.LINK_DETACH, attr, 4);
+      linkDetach(this.linkFd);
       closeSync(this.linkFd);
       this.linkFd = -1;
       this.detached = true;
