@@ -140,10 +140,6 @@ listeners:
   - { name: none-bulk, listen: "${ADDR.lb4}:7001", pool: bulk, mode: none }
   - { name: v2-rr, listen: "${ADDR.lb4}:7100", pool: rr2, mode: proxy-v2 }
   - { name: v2-bulk, listen: "${ADDR.lb4}:7101", pool: bulk2, mode: proxy-v2 }
-  - { name: k-none-rr, listen: "${ADDR.lb4}:7200", pool: rr, mode: none, dataPath: kernel }
-  - { name: k-none-bulk, listen: "${ADDR.lb4}:7201", pool: bulk, mode: none, dataPath: kernel }
-  - { name: k-v2-rr, listen: "${ADDR.lb4}:7300", pool: rr2, mode: proxy-v2, dataPath: kernel }
-  - { name: k-v2-bulk, listen: "${ADDR.lb4}:7301", pool: bulk2, mode: proxy-v2, dataPath: kernel }
   - { name: p-none-rr, listen: "${ADDR.lb4}:7400", pool: rrp, mode: none, dataPath: packet }
   - { name: p-none-bulk, listen: "${ADDR.lb4}:7401", pool: bulkp, mode: none, dataPath: packet }
   - { name: p-toa-rr, listen: "${ADDR.lb4}:7600", pool: rrp, mode: toa, dataPath: packet }
@@ -210,8 +206,6 @@ method: three netns (client → balancer → backend) on veth; one Node backend 
     ["toa lb, none", 7000, lb.proc.pid],
     ["HAProxy, proxy-v2", 8100, ha.pid],
     ["toa lb, proxy-v2", 7100, lb.proc.pid],
-    ["toa lb kernel, none", 7200, lb.proc.pid],
-    ["toa lb kernel, proxy-v2", 7300, lb.proc.pid],
     ["toa lb packet, none", 7400, lb.proc.pid],
     ["toa lb packet, toa", 7600, lb.proc.pid],
     ...(raw ? ([["Node raw tcp_wrap relay (floor, not toa lb), none", 7500, raw.pid]] as const) : []),
@@ -254,8 +248,8 @@ method: three netns (client → balancer → backend) on veth; one Node backend 
     const mem = r === direct ? "-" : `${fmt(memPerConn(r) / 1024, 1)} KiB (${fmt(Math.max(0, r.bytesPerConn ?? 0) / 1024, 1)} + ${fmt((Math.max(0, r.slabPerConn - direct.slabPerConn) + (r.tablePerConn ?? 0)) / 1024, 1)})`;
     console.log(`| ${name} | ${fmt(r.cps)} | ${fmt(r.mbps)} | ${added(r.p50, direct.p50)} | ${added(r.p99, direct.p99)} | ${mem} | ${r.cpuPerConn === undefined ? "-" : fmt(r.cpuPerConn)} | ${fmt(r.machinePerConn)} | ${r.cpuPerMB === undefined ? "-" : fmt(r.cpuPerMB)} | ${fmt(r.machinePerMB)} |`);
   }
-  console.log("\nratios toa lb (JS relay or kernel data path) / HAProxy (>1 = toa lb higher; for latency and memory lower is better):");
-  for (const [lbName, mode, haMode = mode] of [["toa lb", "none"], ["toa lb", "proxy-v2"], ["toa lb kernel", "none"], ["toa lb kernel", "proxy-v2"], ["toa lb packet", "none"], ["toa lb packet", "toa", "none"]]) {
+  console.log("\nratios toa lb (JS relay or packet path) / HAProxy (>1 = toa lb higher; for latency and memory lower is better):");
+  for (const [lbName, mode, haMode = mode] of [["toa lb", "none"], ["toa lb", "proxy-v2"], ["toa lb packet", "none"], ["toa lb packet", "toa", "none"]]) {
     const h = rows.find(([n]) => n === `HAProxy, ${haMode}`)?.[1];
     const t = rows.find(([n]) => n === `${lbName}, ${mode}`)?.[1];
     if (!h || !t) continue;

@@ -16,13 +16,21 @@ export type ClientAddressMode = "toa" | "proxy-v1" | "proxy-v2" | "none";
 export const CLIENT_ADDRESS_MODES: readonly ClientAddressMode[] = ["toa", "proxy-v1", "proxy-v2", "none"];
 
 /**
- * Where a listener's bytes are relayed: `packet` (no socket on the balancer: a tc program rewrites
- * each packet, full NAT like LVS FULLNAT, src/programs/nat.ts + src/lb/packet/), `kernel` (sockmap +
- * sk_skb verdict program, src/lb/splice.ts), `js` (src/lb/relay.ts), or `auto`: kernel when the
- * kernel data path can be opened, else js.
+ * How a listener forwards: `packet` (no socket on the balancer: a tc program rewrites each packet,
+ * full NAT like LVS FULLNAT, src/programs/nat.ts + src/lb/packet/) or `js` (two sockets per
+ * connection, bytes relayed by src/lb/relay.ts).
  */
-export type DataPath = "auto" | "packet" | "kernel" | "js";
-export const DATA_PATHS: readonly DataPath[] = ["auto", "packet", "kernel", "js"];
+export type DataPath = "packet" | "js";
+export const DATA_PATHS: readonly DataPath[] = ["packet", "js"];
+/**
+ * Values earlier versions took, with why they are gone: a config that still names one is refused
+ * with this text rather than a bare "must be one of".
+ */
+const REMOVED_DATA_PATHS: Readonly<Record<string, string>> = {
+  kernel:
+    "the sockmap relay was removed: it was slower than js on every measured figure, applied no backpressure, and duplicated bytes under concurrent bulk transfers on Linux 6.18; use packet (modes toa and none) or js",
+  auto: "auto chose the removed sockmap relay; use packet (modes toa and none) or js",
+};
 
 /** Settings of the packet data path (top-level `packet:`). */
 export interface PacketConfig {
@@ -177,6 +185,12 @@ class Checker {
     }
     return ms;
   }
+  dataPath(v: unknown, path: string, def: DataPath): DataPath {
+    const removed = typeof v === "string" ? REMOVED_DATA_PATHS[v] : undefined;
+    if (removed === undefined) return this.oneOf(v, path, def, DATA_PATHS);
+    this.add(path, `${JSON.stringify(v)} is no longer a data path: ${removed}`);
+    return def;
+  }
   oneOf<T extends string>(v: unknown, path: string, def: T, allowed: readonly T[]): T {
     if (v === undefined) return def;
     if (typeof v === "string" && (allowed as readonly string[]).includes(v)) return v as T;
@@ -214,7 +228,7 @@ export function validateConfig(raw: unknown, source: string): LbConfig {
   const top = c.object(raw ?? undefined, "");
   if (!top) throw new ConfigError(source, c.issues);
   c.keys(top, "", ["listeners", "pools", "admin", "timeouts", "drainTimeout", "dataPath", "packet"]);
-  const dataPath = c.oneOf(top.dataPath, "dataPath", DEFAULTS.dataPath, DATA_PATHS);
+  const dataPath = c.dataPath(top.dataPath, "dataPath", DEFAULTS.dataPath);
 
   // Timeouts shared by every listener unless it sets its own.
   let connectTimeoutMs: number = DEFAULTS.connectTimeoutMs;
@@ -293,7 +307,7 @@ export function validateConfig(raw: unknown, source: string): LbConfig {
       }
       if (name && listeners.some((x) => x.name === name)) c.add(`${path}.name`, `duplicate listener name ${JSON.stringify(name)}`);
       if (listen && pool && name) {
-        const lDataPath = c.oneOf(l.dataPath, `${path}.dataPath`, dataPath, DATA_PATHS);
+        const lDataPath = c.dataPath(l.dataPath, `${path}.dataPath`, dataPath);
         if (lDataPath === "packet") checkPacketListener(c, path, listen, mode, pools[pool]);
         listeners.push(Object.freeze({ name, listen, pool, mode, toaKind, connectTimeoutMs: lConnect, idleTimeoutMs: lIdle, dataPath: lDataPath }));
       }

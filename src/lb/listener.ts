@@ -15,7 +15,6 @@ import { LbError } from "./errors.js";
 import type { Pool } from "./pool.js";
 import { proxyHeader } from "./proxy-header.js";
 import { adoptReader, RelayReader, relay, type RelayOptions } from "./relay.js";
-import { type KernelDataPath, kernelDataPath, kernelDataPathError } from "./splice.js";
 
 /** Counters of one listener. */
 export interface ListenerStats {
@@ -59,10 +58,6 @@ export class Listener {
   /** Bind and listen; rejects with LB_ERR_LISTEN naming the address. */
   listen(): Promise<void> {
     const { address, port } = this.config.listen;
-    if (this.config.dataPath === "kernel" && !kernelDataPath()) {
-      const why = kernelDataPathError()?.message ?? "unavailable";
-      return Promise.reject(new LbError("LB_ERR_LISTEN", `listener ${this.name}: dataPath kernel: the kernel data path (sockmap) cannot be opened: ${why}; use dataPath js or auto`));
-    }
     return new Promise((resolve, reject) => {
       const onError = (e: Error): void => reject(new LbError("LB_ERR_LISTEN", `listener ${this.name}: cannot listen on ${formatEndpoint(this.config.listen)}: ${e.message}`, { cause: e }));
       this.server.once("error", onError);
@@ -107,9 +102,8 @@ export class Listener {
     const pool = this.deps.pool(cfg.pool);
     const writer = cfg.mode === "toa" ? this.deps.writer() : null;
     const deadline = Date.now() + cfg.connectTimeoutMs;
-    // The JS relay reads backends into its own buffers (onread); the kernel path needs plain sockets.
-    const kernel = this.kernel();
-    const reader = kernel ? undefined : new RelayReader();
+    // The relay reads backends into its own buffers (onread): no allocation per read.
+    const reader = new RelayReader();
     const tried = new Set<Backend>();
     const hashed = pool?.config.scheduler === "source-hash";
     let conn: BackendConnection | undefined;
@@ -126,7 +120,7 @@ export class Listener {
           client: writer ? clientAddr() : { address: "", port: 0 },
           toa: writer ? { writer, kind: cfg.toaKind } : undefined,
           timeoutMs: deadline - Date.now(),
-          onread: reader?.onread,
+          onread: reader.onread,
         });
         break;
       } catch (e) {
@@ -175,15 +169,8 @@ export class Listener {
         if (how !== "closed" && log.isLevelEnabled("debug")) log.debug({ listener: cfg.name, backend: b.id, client: formatEndpoint(clientAddr()), how, err: error?.message }, "connection ended");
       },
     };
-    // Kernel data path (sockmap) when the listener's dataPath allows it; the JS relay otherwise.
-    if (kernel?.splice(client, upstream, relayOpts)) return;
     const clientReader = new RelayReader();
     relay(client, upstream, relayOpts, reader, adoptReader(client, clientReader) ? clientReader : undefined);
     client.resume();
-  }
-
-  /** The kernel data path for this listener's connections, or null for the JS relay. */
-  private kernel(): KernelDataPath | null {
-    return this.config.dataPath === "js" ? null : kernelDataPath();
   }
 }
