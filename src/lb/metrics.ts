@@ -68,7 +68,7 @@ export function createMetrics(readSnapshot: Snap): Registry {
     set({ result: "ok" }, s.reloads);
     set({ result: "failed" }, s.reloadFailures);
   });
-  counter("toa_lb_packet_events_total", "Packet data path counters (flows_created, no_backend, ports_exhausted, toa_skipped_*, toa_failed, redirect_failed).", ["event"], (s, set) => {
+  counter("toa_lb_packet_events_total", "Packet data path counters (flows_created, no_backend, ports_exhausted, toa_skipped_*, toa_failed, redirect_failed, flows_replaced).", ["event"], (s, set) => {
     for (const [k, v] of Object.entries(s.packet?.counters ?? {})) set({ event: k }, v);
   });
   gauge("toa_lb_packet_table_entries", "nat_flows entries at the last sweep (two per connection).", [], (s, set) => s.packet && set({}, s.packet.entries));

@@ -118,6 +118,11 @@ export const NatCounter = {
   toa_failed: 5,
   /** Packets bpf_redirect_neigh refused (no route or device). */
   redirect_failed: 6,
+  /**
+   * Finished connections replaced by a new SYN on their 4-tuple (the client reused its port before
+   * the sweep removed them): they end here, not in the sweep's counts.
+   */
+  flows_replaced: 7,
 } as const;
 export const NAT_GLOBAL_COUNTERS = 16;
 

@@ -666,11 +666,12 @@ function family(f: Family): Item[] {
     mov(R2, FP),
     add(R2, S.rkey),
     call("map_lookup_elem"),
-    jeq(R0, 0, `n${f.name}_new`),
+    jeq(R0, 0, `${p}_reuse`), // its other direction gone: finished too (the delete below finds nothing)
     ldx("B", R1, R0, FlowValue.flags),
     jset(R1, FlowFlag.FIN | FlowFlag.RST, `${p}_reuse`),
     ja(`f${f.name}_flow`),
     label(`${p}_reuse`),
+    ...counterAdd(`${p}_rp`, NatCounter.flows_replaced),
     ldMap(R1, NatMapName.flows),
     mov(R2, FP),
     add(R2, S.rkey),

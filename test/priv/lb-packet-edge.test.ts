@@ -373,6 +373,8 @@ print(json.dumps(res))
   }
   const s = await status(topo);
   assert.equal(s.packet!.counters.flows_created, 8, JSON.stringify(s.packet!.counters));
+  // closedTimeout 30s: each old connection was still in the tables when its port came back.
+  assert.equal(s.packet!.counters.flows_replaced, 4, JSON.stringify(s.packet!.counters));
 });
 
 /**
