@@ -107,6 +107,20 @@ function copy(dst: asm.Register, dOff: number, src: asm.Register, sOff: number, 
   return words(bytes).flatMap((o) => [ldx("W", R1, src, sOff + o), stx("W", dst, dOff + o, R1)]);
 }
 
+/**
+ * The fields both directions' flow values (at `fp + at`) share: the backend (r9), the direction, the
+ * service's id (r8 = &nat_service) and the creation time (r0). Clobbers r1.
+ */
+function flowShared(at: number, dir: number): Item[] {
+  return [
+    stx("W", FP, at + FlowValue.backend, R9),
+    st("B", FP, at + FlowValue.dir, dir),
+    ldx("W", R1, R8, ServiceValue.id),
+    stx("B", FP, at + FlowValue.service, R1),
+    stx("DW", FP, at + FlowValue.createdNs, R0),
+  ];
+}
+
 /** `nat_counters[index] += value` where index is a register or constant; value a register or 1. Clobbers r0-r5. */
 function counterAdd(prefix: string, index: asm.Register | number, value: asm.Register | number = 1): Item[] {
   return [
@@ -274,11 +288,7 @@ function newConnection(f: Family): Item[] {
     stx("H", FP, S.fval + FlowValue.dport, R1),
     ldx("W", R1, R7, BackendValue.ifindex),
     stx("W", FP, S.fval + FlowValue.ifindex, R1),
-    stx("W", FP, S.fval + FlowValue.backend, R9),
-    st("B", FP, S.fval + FlowValue.dir, FlowDir.TO_BACKEND),
-    ldx("W", R1, R8, ServiceValue.id),
-    stx("B", FP, S.fval + FlowValue.service, R1),
-    stx("DW", FP, S.fval + FlowValue.createdNs, R0),
+    ...flowShared(S.fval, FlowDir.TO_BACKEND),
     ldx("B", R1, R8, ServiceValue.toaKind),
     jeq(R1, 0, `${p}_no_toa`),
     st("B", FP, S.fval + FlowValue.flags, FlowFlag.TOA_PENDING),
@@ -293,11 +303,7 @@ function newConnection(f: Family): Item[] {
     stx("H", FP, S.rval + FlowValue.dport, R1),
     ldx("W", R1, R6, Skb.ifindex),
     stx("W", FP, S.rval + FlowValue.ifindex, R1),
-    stx("W", FP, S.rval + FlowValue.backend, R9),
-    st("B", FP, S.rval + FlowValue.dir, FlowDir.TO_CLIENT),
-    ldx("W", R1, R8, ServiceValue.id),
-    stx("B", FP, S.rval + FlowValue.service, R1),
-    stx("DW", FP, S.rval + FlowValue.createdNs, R0),
+    ...flowShared(S.rval, FlowDir.TO_CLIENT),
     ...zero(S.rkey, FlowKey.size),
     ...copy(FP, S.rkey + FlowKey.saddr, R7, BackendValue.addr, 16),
     ...copy(FP, S.rkey + FlowKey.daddr, R7, BackendValue.local, 16),
