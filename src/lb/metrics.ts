@@ -72,6 +72,7 @@ export function createMetrics(readSnapshot: Snap): Registry {
     for (const [k, v] of Object.entries(s.packet?.counters ?? {})) set({ event: k }, v);
   });
   gauge("toa_lb_packet_table_entries", "nat_flows entries at the last sweep (two per connection).", [], (s, set) => s.packet && set({}, s.packet.entries));
+  gauge("toa_lb_packet_table_capacity", "nat_flows size (2 × packet.maxConnections); past it the kernel evicts the least recently used connections.", [], (s, set) => s.packet && set({}, s.packet.maxConnections * 2));
   gauge("toa_lb_draining", "1 while draining after SIGTERM.", [], (s, set) => set({}, s.draining ? 1 : 0));
   return registry;
 }

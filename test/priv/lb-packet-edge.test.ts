@@ -531,6 +531,53 @@ except OSError as e:
   assert.match(client.output(), /error ConnectionResetError after 0\.\d s/, client.output());
 });
 
+test("packet path: a flow table 80% full is warned on the status page, /status.json and /metrics; the warning goes once connections close", T, async (t) => {
+  if (!requireRoot(t)) return;
+  const topo = await createTopology(t);
+  await startServer(t, topo, ADDR.backend4[0], 7000);
+  // 16 connections = 32 entries; 13 open = 26 entries (81%).
+  const config = writeConfig(topo, "lb-capacity.yaml", `
+admin: ${ADMIN}
+dataPath: packet
+packet: { maxConnections: 16, closedTimeout: 1s }
+listeners:
+  - { name: web, listen: "${ADDR.lb4}:7000", pool: web, mode: none }
+pools:
+  web: { backends: [ "${ADDR.backend4[0]}:7000" ] }
+`);
+  await startLb(t, topo, ["--config", config], [ADMIN]);
+  const clients = topo.client.start(t, PY, ["-u", "-c", `
+import socket, sys
+cs = [socket.create_connection(("${ADDR.lb4}", 7000), timeout=5) for _ in range(13)]
+for c in cs:
+    c.sendall(b"x\\n"); c.recv(100)
+print("open", flush=True)
+sys.stdin.readline()
+for c in cs: c.close()
+print("closed", flush=True)
+`], { stdio: ["pipe", "pipe", "pipe"] });
+  await waitFor("13 connections open", () => {
+    if (clients.child.exitCode !== null) throw new Error(`client exited: ${clients.output()}`);
+    return clients.output().includes("open");
+  }, 10_000);
+  const full = await waitFor("the warning", async () => {
+    const s = await status(topo);
+    return s.packet!.warnings.some((w) => w.includes("nat_flows")) ? s : undefined;
+  }, 5000);
+  assert.equal(full!.packet!.entries, 26);
+  assert.ok(full!.packet!.warnings.some((w) => /nat_flows is 81% full \(26 of 32 entries.*raise packet\.maxConnections/.test(w)), full!.packet!.warnings.join(" | "));
+  const metrics = await topo.balancer.run("curl", ["-sS", `http://${ADMIN}/metrics`]);
+  assert.match(metrics, /^toa_lb_packet_table_capacity 32$/m);
+  assert.match(metrics, /^toa_lb_packet_table_entries 26$/m);
+  clients.child.stdin!.write("go\n");
+  await waitFor("connections closed", () => clients.output().includes("closed"), 5000);
+  const after = await waitFor("the warning to go", async () => {
+    const s = await status(topo);
+    return s.packet!.entries === 0 ? s : undefined;
+  }, 6000);
+  assert.deepEqual(after!.packet!.warnings.filter((w) => w.includes("nat_flows")), []);
+});
+
 test("packet path: a backend that refuses resets the client at once (rst sweep); one that black-holes SYNs is a connect error after timeouts.connect", T, async (t) => {
   if (!requireRoot(t)) return;
   const topo = await createTopology(t);

@@ -25,6 +25,9 @@ import { SWEEP_REASONS, type SweepResult } from "./flows.js";
 const run = promisify(execFile);
 const FILTER_NAME = "toa:nat";
 const SWEEP_MS = 1000;
+/** The flow table's fill at which the status warns (eviction is near), and below which it stops. */
+const CAPACITY_WARN_AT = 0.8;
+const CAPACITY_CLEAR_AT = 0.7;
 
 /** Packet-path figures of one backend, for the status page and metrics. */
 export interface PacketBackendFigures {
@@ -78,6 +81,8 @@ export class PacketDataPath {
   private healthKey = "";
   private stopped = false;
   private warnings: string[] = [];
+  /** Set while the flow table is nearly full (see {@link checkCapacity}). */
+  private capacityWarning: string | undefined;
   private lastSweep: SweepResult | null = null;
   private readonly connectFailures = new Map<number, number>();
   private readonly removedTotal = Object.fromEntries(SWEEP_REASONS.map((r) => [r, 0])) as SweepResult["removedBy"];
@@ -253,7 +258,24 @@ export class PacketDataPath {
     for (const [i, n] of r.connectFailures) this.connectFailures.set(i, (this.connectFailures.get(i) ?? 0) + n);
     for (const k of SWEEP_REASONS) this.removedTotal[k] += r.removedBy[k];
     this.lastSweep = r;
+    this.checkCapacity(r.entries);
     return r;
+  }
+
+  /**
+   * Warn while nat_flows is nearly full: beyond its size the kernel's LRU evicts the least recently
+   * used entries, and those connections stop being forwarded with no error anywhere. On from
+   * CAPACITY_WARN_AT, off again below CAPACITY_CLEAR_AT (no flapping around one figure).
+   */
+  private checkCapacity(entries: number): void {
+    const size = this.config.maxConnections * 2;
+    const was = this.capacityWarning;
+    if (entries >= size * CAPACITY_WARN_AT) {
+      this.capacityWarning =
+        `packet data path: nat_flows is ${Math.round((100 * entries) / size)}% full (${entries} of ${size} entries, two per connection): ` +
+        `beyond it the kernel evicts the least recently used connections, which then break; raise packet.maxConnections (needs a restart)`;
+      if (!was) this.log.warn(this.capacityWarning);
+    } else if (entries < size * CAPACITY_CLEAR_AT) this.capacityWarning = undefined;
   }
 
   /** Connections in the tables at the last sweep. */
@@ -313,7 +335,7 @@ export class PacketDataPath {
       counters: counters.global,
       removed: { ...this.removedTotal },
       tableBytes: Object.values(this.tables.maps).reduce((n, m) => n + memlock(m.fd), 0),
-      warnings: this.warnings,
+      warnings: this.capacityWarning ? [...this.warnings, this.capacityWarning] : this.warnings,
     };
   }
 
