@@ -10,6 +10,7 @@ import { parse as parseYaml } from "yaml";
 import { type Endpoint, formatEndpoint, parseEndpoint } from "./endpoint.js";
 import { parseDuration } from "./duration.js";
 import { ConfigError, type ConfigIssue } from "./errors.js";
+import { SLOTS as PACKET_SLOTS } from "../programs/nat-layout.js";
 
 /** How a listener passes the client address to the backend. */
 export type ClientAddressMode = "toa" | "proxy-v1" | "proxy-v2" | "none";
@@ -350,6 +351,14 @@ function checkPacketListener(c: Checker, path: string, listen: Endpoint, mode: C
     c.add(`${path}.dataPath`, `packet: pool ${pool.name} uses least-connections, which needs per-connection bookkeeping the kernel tables don't do; use round-robin, weighted-round-robin or source-hash`);
   }
   const family = isIP(listen.address);
+  // One slot-table entry per (local address, backend): nat_slots has PACKET_SLOTS per listener.
+  const locals = Math.max(1, pool.sourceAddresses.filter((a) => isIP(a) === family).length);
+  if (pool.backends.length * locals > PACKET_SLOTS) {
+    c.add(
+      `${path}.dataPath`,
+      `packet: pool ${pool.name} has ${pool.backends.length} backends × ${locals} sourceAddresses = ${pool.backends.length * locals} slot entries, at most ${PACKET_SLOTS}; use fewer sourceAddresses or split the pool`,
+    );
+  }
   const other = pool.backends.filter((b) => isIP(b.address) !== family);
   if (family !== 0 && other.length > 0) {
     c.add(`${path}.dataPath`, `packet: backend ${other[0].id} is IPv${isIP(other[0].address)} but the listener is IPv${family}; the packet path translates addresses, not families (use dataPath js)`);

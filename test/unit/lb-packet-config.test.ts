@@ -40,6 +40,13 @@ test("dataPath packet refuses what it can't do, naming the field and the way out
   assert.match(refused(base({}, {}, { packet: { mtu: 100 } })), /packet\.mtu/);
   assert.match(refused(base({}, {}, { packet: { interfaces: "eth0" } })), /packet\.interfaces: must be a list of device names/);
   assert.match(refused(base({}, {}, { packet: { ports: 1 } })), /packet/);
+  // 130 backends × 2 local addresses: 260 slot entries, 256 at most; one address is fine.
+  const many = Array.from({ length: 130 }, (_, i) => `203.0.113.${i + 1}:80`);
+  assert.match(
+    refused(base({}, { backends: many, sourceAddresses: ["198.51.100.1", "198.51.100.2"] })),
+    /listeners\[0\]\.dataPath: packet: pool web has 130 backends × 2 sourceAddresses = 260 slot entries, at most 256; use fewer sourceAddresses or split the pool/,
+  );
+  assert.doesNotThrow(() => validateConfig(base({}, { backends: many, sourceAddresses: ["198.51.100.1", "2001:db8::1"] }), "lb.yaml"));
 });
 
 test("the NAT program: a tc program that redirects, grows the packet for the TOA and fixes checksums", () => {

@@ -211,11 +211,16 @@ export class PacketDataPath {
         toaKind: l.mode === "toa" ? l.toaKind : 0,
         portRange: pool.config.sourcePorts,
         mtu: this.config.mtu,
-        backends: pool.backends.map((b, i) => {
-          const route = this.routes.get(b.address);
-          if (!route) throw new LbError("LB_ERR_LISTEN", `backend ${b.id}: no route resolved (reload to retry)`);
-          return { id: b.id, addr: b.address, port: b.port, weight: b.weight, healthy: b.healthy, local: own.length > 0 ? own[i % own.length] : route.src, ifindex: route.ifindex };
-        }),
+        // Every local address of the family serves every backend, each with the whole port range
+        // (LVS FULLNAT's local address pool): a backend takes addresses × ports connections. One
+        // entry per (local, backend), local-major, so round robin still alternates backends.
+        backends: (own.length > 0 ? own : [undefined]).flatMap((local) =>
+          pool.backends.map((b) => {
+            const route = this.routes.get(b.address);
+            if (!route) throw new LbError("LB_ERR_LISTEN", `backend ${b.id}: no route resolved (reload to retry)`);
+            return { id: b.id, hashId: own.length > 1 ? `${b.id}|${local}` : b.id, addr: b.address, port: b.port, weight: b.weight, healthy: b.healthy, local: local ?? route.src, ifindex: route.ifindex };
+          }),
+        ),
       };
     });
   }

@@ -30,8 +30,13 @@ import { canonicalAddress, decodeBackendValue, decodeServiceKey, decodeServiceVa
 
 /** A backend of a service on the packet path. */
 export interface NatBackendSpec {
-  /** Stable text (`addr:port` from the config): the source-hash permutations derive from it. */
+  /** Stable text (`addr:port` from the config): the status sums a backend's figures by it. */
   readonly id: string;
+  /**
+   * Identity of this entry's source-hash permutation (default `id`): distinct for the entries of one
+   * backend reached from several local addresses.
+   */
+  readonly hashId?: string;
   readonly addr: string;
   readonly port: number;
   /** 0 = no new connections. */
@@ -246,7 +251,7 @@ export class NatTables {
     const applied: AppliedService[] = [];
     for (const p of planned) {
       const id = ids.get(p.key)!;
-      const table = fillSlots(p.spec.scheduler, p.backends.map((b) => ({ index: index.get(b.key)!, id: b.spec.id, weight: b.spec.weight, healthy: b.spec.healthy })));
+      const table = fillSlots(p.spec.scheduler, p.backends.map((b) => ({ index: index.get(b.key)!, id: b.spec.hashId ?? b.spec.id, weight: b.spec.weight, healthy: b.spec.healthy })));
       const value = encodeServiceValue(
         { id, slots: table.filled, scheduler: p.scheduler, toaKind: p.spec.toaKind, portFirst: p.spec.portRange.first, portCount: p.spec.portRange.last - p.spec.portRange.first + 1, mtu: p.spec.mtu },
         m.services.lookup(p.keyBytes),
@@ -390,8 +395,9 @@ function plan(s: NatServiceSpec, path: string): Planned {
   const backends = (s.backends ?? []).map((b, j) => {
     const bp = `backends[${j}]`;
     if (typeof b.id !== "string" || b.id === "") throw bad(`${bp}.id`, "must be a non-empty string");
-    if (ids.has(b.id)) throw bad(`${bp}.id`, `${b.id} is listed twice`);
-    ids.add(b.id);
+    const entry = b.hashId ?? b.id;
+    if (ids.has(entry)) throw bad(`${bp}.id`, `${entry} is listed twice`);
+    ids.add(entry);
     if (!int(b.port, 1, 65535)) throw bad(`${bp}.port`, `must be an integer 1..65535, got ${b.port}`);
     if (!int(b.weight, 0, Number.MAX_SAFE_INTEGER)) throw bad(`${bp}.weight`, `must be an integer >= 0, got ${b.weight}`);
     if (typeof b.healthy !== "boolean") throw bad(`${bp}.healthy`, `must be true or false, got ${b.healthy}`);
