@@ -98,7 +98,7 @@ export interface ListenerConfig {
   readonly toaKind: number;
   readonly connectTimeoutMs: number;
   readonly idleTimeoutMs: number;
-  /** Where bytes are relayed (docs/lb.md "Kernel data path"). */
+  /** How this listener forwards (docs/lb.md "Packet data path" and "Relay"). */
   readonly dataPath: DataPath;
 }
 

@@ -6,7 +6,7 @@
  *
  * - Backpressure: a side is paused while the other's write buffer is above its highWaterMark
  *   (16 KiB), so a connection holds at most about one read chunk (64 KiB) plus that per direction.
- * - Fast reads (backend sockets opened with {@link relayReader}): Node reads straight into a
+ * - Fast reads (backend sockets opened with `onread: new RelayReader().onread`): Node reads straight into a
  *   buffer of ours (`onread`), skipping the Readable stream machinery. Small reads land in one
  *   buffer shared by every socket and are copied out before the next read; a socket whose reads
  *   fill it gets its own 64 KiB buffer, written to the peer without a copy. That buffer is reused
@@ -224,11 +224,6 @@ export function adoptReader(socket: Socket, reader: RelayReader): boolean {
   o[onreadSymbols.gen] = reader.onread.buffer;
   handle.useUserBuffer(buf);
   return true;
-}
-
-/** Relay bytes read by a backend socket opened with `onread: reader.onread` (see {@link RelayReader}). */
-export function relayReader(): RelayReader {
-  return new RelayReader();
 }
 
 /**
