@@ -1,9 +1,11 @@
 /** Config validation: good configs become frozen objects, bad ones name the file, the field and what is allowed. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parse as parseYaml } from "yaml";
 import { loadConfigFile, validateConfig } from "../../src/lb/config.js";
 import { ConfigError } from "../../src/lb/errors.js";
 import { parseEndpoint } from "../../src/lb/endpoint.js";
@@ -151,4 +153,20 @@ test("dataPath: global default js, per-listener override, bad and removed values
   assert.throws(() => validateConfig({ dataPath: "fast", listeners: [{ listen: "192.0.2.2:80" }], pools }, "t"), /dataPath: must be one of packet, js; got "fast"/);
   assert.throws(() => validateConfig({ dataPath: "kernel", listeners: [{ listen: "192.0.2.2:80" }], pools }, "t"), /dataPath: "kernel" is no longer a data path: the sockmap relay was removed: .* use packet \(modes toa and none\) or js/);
   assert.throws(() => validateConfig({ listeners: [{ listen: "192.0.2.2:80", dataPath: "auto" }], pools }, "t"), /listeners\[0\]\.dataPath: "auto" is no longer a data path/);
+});
+
+test("the YAML blocks of docs/lb.md are configs toa lb accepts (the reference stays true)", () => {
+  // dist/test/unit → the repository's docs/lb.md.
+  const doc = readFileSync(join(dirname(fileURLToPath(import.meta.url)), "../../../docs/lb.md"), "utf8");
+  const blocks = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]);
+  assert.ok(blocks.length >= 1, "docs/lb.md has YAML examples");
+  const reference = blocks[0];
+  const c = validateConfig(parseYaml(reference), "docs/lb.md");
+  assert.deepEqual(c.listeners.map((l) => l.name), ["web", "web6"]);
+  // The packet block is a fragment: it is valid merged into the reference, with IPv4 backends only.
+  const packet = parseYaml(blocks.find((b) => b.startsWith("dataPath: packet"))!) as Record<string, unknown>;
+  const merged = { ...(parseYaml(reference) as Record<string, unknown>), ...packet };
+  (merged.pools as { web: { backends: unknown[] } }).web.backends = ["203.0.113.10:80"];
+  (merged.listeners as unknown[]).splice(1);
+  assert.equal(validateConfig(merged, "docs/lb.md").listeners[0].dataPath, "packet");
 });

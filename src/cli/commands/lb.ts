@@ -68,7 +68,7 @@ function buildConfig(o: LbOptions): LbConfig {
 function summary(c: LbConfig): string {
   const backends = Object.values(c.pools).reduce((n, p) => n + p.backends.length, 0);
   const lines = [`${c.source}: ok: ${c.listeners.length} listener(s), ${Object.keys(c.pools).length} pool(s), ${backends} backend(s)`];
-  for (const l of c.listeners) lines.push(`  ${l.name}: ${formatEndpoint(l.listen)} (${l.mode === "toa" ? `toa kind ${l.toaKind}` : l.mode}) → ${l.pool} [${c.pools[l.pool].scheduler}: ${c.pools[l.pool].backends.map((b) => (b.weight === 1 ? b.id : `${b.id}*${b.weight}`)).join(", ")}]`);
+  for (const l of c.listeners) lines.push(`  ${l.name}: ${formatEndpoint(l.listen)} (${l.mode === "toa" ? `toa kind ${l.toaKind}` : l.mode}${l.dataPath === "packet" ? ", packet path" : ""}) → ${l.pool} [${c.pools[l.pool].scheduler}: ${c.pools[l.pool].backends.map((b) => (b.weight === 1 ? b.id : `${b.id}*${b.weight}`)).join(", ")}]`);
   if (c.admin) lines.push(`  admin: http://${formatEndpoint(c.admin)}/`);
   return lines.join("\n");
 }
