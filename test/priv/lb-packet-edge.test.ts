@@ -578,44 +578,55 @@ print("closed", flush=True)
   assert.deepEqual(after!.packet!.warnings.filter((w) => w.includes("nat_flows")), []);
 });
 
-test("packet path: every sourceAddress serves every backend with the whole port range (addresses × ports connections per backend), then SYNs are refused and counted", T, async (t) => {
+test("packet path: every sourceAddress serves every backend with the whole port range (addresses × ports connections per backend), then SYNs are refused and counted; IPv4 and IPv6", T, async (t) => {
   if (!requireRoot(t)) return;
   const topo = await createTopology(t);
-  // A second local address on the balancer's device towards the backends.
-  const second = "203.0.113.2";
+  // A second local address of each family on the balancer's device towards the backends.
+  const second = { 4: "203.0.113.2", 6: "2001:db8:2::2" };
   const dev = (await topo.balancer.run("ip", ["-o", "-4", "addr", "show"])).split("\n").find((l) => l.includes(` ${ADDR.lbInside4}/`))!.split(/\s+/)[1];
-  await topo.balancer.run("ip", ["addr", "add", `${second}/24`, "dev", dev]);
+  await topo.balancer.run("ip", ["addr", "add", `${second[4]}/24`, "dev", dev]);
+  await topo.balancer.run("ip", ["-6", "addr", "add", `${second[6]}/64`, "dev", dev, "nodad"]);
   await startServer(t, topo, ADDR.backend4[0], 7000);
+  await startServer(t, topo, ADDR.backend6[0], 7000);
   const config = writeConfig(topo, "lb-locals.yaml", `
 admin: ${ADMIN}
 dataPath: packet
 listeners:
-  - { name: web, listen: "${ADDR.lb4}:7000", pool: web, mode: none }
+  - { name: web4, listen: "${ADDR.lb4}:7000", pool: p4, mode: none }
+  - { name: web6, listen: "[${ADDR.lb6}]:7000", pool: p6, mode: none }
 pools:
-  web: { backends: [ "${ADDR.backend4[0]}:7000" ], sourceAddresses: [ "${ADDR.lbInside4}", "${second}" ], sourcePorts: 20000-20001 }
+  p4: { backends: [ "${ADDR.backend4[0]}:7000" ], sourceAddresses: [ "${ADDR.lbInside4}", "${second[4]}" ], sourcePorts: 20000-20001 }
+  p6: { backends: [ "[${ADDR.backend6[0]}]:7000" ], sourceAddresses: [ "${ADDR.lbInside6}", "${second[6]}" ], sourcePorts: 20000-20001 }
 `);
   await startLb(t, topo, ["--config", config], [ADMIN]);
-  const out = await clientPy<{ peers: string[]; fifth: string }>(topo, `
+  const out = await clientPy<Record<string, { peers: string[]; fifth: string }>>(topo, `
 import json, socket, time
-cs, peers = [], []
-for _ in range(4):
-    c = socket.create_connection(("${ADDR.lb4}", 7000), timeout=5)
-    c.sendall(b"x\\n"); peers.append(c.recv(100).decode().split()[0]); cs.append(c)
-t0 = time.time()
-try:
-    socket.create_connection(("${ADDR.lb4}", 7000), timeout=5).close(); fifth = "connected"
-except OSError as e:
-    fifth = "%s after %.1f s" % (type(e).__name__, time.time() - t0)
-print(json.dumps({"peers": peers, "fifth": fifth}))
+res = {}
+for fam, host in (("4", "${ADDR.lb4}"), ("6", "${ADDR.lb6}")):
+    cs, peers = [], []
+    for _ in range(4):
+        c = socket.create_connection((host, 7000), timeout=5)
+        c.sendall(b"x\\n"); peers.append(c.recv(100).decode().split()[0]); cs.append(c)
+    t0 = time.time()
+    try:
+        socket.create_connection((host, 7000), timeout=5).close(); fifth = "connected"
+    except OSError as e:
+        fifth = "%s after %.1f s" % (type(e).__name__, time.time() - t0)
+    res[fam] = {"peers": peers, "fifth": fifth}
+print(json.dumps(res))
 `);
   t.diagnostic(JSON.stringify(out));
-  assert.deepEqual([...out.peers].sort(), [`peer=${ADDR.lbInside4}:20000`, `peer=${ADDR.lbInside4}:20001`, `peer=${second}:20000`, `peer=${second}:20001`]);
-  assert.match(out.fifth, /^ConnectionRefusedError after 0\.\d s$/);
   const s = await status(topo);
-  assert.equal(s.packet!.counters.flows_created, 4, JSON.stringify(s.packet!.counters));
-  assert.equal(s.packet!.counters.ports_exhausted, 1, JSON.stringify(s.packet!.counters));
-  // The backend's figures sum its two (address, backend) entries.
-  assert.equal(s.pools[0].backends[0].connections, 4);
+  for (const [fam, first] of [["4", ADDR.lbInside4], ["6", ADDR.lbInside6]] as const) {
+    const other = second[fam === "4" ? 4 : 6];
+    assert.deepEqual([...out[fam].peers].sort(), [`peer=${first}:20000`, `peer=${first}:20001`, `peer=${other}:20000`, `peer=${other}:20001`].sort(), `IPv${fam}`);
+    assert.match(out[fam].fifth, /^ConnectionRefusedError after 0\.\d s$/, `IPv${fam}`);
+    // The backend's figures sum its two (address, backend) entries.
+    const pool = s.pools.find((p) => p.name === `p${fam}`)!;
+    assert.equal(pool.backends[0].connections, 4, `IPv${fam}`);
+  }
+  assert.equal(s.packet!.counters.flows_created, 8, JSON.stringify(s.packet!.counters));
+  assert.equal(s.packet!.counters.ports_exhausted, 2, JSON.stringify(s.packet!.counters));
 });
 
 test("packet path: a backend that refuses resets the client at once (rst sweep); one that black-holes SYNs is a connect error after timeouts.connect", T, async (t) => {
