@@ -144,6 +144,8 @@ listeners:
   - { name: p-none-bulk, listen: "${ADDR.lb4}:7401", pool: bulkp, mode: none, dataPath: packet }
   - { name: p-toa-rr, listen: "${ADDR.lb4}:7600", pool: rrp, mode: toa, dataPath: packet }
   - { name: p-toa-bulk, listen: "${ADDR.lb4}:7601", pool: bulkp, mode: toa, dataPath: packet }
+  - { name: p-v2-rr, listen: "${ADDR.lb4}:7700", pool: rrp2, mode: proxy-v2, dataPath: packet }
+  - { name: p-v2-bulk, listen: "${ADDR.lb4}:7701", pool: bulkp2, mode: proxy-v2, dataPath: packet }
 admin: ${ADDR.lbInside4}:7999
 pools:
   rr: { backends: ["${b}:9000"] }
@@ -152,6 +154,8 @@ pools:
   bulk2: { backends: ["${b}:9101"] }
   rrp: { backends: ["${b}:9000"], sourcePorts: 10000-49999 }
   bulkp: { backends: ["${b}:9001"], sourcePorts: 10000-49999 }
+  rrp2: { backends: ["${b}:9100"], sourcePorts: 10000-49999 }
+  bulkp2: { backends: ["${b}:9101"], sourcePorts: 10000-49999 }
 `,
   );
   const haCfg = join(topo.dir, "haproxy.cfg");
@@ -208,6 +212,7 @@ method: three netns (client → balancer → backend) on veth; one Node backend 
     ["toa lb, proxy-v2", 7100, lb.proc.pid],
     ["toa lb packet, none", 7400, lb.proc.pid],
     ["toa lb packet, toa", 7600, lb.proc.pid],
+    ["toa lb packet, proxy-v2", 7700, lb.proc.pid],
     ...(raw ? ([["Node raw tcp_wrap relay (floor, not toa lb), none", 7500, raw.pid]] as const) : []),
   ] as const) {
     if (!ROWS || ROWS.some((r) => name.includes(r))) plan.push([name, ADDR.lb4, base, pid]);
@@ -249,7 +254,7 @@ method: three netns (client → balancer → backend) on veth; one Node backend 
     console.log(`| ${name} | ${fmt(r.cps)} | ${fmt(r.mbps)} | ${added(r.p50, direct.p50)} | ${added(r.p99, direct.p99)} | ${mem} | ${r.cpuPerConn === undefined ? "-" : fmt(r.cpuPerConn)} | ${fmt(r.machinePerConn)} | ${r.cpuPerMB === undefined ? "-" : fmt(r.cpuPerMB)} | ${fmt(r.machinePerMB)} |`);
   }
   console.log("\nratios toa lb (JS relay or packet path) / HAProxy (>1 = toa lb higher; for latency and memory lower is better):");
-  for (const [lbName, mode, haMode = mode] of [["toa lb", "none"], ["toa lb", "proxy-v2"], ["toa lb packet", "none"], ["toa lb packet", "toa", "none"]]) {
+  for (const [lbName, mode, haMode = mode] of [["toa lb", "none"], ["toa lb", "proxy-v2"], ["toa lb packet", "none"], ["toa lb packet", "toa", "none"], ["toa lb packet", "proxy-v2"]]) {
     const h = rows.find(([n]) => n === `HAProxy, ${haMode}`)?.[1];
     const t = rows.find(([n]) => n === `${lbName}, ${mode}`)?.[1];
     if (!h || !t) continue;

@@ -29,8 +29,8 @@ export const DATA_PATHS: readonly DataPath[] = ["packet", "js"];
  */
 const REMOVED_DATA_PATHS: Readonly<Record<string, string>> = {
   kernel:
-    "the sockmap relay was removed: it was slower than js on every measured figure, applied no backpressure, and duplicated bytes under concurrent bulk transfers on Linux 6.18; use packet (modes toa and none) or js",
-  auto: "auto chose the removed sockmap relay; use packet (modes toa and none) or js",
+    "the sockmap relay was removed: it was slower than js on every measured figure, applied no backpressure, and duplicated bytes under concurrent bulk transfers on Linux 6.18; use packet (modes toa, proxy-v2, none) or js",
+  auto: "auto chose the removed sockmap relay; use packet (modes toa, proxy-v2, none) or js",
 };
 
 /** Settings of the packet data path (top-level `packet:`). */
@@ -340,8 +340,8 @@ function validatePacket(c: Checker, raw: unknown): PacketConfig {
 
 /** What the packet data path can do: rewrite packets (toa or none), same family end to end, a table scheduler. */
 function checkPacketListener(c: Checker, path: string, listen: Endpoint, mode: ClientAddressMode, pool: PoolConfig | undefined): void {
-  if (mode !== "toa" && mode !== "none") {
-    c.add(`${path}.mode`, `${mode} needs a relay that writes a header into the stream; dataPath packet only rewrites packets (mode toa or none), use dataPath js for ${mode}`);
+  if (mode === "proxy-v1") {
+    c.add(`${path}.mode`, `proxy-v1 is text whose length varies per client; dataPath packet writes toa, proxy-v2 or none (use proxy-v2, or dataPath js for proxy-v1)`);
   }
   if (isAny(listen.address) || listen.port === 0) {
     c.add(`${path}.listen`, `dataPath packet needs a specific address and port (the kernel matches packets to them), got ${formatEndpoint(listen)}`);

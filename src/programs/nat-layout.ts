@@ -41,9 +41,12 @@ export const FlowKey = { size: 40, saddr: 0, daddr: 16, sport: 32, dport: 34, fa
  *  47 u8 pad
  *  48 u64 last_ns   CLOCK_MONOTONIC of the last packet this way
  *  56 u64 created_ns
+ *  64 u32 seq_base  PROXY v2 flows: the client's ISN + 1 (host order), where the header goes
+ *  68 u16 hdr_len   PROXY v2 flows: the header's length (28 IPv4, 52 IPv6); 0 = no header
+ *  70 u16 pad
  */
 export const FlowValue = {
-  size: 64,
+  size: 72,
   saddr: 0,
   daddr: 16,
   sport: 32,
@@ -55,6 +58,8 @@ export const FlowValue = {
   service: 46,
   lastNs: 48,
   createdNs: 56,
+  seqBase: 64,
+  hdrLen: 68,
 } as const;
 
 export const FlowDir = { TO_BACKEND: 0, TO_CLIENT: 1 } as const;
@@ -66,6 +71,11 @@ export const FlowFlag = {
   FIN: 2,
   /** An RST went this way. */
   RST: 4,
+  /**
+   * PROXY v2 flows, both directions: the backend has not acknowledged the header yet. Client
+   * segments at seq_base carry it (again) until it has.
+   */
+  PROXY_UNACKED: 8,
 } as const;
 
 /**
@@ -79,14 +89,15 @@ export const ServiceKey = { size: 20, addr: 0, port: 16, family: 18 } as const;
  *   4 u32 slots       filled slots; 0 = no healthy backend: the SYN goes to the stack (refused)
  *   8 u8  scheduler   NatScheduler
  *   9 u8  toa_kind    TCP option kind for the TOA; 0 = write none (mode none)
- *  10 u16 pad
+ *  10 u8  proxy       1 = write a PROXY v2 header in front of the client's bytes (mode proxy-v2)
+ *  11 u8  pad
  *  12 u32 port_first local port range for backend connections (host order)
  *  16 u32 port_count
  *  20 u32 mtu        a TOA goes into a segment with payload only if the result fits this
  *  24 u32 rr_cursor  the program's round robin position (the control plane keeps these 8 bytes)
  *  28 u32 port_cursor the program's next local port (offset into the range)
  */
-export const ServiceValue = { size: 32, id: 0, slots: 4, scheduler: 8, toaKind: 9, portFirst: 12, portCount: 16, mtu: 20, rrCursor: 24, portCursor: 28 } as const;
+export const ServiceValue = { size: 32, id: 0, slots: 4, scheduler: 8, toaKind: 9, proxy: 10, portFirst: 12, portCount: 16, mtu: 20, rrCursor: 24, portCursor: 28 } as const;
 
 export const NatScheduler = { ROUND_ROBIN: 0, SOURCE_HASH: 1 } as const;
 
@@ -123,6 +134,10 @@ export const NatCounter = {
    * the sweep removed them): they end here, not in the sweep's counts.
    */
   flows_replaced: 7,
+  /** PROXY v2 headers written in front of a client segment (retransmissions of it included). */
+  proxy_written: 8,
+  /** Client segments at seq_base that could not take the header (too big to move): sent shifted. */
+  proxy_skipped: 9,
 } as const;
 export const NAT_GLOBAL_COUNTERS = 16;
 

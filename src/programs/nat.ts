@@ -42,7 +42,7 @@ import {
   SLOTS,
 } from "./nat-layout.js";
 
-const { add, add32, and, sub, be16, call, exit, FP, ja, jeq, jgt, jlt, jne, jset, label, ldMap, ldx, lsh, mod32, mov, mul32, or, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, rsh, rsh32, st, stx, xor } = asm;
+const { add, add32, and, sub, sub32, be16, be32, call, exit, FP, ja, jeq, jge, jgt, jlt, jne, jset, label, ldMap, ldx, lsh, mod32, mov, mul32, or, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, rsh, rsh32, st, stx, xor } = asm;
 type Item = asm.Item;
 
 /** `struct __sk_buff` offsets. */
@@ -57,27 +57,32 @@ const BPF_F_PSEUDO_HDR = 0x10;
 const TCP = { FIN: 0x01, SYN: 0x02, RST: 0x04, ACK: 0x10 } as const;
 /** Ports tried (in cursor order) before a SYN is given up to the stack as "ports exhausted". */
 const PORT_TRIES = 16;
+/** Options looked at in a SYN before giving up (each at least 1 byte of the 40). */
+const OPTION_STEPS = 16;
 const ETH_HLEN = 14;
 
 /** Stack frame (offsets from r10). */
 const S = {
   key: -40, // nat_flow_key of this packet
   rkey: -80, // key of the other direction, for a new connection
-  fval: -144, // value for this direction, for a new connection
-  rval: -208, // value for the other direction
-  skey: -232, // nat_service_key (24 bytes, 20 used)
-  u32: -236, // array key
-  tcpFlags: -240, // u32: this packet's TCP flags
-  thl: -244, // u32: TCP header length
-  l3len: -248, // u32: IPv4 tot_len / IPv6 payload_len, network order, as in the packet
-  old: -296, // 48 bytes: old addresses (2 × alen) then ports (4)
-  new: -344, // 48 bytes: new addresses then ports
-  hdr: -408, // 64 bytes: copy of the TCP header (at most 60)
-  oldWord: -412, // u32: TCP header bytes 12..15 before the TOA (data offset, flags, window)
-  newWord: -416, // u32: the same after
+  fval: -152, // value for this direction, for a new connection
+  rval: -224, // value for the other direction
+  skey: -248, // nat_service_key (24 bytes, 20 used)
+  u32: -252, // array key
+  tcpFlags: -256, // u32: this packet's TCP flags
+  thl: -260, // u32: TCP header length
+  l3len: -264, // u32: IPv4 tot_len / IPv6 payload_len, network order, as in the packet
+  old: -312, // 48 bytes: old addresses (2 × alen) then ports (4)
+  new: -360, // 48 bytes: new addresses then ports
+  hdr: -424, // 64 bytes: copy of the TCP header (at most 60)
+  oldWord: -428, // u32: TCP header bytes 12..15 before the TOA (data offset, flags, window)
+  newWord: -432, // u32: the same after
 } as const;
-/** 24 bytes: the option; the 4 bytes before it get a copy of newWord, so one csum_diff covers both. */
-const TOA_BUF = -440;
+/**
+ * 56 bytes: what insertBytes puts into a packet (a TOA option, a PROXY v2 header) at +4; for an
+ * option the 4 bytes before it get a copy of newWord, so one csum_diff covers both.
+ */
+const INSERT_BUF = -492; // so that INSERT_BUF + 4 is 8-byte aligned (zero() stores double words)
 
 interface Family {
   name: "4" | "6";
@@ -304,6 +309,19 @@ function newConnection(f: Family): Item[] {
     ldx("W", R1, R6, Skb.ifindex),
     stx("W", FP, S.rval + FlowValue.ifindex, R1),
     ...flowShared(S.rval, FlowDir.TO_CLIENT),
+    // PROXY v2: both directions learn where the header goes (the client's ISN + 1) and its length.
+    ldx("B", R1, R8, ServiceValue.proxy),
+    jeq(R1, 0, `${p}_no_proxy`),
+    ...loadSeq(f, 4, "pass"),
+    mov(R1, R0),
+    add32(R1, 1),
+    stx("W", FP, S.fval + FlowValue.seqBase, R1),
+    stx("W", FP, S.rval + FlowValue.seqBase, R1),
+    st("H", FP, S.fval + FlowValue.hdrLen, proxyLen(f)),
+    st("H", FP, S.rval + FlowValue.hdrLen, proxyLen(f)),
+    st("B", FP, S.fval + FlowValue.flags, FlowFlag.PROXY_UNACKED),
+    st("B", FP, S.rval + FlowValue.flags, FlowFlag.PROXY_UNACKED),
+    label(`${p}_no_proxy`),
     ...zero(S.rkey, FlowKey.size),
     ...copy(FP, S.rkey + FlowKey.saddr, R7, BackendValue.addr, 16),
     ...copy(FP, S.rkey + FlowKey.daddr, R7, BackendValue.local, 16),
@@ -342,15 +360,81 @@ function newConnection(f: Family): Item[] {
 }
 
 /**
- * Insert the TOA after the TCP options of this (client → backend) packet. r7 = flow, r8 = service.
- * Leaves through `${p}_done` whether written or skipped (the flag is cleared either way: a TOA that
- * can't fit now won't fit in a later segment of a busy connection either, and the counters say why).
+ * What {@link insertBytes} puts into a client → backend packet, right after its TCP header (the
+ * payload, if any, moves back by `len`):
+ *   toa    a TCP option: the data offset grows by len / 4 (room in the 40 option bytes needed)
+ *   proxy  a PROXY v2 header in front of the client's bytes: the header is unchanged
  */
-function insertToa(f: Family): Item[] {
-  const p = `t${f.name}`;
-  const maxThl = 60 - f.toaLen;
+interface Insertion {
+  kind: "toa" | "proxy";
+  /** Bytes inserted: a multiple of 4, so the moved payload's checksum is unchanged. */
+  len: number;
+  /** Writes the bytes at INSERT_BUF + 4 (r8 = &nat_service; may clobber r1-r5). */
+  fill: Item[];
+  /** Where it goes on: after the bytes went in, and when they could not (counted already). */
+  written: string;
+  skipped: string;
+}
+
+/** The TOA option [kind][len][client port][client address] at INSERT_BUF + 4. */
+function toaBytes(f: Family): Item[] {
+  return [
+    ...zero(INSERT_BUF + 4, 24),
+    ldx("B", R1, R8, ServiceValue.toaKind),
+    stx("B", FP, INSERT_BUF + 4, R1),
+    st("B", FP, INSERT_BUF + 5, f.toaLen),
+    ldx("H", R1, FP, S.key + FlowKey.sport),
+    stx("H", FP, INSERT_BUF + 6, R1),
+    ...copy(FP, INSERT_BUF + 8, FP, S.key + FlowKey.saddr, f.alen),
+  ];
+}
+
+/**
+ * The PROXY v2 header at INSERT_BUF + 4 (HAProxy's proxy-protocol.txt §2.2): signature, PROXY
+ * command, TCP over IPv4/IPv6, the client's address and port as source, the address and port it
+ * connected to (the listener) as destination. This packet is still client → listener: S.key holds both.
+ */
+function proxyBytes(f: Family): Item[] {
+  const b = INSERT_BUF + 4;
+  const sig = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a];
+  const word = (o: number) => sig[o] | (sig[o + 1] << 8) | (sig[o + 2] << 16) | (sig[o + 3] << 24);
+  return [
+    ...[0, 4, 8].map((o) => st("W", FP, b + o, word(o) | 0)),
+    // version 2 + PROXY (0x21); TCP over IPv4 (0x11) or IPv6 (0x21); address block length (BE)
+    st("W", FP, b + 12, 0x21 | ((f.family === 4 ? 0x11 : 0x21) << 8) | ((2 * f.alen + 4) << 24)),
+    ...copy(FP, b + 16, FP, S.key + FlowKey.saddr, f.alen),
+    ...copy(FP, b + 16 + f.alen, FP, S.key + FlowKey.daddr, f.alen),
+    ldx("W", R1, FP, S.key + FlowKey.sport), // source and destination ports, as in the packet
+    stx("W", FP, b + 16 + 2 * f.alen, R1),
+  ];
+}
+
+/** PROXY v2 header length for a family: 16 + two addresses + two ports. */
+const proxyLen = (f: Family) => 16 + 2 * f.alen + 4;
+
+/**
+ * Insert bytes right after the TCP header of this (client → backend) packet. r7 = flow. The packet
+ * grows at the tail and the payload moves back through the per-CPU scratch buffer; lengths and
+ * checksums are fixed. Skips (counted) when the result would exceed packet.mtu, when a payload is
+ * too big to move (a GSO segment), or, for an option, when the header has no room left.
+ */
+function insertBytes(f: Family, ins: Insertion): Item[] {
+  const p = `${ins.kind === "toa" ? "t" : "x"}${f.name}`;
+  const isOption = ins.kind === "toa";
+  const maxThl = isOption ? 60 - ins.len : 60;
   const tcpLenFromL3 = (reg: asm.Register): Item[] =>
     f.family === 4 ? [be16(reg), and(reg, 0xffff), add(reg, -20)] : [be16(reg), and(reg, 0xffff)];
+  const counted = (failed: number, noRoom: number, mtu: number): Item[] => [
+    label(`${p}_no_room`),
+    ...counterAdd(`${p}_nr`, noRoom),
+    ja(ins.skipped),
+    label(`${p}_mtu`),
+    ...counterAdd(`${p}_mt`, mtu),
+    ja(ins.skipped),
+    label(`${p}_failed`),
+    ...counterAdd(`${p}_fl`, failed),
+    ja(ins.skipped),
+  ];
   return [
     ldx("W", R8, FP, S.thl),
     jlt(R8, 20, `${p}_failed`),
@@ -363,7 +447,7 @@ function insertToa(f: Family): Item[] {
     ldx("W", R2, FP, S.l3len),
     be16(R2),
     and(R2, 0xffff),
-    add(R2, f.family === 4 ? f.toaLen : 40 + f.toaLen),
+    add(R2, f.family === 4 ? ins.len : 40 + ins.len),
     ldx("W", R3, R8, ServiceValue.mtu),
     jgt(R2, R3, `${p}_mtu`),
     ldx("W", R8, FP, S.thl),
@@ -380,30 +464,26 @@ function insertToa(f: Family): Item[] {
     mov(R4, R8),
     call("skb_load_bytes"),
     jne(R0, 0, `${p}_failed`),
-    // Data offset += option length / 4; keep the word before and after for the checksum.
-    ldx("W", R1, FP, S.hdr + 12),
-    stx("W", FP, S.oldWord, R1),
-    ldx("B", R1, FP, S.hdr + 12),
-    add(R1, (f.toaLen / 4) << 4),
-    stx("B", FP, S.hdr + 12, R1),
-    ldx("W", R1, FP, S.hdr + 12),
-    stx("W", FP, S.newWord, R1),
-    // The option: [kind][len][client port][client address], right after newWord.
-    ...zero(TOA_BUF, 24),
+    // An option: data offset += len / 4; the header word before and after go into the checksum.
+    ...(isOption
+      ? [
+          ldx("W", R1, FP, S.hdr + 12),
+          stx("W", FP, S.oldWord, R1),
+          ldx("B", R1, FP, S.hdr + 12),
+          add(R1, (ins.len / 4) << 4),
+          stx("B", FP, S.hdr + 12, R1),
+          ldx("W", R1, FP, S.hdr + 12),
+          stx("W", FP, S.newWord, R1),
+        ]
+      : []),
     ...serviceLookup(`${p}_failed`),
-    ldx("B", R1, R8, ServiceValue.toaKind),
-    stx("B", FP, TOA_BUF, R1),
-    st("B", FP, TOA_BUF + 1, f.toaLen),
-    ldx("H", R1, FP, S.key + FlowKey.sport),
-    stx("H", FP, TOA_BUF + 2, R1),
-    ...copy(FP, TOA_BUF + 4, FP, S.key + FlowKey.saddr, f.alen),
-    // csum_diff wants "new word + option" contiguous: the word goes right before the option.
-    ldx("W", R1, FP, S.newWord),
-    stx("W", FP, TOA_BUF - 4, R1),
-    // Room for the option: the packet grows at the tail and the payload moves up by the option's
-    // length, so the TCP header stays where it is. A CHECKSUM_PARTIAL skb's csum_start points there
-    // (the device or skb_checksum_help sums from it; bpf_skb_adjust_room would leave it behind the
-    // moved header). Moving the payload by a multiple of 4 bytes leaves its checksum unchanged.
+    ...ins.fill,
+    // csum_diff wants "new word + option" contiguous: the word goes right before the bytes.
+    ...(isOption ? [ldx("W", R1, FP, S.newWord), stx("W", FP, INSERT_BUF, R1)] : []),
+    // Room: the packet grows at the tail and the payload moves back by len, so the TCP header stays
+    // where it is. A CHECKSUM_PARTIAL skb's csum_start points there (the device or
+    // skb_checksum_help sums from it; bpf_skb_adjust_room would leave it behind the moved header).
+    // Moving the payload by a multiple of 4 bytes leaves its checksum unchanged.
     ldx("W", R9, FP, S.l3len),
     ...tcpLenFromL3(R9),
     ldx("W", R3, FP, S.thl),
@@ -430,48 +510,44 @@ function insertToa(f: Family): Item[] {
     ldx("W", R2, FP, S.l3len),
     be16(R2),
     and(R2, 0xffff),
-    add(R2, ETH_HLEN + (f.family === 4 ? 0 : 40) + f.toaLen), // the frame's new length (Ethernet padding dropped)
+    add(R2, ETH_HLEN + (f.family === 4 ? 0 : 40) + ins.len), // the frame's new length (Ethernet padding dropped)
     mov(R1, R6),
     mov(R3, 0),
     call("skb_change_tail"),
     jne(R0, 0, `${p}_failed`),
-    label(`${p}_room`),
     ldx("W", R8, FP, S.thl),
     jlt(R8, 20, `${p}_failed`),
     jgt(R8, maxThl, `${p}_failed`),
-    mov(R1, R6),
-    mov(R2, f.l4),
-    mov(R3, FP),
-    add(R3, S.hdr),
-    mov(R4, R8),
-    mov(R5, 0),
-    call("skb_store_bytes"),
+    ...(isOption
+      ? [mov(R1, R6), mov(R2, f.l4), mov(R3, FP), add(R3, S.hdr), mov(R4, R8), mov(R5, 0), call("skb_store_bytes")]
+      : []),
     mov(R1, R6),
     mov(R2, R8),
     add(R2, f.l4),
     mov(R3, FP),
-    add(R3, TOA_BUF),
-    mov(R4, f.toaLen),
+    add(R3, INSERT_BUF + 4),
+    mov(R4, ins.len),
     mov(R5, 0),
     call("skb_store_bytes"),
-    // The payload, right after the option.
+    // The payload, right after the inserted bytes.
     jeq(R9, 0, `${p}_stored`),
     jgt(R9, SCRATCH_SIZE, `${p}_failed`),
     mov(R1, R6),
     mov(R2, R8),
-    add(R2, f.l4 + f.toaLen),
+    add(R2, f.l4 + ins.len),
     ldx("DW", R3, FP, S.old),
     mov(R4, R9),
     mov(R5, 0),
     call("skb_store_bytes"),
     label(`${p}_stored`),
     // Lengths: IPv4 tot_len (and its header checksum) or IPv6 payload_len; the TCP length in the
-    // pseudo-header; then the header/option difference (not in the pseudo-header).
+    // pseudo-header; then the inserted bytes (and for an option the header word: not in the
+    // pseudo-header).
     ldx("W", R8, FP, S.l3len), // old, network order
     mov(R9, R8),
     be16(R9),
     and(R9, 0xffff),
-    add(R9, f.toaLen),
+    add(R9, ins.len),
     be16(R9), // new, network order
     stx("H", FP, S.u32, R9),
     mov(R1, R6),
@@ -494,13 +570,9 @@ function insertToa(f: Family): Item[] {
     mov(R4, R9),
     mov(R5, BPF_F_PSEUDO_HDR | 2),
     call("l4_csum_replace"),
-    // The header word and the option bytes (not in the pseudo-header).
-    mov(R1, FP),
-    add(R1, S.oldWord),
-    mov(R2, 4),
-    mov(R3, FP),
-    add(R3, TOA_BUF - 4),
-    mov(R4, 4 + f.toaLen),
+    ...(isOption
+      ? [mov(R1, FP), add(R1, S.oldWord), mov(R2, 4), mov(R3, FP), add(R3, INSERT_BUF), mov(R4, 4 + ins.len)]
+      : [mov(R1, 0), mov(R2, 0), mov(R3, FP), add(R3, INSERT_BUF + 4), mov(R4, ins.len)]),
     mov(R5, 0),
     call("csum_diff"),
     mov(R1, R6),
@@ -509,22 +581,270 @@ function insertToa(f: Family): Item[] {
     mov(R4, R0),
     mov(R5, 0),
     call("l4_csum_replace"),
+    ja(ins.written),
+    ...(isOption
+      ? counted(NatCounter.toa_failed, NatCounter.toa_skipped_no_room, NatCounter.toa_skipped_mtu)
+      : counted(NatCounter.proxy_skipped, NatCounter.proxy_skipped, NatCounter.proxy_skipped)),
+  ];
+}
+
+/**
+ * Insert the TOA after the TCP options of this (client → backend) packet. r7 = flow.
+ * The flag is cleared whether written or skipped: a TOA that can't fit now won't fit in a later
+ * segment of a busy connection either, and the counters say why.
+ */
+function insertToa(f: Family): Item[] {
+  const p = `t${f.name}`;
+  return [
+    ...insertBytes(f, { kind: "toa", len: f.toaLen, fill: toaBytes(f), written: `${p}_written`, skipped: `${p}_clear` }),
+    label(`${p}_written`),
     ldx("W", R9, R7, FlowValue.backend),
     ...backendCounterAdd(`${p}_w`, R9, NatBackendCounter.toa_written),
-    ja(`${p}_clear`),
-    label(`${p}_no_room`),
-    ...counterAdd(`${p}_nr`, NatCounter.toa_skipped_no_room),
-    ja(`${p}_clear`),
-    label(`${p}_mtu`),
-    ...counterAdd(`${p}_mt`, NatCounter.toa_skipped_mtu),
-    ja(`${p}_clear`),
-    label(`${p}_failed`),
-    ...counterAdd(`${p}_fl`, NatCounter.toa_failed),
     label(`${p}_clear`),
     ldx("B", R1, R7, FlowValue.flags),
     and(R1, ~FlowFlag.TOA_PENDING & 0xff),
     stx("B", R7, FlowValue.flags, R1),
-    label(`${p}_done`),
+  ];
+}
+
+/** S.rkey = the key of the other direction of the flow in r7 (its value's addresses and ports, swapped). */
+function reverseKey(f: Family): Item[] {
+  return [
+    ...zero(S.rkey, FlowKey.size),
+    ...copy(FP, S.rkey + FlowKey.saddr, R7, FlowValue.daddr, 16),
+    ...copy(FP, S.rkey + FlowKey.daddr, R7, FlowValue.saddr, 16),
+    ldx("H", R1, R7, FlowValue.dport),
+    stx("H", FP, S.rkey + FlowKey.sport, R1),
+    ldx("H", R1, R7, FlowValue.sport),
+    stx("H", FP, S.rkey + FlowKey.dport, R1),
+    st("B", FP, S.rkey + FlowKey.family, f.family),
+  ];
+}
+
+/**
+ * r0 = the TCP sequence (at = 4) or acknowledgment (at = 8) number in host order, its network-order
+ * bytes left at S.u32; goto `fail` when unreadable. Clobbers r1-r5.
+ */
+function loadSeq(f: Family, at: 4 | 8, fail: string): Item[] {
+  return [
+    mov(R1, R6),
+    mov(R2, f.l4 + at),
+    mov(R3, FP),
+    add(R3, S.u32),
+    mov(R4, 4),
+    call("skb_load_bytes"),
+    jne(R0, 0, fail),
+    ldx("W", R0, FP, S.u32),
+    be32(R0),
+  ];
+}
+
+/**
+ * Replace the sequence (at = 4) or acknowledgment (at = 8) number whose network-order bytes are in
+ * r8 by the host-order value in r9, fixing the checksum (not in the pseudo-header). Clobbers r1-r5, r9.
+ */
+function storeSeq(f: Family, at: 4 | 8): Item[] {
+  return [
+    be32(R9),
+    stx("W", FP, S.u32, R9),
+    mov(R1, R6),
+    mov(R2, f.l4 + at),
+    mov(R3, FP),
+    add(R3, S.u32),
+    mov(R4, 4),
+    mov(R5, 0),
+    call("skb_store_bytes"),
+    mov(R1, R6),
+    mov(R2, f.l4 + 16),
+    mov(R3, R8),
+    mov(R4, R9),
+    mov(R5, 4),
+    call("l4_csum_replace"),
+  ];
+}
+
+/**
+ * Edit one option of this SYN's TCP header, PROXY v2 flows only (r7 = flow):
+ *   client's SYN   SACK-permitted (kind 4) becomes two NOPs: with no SACK, no SACK block ever needs
+ *                  shifting by the header's length
+ *   backend's SYN/ACK  the MSS (kind 2) shrinks by the header's length, so a client segment at
+ *                  seq_base always has room for the header in front of it
+ * The header is copied twice into the scratch buffer (old at 0, new at 64), the option found by a
+ * bounded walk, edited in the new copy, and the copy stored back with the checksum difference.
+ */
+function editSynOption(f: Family, kind: 2 | 4, done: string): Item[] {
+  const p = `o${f.name}_${kind}`;
+  return [
+    st("W", FP, S.u32, 0),
+    ldMap(R1, NatMapName.scratch),
+    mov(R2, FP),
+    add(R2, S.u32),
+    call("map_lookup_elem"),
+    jeq(R0, 0, done),
+    mov(R9, R0),
+    ldx("W", R8, FP, S.thl),
+    jlt(R8, 24, done), // no options
+    jgt(R8, 60, done),
+    ...[0, 64].flatMap((o) => [mov(R1, R6), mov(R2, f.l4), mov(R3, R9), add(R3, o), mov(R4, R8), call("skb_load_bytes"), jne(R0, 0, done)]),
+    mov(R2, 20), // r2 = offset of the option looked at
+    // Unrolled (no loop for the verifier to doubt): SYNs carry 4 to 8 options, 40 bytes at most.
+    ...Array.from({ length: OPTION_STEPS }, (_, i): Item[] => [
+      jge(R2, R8, done), // not there
+      mov(R4, R2),
+      and(R4, 63),
+      add(R4, R9),
+      ldx("B", R5, R4, 0),
+      jeq(R5, 0, done), // end of options
+      jne(R5, 1, `${p}_long${i}`),
+      add(R2, 1), // NOP
+      ja(`${p}_next${i}`),
+      label(`${p}_long${i}`),
+      ldx("B", R1, R4, 1),
+      jeq(R5, kind, `${p}_found`),
+      jlt(R1, 2, done), // malformed: leave it
+      add(R2, R1),
+      label(`${p}_next${i}`),
+    ]).flat(),
+    ja(done),
+    label(`${p}_found`),
+    // r4 = the option in the old copy; the new copy is 64 bytes on.
+    ...(kind === 4
+      ? [st("B", R4, 64, 1), st("B", R4, 65, 1)]
+      : [
+          jne(R1, 4, done),
+          ldx("B", R2, R4, 2),
+          lsh(R2, 8),
+          ldx("B", R3, R4, 3),
+          or(R2, R3), // the MSS
+          ldx("H", R3, R7, FlowValue.hdrLen),
+          mov(R5, R3),
+          add(R5, 536),
+          jlt(R2, R5, done), // already small: leave it
+          sub(R2, R3),
+          stx("B", R4, 67, R2),
+          rsh(R2, 8),
+          stx("B", R4, 66, R2),
+        ]),
+    // The new header first (its checksum field is the old one), then the difference into it.
+    ldx("W", R8, FP, S.thl),
+    jlt(R8, 24, done),
+    jgt(R8, 60, done),
+    mov(R1, R6),
+    mov(R2, f.l4),
+    mov(R3, R9),
+    add(R3, 64),
+    mov(R4, R8),
+    mov(R5, 0),
+    call("skb_store_bytes"),
+    ldx("W", R8, FP, S.thl),
+    jlt(R8, 24, done),
+    jgt(R8, 60, done),
+    mov(R1, R9),
+    mov(R2, R8),
+    mov(R3, R9),
+    add(R3, 64),
+    mov(R4, R8),
+    mov(R5, 0),
+    call("csum_diff"),
+    mov(R1, R6),
+    mov(R2, f.l4 + 16),
+    mov(R3, 0),
+    mov(R4, R0),
+    mov(R5, 0),
+    call("l4_csum_replace"),
+    ja(done),
+  ];
+}
+
+/**
+ * Client → backend on a PROXY v2 flow (r7 = flow; no-op otherwise). The header occupies the
+ * client's sequence numbers [seq_base, seq_base + len) on the backend's side: a segment at seq_base
+ * gets the header in front of its bytes until the backend has acknowledged it (a lost header is
+ * sent again with the client's retransmission; a duplicate is harmless, TCP drops what it has),
+ * every other segment moves up by len.
+ */
+function proxyToBackend(f: Family, done: string): Item[] {
+  const p = `pb${f.name}`;
+  return [
+    ldx("H", R1, R7, FlowValue.hdrLen),
+    jeq(R1, 0, done),
+    ldx("W", R1, FP, S.tcpFlags),
+    jset(R1, TCP.SYN, `${p}_syn`),
+    ldx("B", R1, R7, FlowValue.flags),
+    and(R1, FlowFlag.PROXY_UNACKED),
+    jeq(R1, 0, `${p}_shift`),
+    ldx("W", R1, FP, S.tcpFlags),
+    jset(R1, TCP.RST, `${p}_shift`),
+    ...loadSeq(f, 4, "pass"),
+    ldx("W", R1, R7, FlowValue.seqBase),
+    jne(R0, R1, `${p}_shift`),
+    ...insertBytes(f, { kind: "proxy", len: proxyLen(f), fill: proxyBytes(f), written: `${p}_written`, skipped: `${p}_shift` }),
+    label(`${p}_written`),
+    ...counterAdd(`${p}_pw`, NatCounter.proxy_written),
+    ja(done),
+    label(`${p}_shift`),
+    ...loadSeq(f, 4, "pass"),
+    ldx("W", R8, FP, S.u32),
+    mov(R9, R0),
+    ldx("H", R1, R7, FlowValue.hdrLen),
+    add32(R9, R1),
+    ...storeSeq(f, 4),
+    ja(done),
+    label(`${p}_syn`),
+    ...editSynOption(f, 4, done),
+  ];
+}
+
+/**
+ * Backend → client on a PROXY v2 flow (r7 = flow; no-op otherwise): acknowledgments past the header
+ * move down by its length (one that doesn't cover the header yet becomes seq_base: the client sent
+ * nothing beyond it); the first that covers it clears PROXY_UNACKED on both directions. The SYN/ACK
+ * gets its MSS lowered instead (its acknowledgment is seq_base already).
+ */
+function proxyToClient(f: Family, done: string): Item[] {
+  const p = `pc${f.name}`;
+  return [
+    ldx("H", R1, R7, FlowValue.hdrLen),
+    jeq(R1, 0, done),
+    ldx("W", R1, FP, S.tcpFlags),
+    jset(R1, TCP.SYN, `${p}_syn`),
+    and(R1, TCP.ACK),
+    jeq(R1, 0, done),
+    ...loadSeq(f, 8, "pass"),
+    ldx("W", R8, FP, S.u32),
+    mov(R9, R0),
+    ldx("W", R2, R7, FlowValue.seqBase),
+    mov(R3, R9),
+    sub32(R3, R2), // how far past seq_base (mod 2^32)
+    ldx("H", R4, R7, FlowValue.hdrLen),
+    jge(R3, R4, `${p}_covers`),
+    mov(R9, R2),
+    ja(`${p}_store`),
+    label(`${p}_covers`),
+    sub32(R9, R4),
+    ldx("B", R1, R7, FlowValue.flags),
+    jset(R1, FlowFlag.PROXY_UNACKED, `${p}_acked`),
+    ja(`${p}_store`),
+    label(`${p}_acked`),
+    and(R1, ~FlowFlag.PROXY_UNACKED & 0xff),
+    stx("B", R7, FlowValue.flags, R1),
+    ...reverseKey(f),
+    ldMap(R1, NatMapName.flows),
+    mov(R2, FP),
+    add(R2, S.rkey),
+    call("map_lookup_elem"),
+    jeq(R0, 0, `${p}_store`),
+    ldx("B", R1, R0, FlowValue.flags),
+    and(R1, ~FlowFlag.PROXY_UNACKED & 0xff),
+    stx("B", R0, FlowValue.flags, R1),
+    label(`${p}_store`),
+    mov(R1, R9),
+    be32(R1),
+    jeq(R1, R8, done), // unchanged
+    ...storeSeq(f, 8),
+    ja(done),
+    label(`${p}_syn`),
+    ...editSynOption(f, 2, done),
   ];
 }
 
@@ -562,14 +882,17 @@ function forward(f: Family): Item[] {
     // The TOA goes into the first ACK without SYN: the one that completes the handshake.
     ldx("B", R1, R7, FlowValue.flags),
     and(R1, FlowFlag.TOA_PENDING),
-    jeq(R1, 0, `${p}_rewrite`),
+    jeq(R1, 0, `${p}_pxc`),
     ldx("W", R1, FP, S.tcpFlags),
     and(R1, TCP.SYN | TCP.ACK),
-    jne(R1, TCP.ACK, `${p}_rewrite`),
+    jne(R1, TCP.ACK, `${p}_pxc`),
     ...insertToa(f),
     ja(`${p}_rewrite`),
+    label(`${p}_pxc`),
+    ...proxyToBackend(f, `${p}_rewrite`), // ends with a jump there
     label(`${p}_to_client`),
     ...backendCounterAdd(`${p}_btc`, R9, NatBackendCounter.bytes_to_client, R8),
+    ...proxyToClient(f, `${p}_rewrite`),
     label(`${p}_rewrite`),
     // Old and new addresses and ports side by side for csum_diff.
     ...copy(FP, S.old, FP, S.key + FlowKey.saddr, a),
@@ -658,14 +981,7 @@ function family(f: Family): Item[] {
     ldx("W", R1, FP, S.tcpFlags),
     and(R1, TCP.SYN | TCP.ACK),
     jne(R1, TCP.SYN, `f${f.name}_flow`),
-    ...zero(S.rkey, FlowKey.size),
-    ...copy(FP, S.rkey + FlowKey.saddr, R7, FlowValue.daddr, 16),
-    ...copy(FP, S.rkey + FlowKey.daddr, R7, FlowValue.saddr, 16),
-    ldx("H", R1, R7, FlowValue.dport),
-    stx("H", FP, S.rkey + FlowKey.sport, R1),
-    ldx("H", R1, R7, FlowValue.sport),
-    stx("H", FP, S.rkey + FlowKey.dport, R1),
-    st("B", FP, S.rkey + FlowKey.family, f.family),
+    ...reverseKey(f),
     ldx("B", R1, R7, FlowValue.flags),
     jset(R1, FlowFlag.FIN | FlowFlag.RST, `${p}_reuse`),
     ldMap(R1, NatMapName.flows),

@@ -303,7 +303,7 @@ test("counters(): per-CPU values summed, global by name and per backend index", 
   nat.maps.counters.update(natBackendCounterIndex(1, NatBackendCounter.toa_written), 3n);
   const c = nat.counters();
   const n = (v: bigint) => Number(v * cpus);
-  assert.deepEqual(c.global, { flows_created: n(5n), no_backend: 0, ports_exhausted: 0, toa_skipped_no_room: 0, toa_skipped_mtu: 0, toa_failed: 0, redirect_failed: n(2n), flows_replaced: 0 });
+  assert.deepEqual(c.global, { flows_created: n(5n), no_backend: 0, ports_exhausted: 0, toa_skipped_no_room: 0, toa_skipped_mtu: 0, toa_failed: 0, redirect_failed: n(2n), flows_replaced: 0, proxy_written: 0, proxy_skipped: 0 });
   assert.deepEqual(c.backends, new Map([
     [0, { connections: 0, bytesToBackend: 0, bytesToClient: 0, toaWritten: 0 }],
     [1, { connections: n(3n), bytesToBackend: n(1000n), bytesToClient: n(7000n), toaWritten: n(3n) }],

@@ -151,7 +151,7 @@ test("dataPath: global default js, per-listener override, bad and removed values
   assert.deepEqual(c.listeners.map((l) => l.dataPath), ["js", "packet"]);
   assert.equal(validateConfig({ listeners: [{ listen: "192.0.2.2:80" }], pools }, "t").listeners[0].dataPath, "js");
   assert.throws(() => validateConfig({ dataPath: "fast", listeners: [{ listen: "192.0.2.2:80" }], pools }, "t"), /dataPath: must be one of packet, js; got "fast"/);
-  assert.throws(() => validateConfig({ dataPath: "kernel", listeners: [{ listen: "192.0.2.2:80" }], pools }, "t"), /dataPath: "kernel" is no longer a data path: the sockmap relay was removed: .* use packet \(modes toa and none\) or js/);
+  assert.throws(() => validateConfig({ dataPath: "kernel", listeners: [{ listen: "192.0.2.2:80" }], pools }, "t"), /dataPath: "kernel" is no longer a data path: the sockmap relay was removed: .* use packet \(modes toa, proxy-v2, none\) or js/);
   assert.throws(() => validateConfig({ listeners: [{ listen: "192.0.2.2:80", dataPath: "auto" }], pools }, "t"), /listeners\[0\]\.dataPath: "auto" is no longer a data path/);
 });
 

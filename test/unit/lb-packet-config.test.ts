@@ -33,7 +33,7 @@ test("dataPath packet: toa and none are accepted, with defaults for the packet b
 });
 
 test("dataPath packet refuses what it can't do, naming the field and the way out", () => {
-  assert.match(refused(base({ mode: "proxy-v2" })), /lb\.yaml: listeners\[0\]\.mode: proxy-v2 needs a relay .* use dataPath js/);
+  assert.match(refused(base({ mode: "proxy-v1" })), /lb\.yaml: listeners\[0\]\.mode: proxy-v1 is text whose length varies per client; .* \(use proxy-v2, or dataPath js for proxy-v1\)/);
   assert.match(refused(base({}, { scheduler: "least-connections" })), /listeners\[0\]\.dataPath: packet: pool web uses least-connections/);
   assert.match(refused(base({ listen: "0.0.0.0:80" })), /listeners\[0\]\.listen: dataPath packet needs a specific address and port/);
   assert.match(refused(base({}, { backends: ["[2001:db8:2::10]:80"] })), /backend \[2001:db8:2::10\]:80 is IPv6 but the listener is IPv4/);

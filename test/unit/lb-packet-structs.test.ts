@@ -30,6 +30,11 @@ const vectors: { name: string; have: () => Buffer; want: string }[] = [
     have: () => encodeServiceValue({ id: 3, slots: 255, scheduler: 0, toaKind: 254, portFirst: 20000, portCount: 40000, mtu: 1500 }, Buffer.from(hex(`${z(24)} 39300000 00000000`), "hex")),
     want: `03000000 ff000000 00 fe 0000 204e0000 409c0000 dc050000 39300000 00000000`,
   },
+  {
+    name: "service value, PROXY v2",
+    have: () => encodeServiceValue({ id: 1, slots: 256, scheduler: 0, toaKind: 0, proxy: 1, portFirst: 10000, portCount: 22768, mtu: 1500 }),
+    want: `01000000 00010000 00 00 01 00 10270000 f0580000 dc050000 ${z(8)}`,
+  },
   { name: "backend value", have: () => encodeBackendValue({ addr: "203.0.113.2", local: "198.51.100.1", port: 80, family: 4, ifindex: 258 }), want: `cb007102 ${z(12)} c6336401 ${z(12)} 0050 04 00 02010000 ${z(8)}` },
 ];
 for (const v of vectors) {
@@ -40,7 +45,7 @@ test("struct round trips, and decoding an unused backend entry", () => {
   assert.equal(decodeBackendValue(Buffer.alloc(48)), undefined);
   const b = { addr: "2001:db8::2", local: "2001:db8::1", port: 443, family: 6 as const, ifindex: 9 };
   assert.deepEqual(decodeBackendValue(encodeBackendValue(b)), b);
-  const s = { id: 63, slots: 256, scheduler: 1, toaKind: 0, portFirst: 1024, portCount: 64512, mtu: 9000 };
+  const s = { id: 63, slots: 256, scheduler: 1, toaKind: 0, proxy: 1, portFirst: 1024, portCount: 64512, mtu: 9000 };
   assert.deepEqual(decodeServiceValue(encodeServiceValue(s)), s);
   const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((a) => a.join("."));
   fc.assert(

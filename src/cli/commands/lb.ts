@@ -149,7 +149,7 @@ export const lbCommand: CommandFactory = (io, exit) =>
     .option("--drain-timeout <duration>", "how long SIGTERM waits for connections (default 30s)")
     .option("--source-address <addr>", "local address for backend connections (repeatable; FULLNAT local address pool)", collect)
     .option("--source-ports <first-last>", "local ports for toa mode and the packet path (default 10000-32767, below the kernel's ephemeral range)")
-    .addOption(new Option("--data-path <path>", "js (default): two sockets per connection, bytes relayed in JS (every mode); packet: no socket on the balancer, the kernel rewrites packets (full NAT, modes toa/none). See docs/lb.md").choices(["packet", "js"]))
+    .addOption(new Option("--data-path <path>", "js (default): two sockets per connection, bytes relayed in JS (every mode); packet: no socket on the balancer, the kernel rewrites packets (full NAT, modes toa, proxy-v2, none). See docs/lb.md").choices(["packet", "js"]))
     .option("--admin <addr:port>", "admin listener: status page, /metrics, /status.json, POST /reload")
     .option("--cgroup <dir>", "cgroup v2 folder to attach the TOA sender to (default: the balancer's own)")
     .option("--log-level <level>", "pino log level: fatal, error, warn, info, debug", "info")

@@ -209,6 +209,7 @@ export class PacketDataPath {
         family: l.listen.family,
         scheduler: pool.config.scheduler,
         toaKind: l.mode === "toa" ? l.toaKind : 0,
+        proxy: l.mode === "proxy-v2",
         portRange: pool.config.sourcePorts,
         mtu: this.config.mtu,
         // Every local address of the family serves every backend, each with the whole port range

@@ -165,6 +165,8 @@ export interface NatService {
   /** NatScheduler. */
   scheduler: number;
   toaKind: number;
+  /** 1 = a PROXY v2 header goes in front of the client's bytes. */
+  proxy?: number;
   portFirst: number;
   portCount: number;
   mtu: number;
@@ -182,6 +184,7 @@ export function encodeServiceValue(v: NatService, keep?: Buffer): Buffer {
   b.writeUInt32LE(v.slots, ServiceValue.slots);
   b[ServiceValue.scheduler] = v.scheduler;
   b[ServiceValue.toaKind] = v.toaKind;
+  b[ServiceValue.proxy] = v.proxy ?? 0;
   b.writeUInt32LE(v.portFirst, ServiceValue.portFirst);
   b.writeUInt32LE(v.portCount, ServiceValue.portCount);
   b.writeUInt32LE(v.mtu, ServiceValue.mtu);
@@ -194,6 +197,7 @@ export function decodeServiceValue(b: Buffer): NatService {
     slots: b.readUInt32LE(ServiceValue.slots),
     scheduler: b[ServiceValue.scheduler],
     toaKind: b[ServiceValue.toaKind],
+    proxy: b[ServiceValue.proxy],
     portFirst: b.readUInt32LE(ServiceValue.portFirst),
     portCount: b.readUInt32LE(ServiceValue.portCount),
     mtu: b.readUInt32LE(ServiceValue.mtu),

@@ -55,6 +55,8 @@ export interface NatServiceSpec {
   readonly scheduler: SchedulerName;
   /** TCP option kind of the TOA; 0 = none. */
   readonly toaKind: number;
+  /** Write a PROXY v2 header in front of each connection's bytes (mode proxy-v2). */
+  readonly proxy?: boolean;
   /** Local ports for backend connections. */
   readonly portRange: PortRange;
   /** A TOA goes into a segment with payload only if the result fits this. */
@@ -253,7 +255,7 @@ export class NatTables {
       const id = ids.get(p.key)!;
       const table = fillSlots(p.spec.scheduler, p.backends.map((b) => ({ index: index.get(b.key)!, id: b.spec.hashId ?? b.spec.id, weight: b.spec.weight, healthy: b.spec.healthy })));
       const value = encodeServiceValue(
-        { id, slots: table.filled, scheduler: p.scheduler, toaKind: p.spec.toaKind, portFirst: p.spec.portRange.first, portCount: p.spec.portRange.last - p.spec.portRange.first + 1, mtu: p.spec.mtu },
+        { id, slots: table.filled, scheduler: p.scheduler, toaKind: p.spec.toaKind, proxy: p.spec.proxy ? 1 : 0, portFirst: p.spec.portRange.first, portCount: p.spec.portRange.last - p.spec.portRange.first + 1, mtu: p.spec.mtu },
         m.services.lookup(p.keyBytes),
       );
       if (table.filled > 0) this.writeRow(id, table.slots);
