@@ -31,7 +31,7 @@ export const NatMapName = {
 export const FlowKey = { size: 40, saddr: 0, daddr: 16, sport: 32, dport: 34, family: 36 } as const;
 
 /**
- * struct nat_flow (64 bytes): what to rewrite the packet to and where to send it.
+ * struct nat_flow (72 bytes): what to rewrite the packet to and where to send it.
  *   0 saddr[16]  16 daddr[16]  32 be16 sport  34 be16 dport
  *  36 u32 ifindex   device the rewritten packet leaves by (bpf_redirect_neigh)
  *  40 u32 backend   backend index (counters, status)

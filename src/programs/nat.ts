@@ -13,6 +13,10 @@
  *   client ──ACK──▶ VIP            TOA_PENDING: the option [kind][len][port][addr] is inserted
  *                                  after the TCP options (the packet grows at the tail, a payload
  *                                  moves up), lengths and checksums fixed, then the flag is cleared
+ *                                  PROXY v2 flows instead: the header goes in front of the client's
+ *                                  bytes at ISN + 1 until the backend acknowledges it, later client
+ *                                  sequence numbers move up and the backend's acknowledgments down
+ *                                  by its length (see proxyToBackend, proxyToClient)
  *
  * Packets the program doesn't own go on to the stack untouched (TC_ACT_OK): a SYN to a service with
  * no healthy backend or no free port reaches the stack, which refuses it (nothing listens), so a
