@@ -147,6 +147,14 @@ function counterAdd(prefix: string, index: asm.Register | number, value: asm.Reg
   ];
 }
 
+/**
+ * Add the checksum difference in `diff` (a csum_diff result) to the TCP checksum; with
+ * BPF_F_PSEUDO_HDR it is a pseudo-header change (kept for CHECKSUM_PARTIAL skbs too). Clobbers r1-r5.
+ */
+function tcpCsumAdd(f: Family, diff: asm.Register, flags = 0): Item[] {
+  return [mov(R1, R6), mov(R2, f.l4 + 16), mov(R3, 0), mov(R4, diff), mov(R5, flags), call("l4_csum_replace")];
+}
+
 /** Per-backend counter: index 16 + 4 × (backend in `backendReg`) + counter. Clobbers r0-r5. */
 function backendCounterAdd(prefix: string, backendReg: asm.Register, counter: number, value: asm.Register | number = 1): Item[] {
   return [mov(R3, backendReg), lsh(R3, 2), add(R3, NAT_GLOBAL_COUNTERS + counter), ...counterAdd(prefix, R3, value)];
@@ -579,12 +587,7 @@ function insertBytes(f: Family, ins: Insertion): Item[] {
       : [mov(R1, 0), mov(R2, 0), mov(R3, FP), add(R3, INSERT_BUF + 4), mov(R4, ins.len)]),
     mov(R5, 0),
     call("csum_diff"),
-    mov(R1, R6),
-    mov(R2, f.l4 + 16),
-    mov(R3, 0),
-    mov(R4, R0),
-    mov(R5, 0),
-    call("l4_csum_replace"),
+    ...tcpCsumAdd(f, R0),
     ja(ins.written),
     ...(isOption
       ? counted(NatCounter.toa_failed, NatCounter.toa_skipped_no_room, NatCounter.toa_skipped_mtu)
@@ -730,9 +733,7 @@ function editSynOption(f: Family, kind: 2 | 4, done: string): Item[] {
           stx("B", R4, 66, R2),
         ]),
     // The new header first (its checksum field is the old one), then the difference into it.
-    ldx("W", R8, FP, S.thl),
-    jlt(R8, 24, done),
-    jgt(R8, 60, done),
+    // r8 (callee-saved) still holds the header length, bounded above.
     mov(R1, R6),
     mov(R2, f.l4),
     mov(R3, R9),
@@ -740,9 +741,6 @@ function editSynOption(f: Family, kind: 2 | 4, done: string): Item[] {
     mov(R4, R8),
     mov(R5, 0),
     call("skb_store_bytes"),
-    ldx("W", R8, FP, S.thl),
-    jlt(R8, 24, done),
-    jgt(R8, 60, done),
     mov(R1, R9),
     mov(R2, R8),
     mov(R3, R9),
@@ -750,12 +748,7 @@ function editSynOption(f: Family, kind: 2 | 4, done: string): Item[] {
     mov(R4, R8),
     mov(R5, 0),
     call("csum_diff"),
-    mov(R1, R6),
-    mov(R2, f.l4 + 16),
-    mov(R3, 0),
-    mov(R4, R0),
-    mov(R5, 0),
-    call("l4_csum_replace"),
+    ...tcpCsumAdd(f, R0),
     ja(done),
   ];
 }
@@ -918,12 +911,7 @@ function forward(f: Family): Item[] {
     call("csum_diff"),
     mov(R9, R0),
     ...(f.ipCsum !== undefined ? [mov(R1, R6), mov(R2, f.ipCsum), mov(R3, 0), mov(R4, R9), mov(R5, 0), call("l3_csum_replace")] : []),
-    mov(R1, R6),
-    mov(R2, f.l4 + 16),
-    mov(R3, 0),
-    mov(R4, R9),
-    mov(R5, BPF_F_PSEUDO_HDR),
-    call("l4_csum_replace"),
+    ...tcpCsumAdd(f, R9, BPF_F_PSEUDO_HDR),
     // Ports: in the TCP header only.
     mov(R1, FP),
     add(R1, S.old + 2 * a),
@@ -933,12 +921,7 @@ function forward(f: Family): Item[] {
     mov(R4, 4),
     mov(R5, 0),
     call("csum_diff"),
-    mov(R1, R6),
-    mov(R2, f.l4 + 16),
-    mov(R3, 0),
-    mov(R4, R0),
-    mov(R5, 0),
-    call("l4_csum_replace"),
+    ...tcpCsumAdd(f, R0),
     mov(R1, R6),
     mov(R2, f.saddr),
     mov(R3, FP),
