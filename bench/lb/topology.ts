@@ -185,6 +185,22 @@ export async function lbStatus(topo: Topology, admin: string): Promise<StatusSna
   return JSON.parse(await topo.client.run("curl", ["-sS", "--max-time", "5", `http://${admin}/status.json`])) as StatusSnapshot;
 }
 
+/** TCP segments a namespace's kernel dropped for a bad checksum (the TCP MIB counts both families). */
+export async function tcpCsumErrors(ns: Netns): Promise<number> {
+  const lines = (await ns.run("cat", ["/proc/net/snmp"])).split("\n").filter((l) => l.startsWith("Tcp:"));
+  const [names, values] = lines.map((l) => l.trim().split(/\s+/));
+  return Number(values[names.indexOf("InCsumErrors")]);
+}
+
+/**
+ * Run a python3 script in the client namespace (string args as they are, others as JSON) and parse
+ * the last line it prints as JSON.
+ */
+export async function clientPy<T>(topo: Topology, source: string, args: unknown[] = [], timeoutMs = 30_000): Promise<T> {
+  const out = await topo.client.run("/usr/bin/python3", ["-c", source, ...args.map((a) => (typeof a === "string" ? a : JSON.stringify(a)))], { timeoutMs });
+  return JSON.parse(out.trim().split("\n").pop()!) as T;
+}
+
 /** Devices (but lo) of a namespace. */
 export async function devices(ns: Netns): Promise<string[]> {
   const links = JSON.parse(await ns.run("ip", ["-j", "link", "show"])) as { ifname: string }[];

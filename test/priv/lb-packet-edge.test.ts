@@ -14,7 +14,7 @@ import { requireRoot, uniqueName } from "../harness/privileged.js";
 import { createTestCgroup } from "../harness/cgroup.js";
 import { waitFor } from "../harness/exec.js";
 import { requireTool } from "../harness/topology.js";
-import { ADDR, createTopology, curl, ethtool, lbStatus, startLb, startNginx, writeConfig, type Topology } from "../../bench/lb/topology.js";
+import { ADDR, clientPy, createTopology, curl, ethtool, lbStatus, startLb, startNginx, tcpCsumErrors, writeConfig, type Topology } from "../../bench/lb/topology.js";
 import { run } from "../../src/cli/main.js";
 import { receiverCounters } from "../../src/agent/stats.js";
 import { unloadReceiver } from "../../src/agent/receiver.js";
@@ -26,13 +26,6 @@ const quiet = { out: () => undefined, err: () => undefined };
 const T = { timeout: 90_000 };
 
 const status = (topo: Topology): Promise<StatusSnapshot> => lbStatus(topo, ADMIN);
-
-/** TCP segments a namespace's kernel dropped for a bad checksum (the TCP MIB counts both families). */
-async function tcpCsumErrors(ns: Topology["client"]): Promise<number> {
-  const lines = (await ns.run("cat", ["/proc/net/snmp"])).split("\n").filter((l) => l.startsWith("Tcp:"));
-  const [names, values] = lines.map((l) => l.trim().split(/\s+/));
-  return Number(values[names.indexOf("InCsumErrors")]);
-}
 
 /** `toa load` on a fresh cgroup for the backends' servers; unloaded at the end. */
 async function backendReceiver(t: TestContext, name: string): Promise<{ cgroup: string; pinDir: string }> {
@@ -96,11 +89,6 @@ async function startServer(t: TestContext, topo: Topology, addr: string, port: n
 }
 
 /** Run a python program in the client namespace; its last stdout line is JSON. */
-async function clientPy<T>(topo: Topology, source: string, args: unknown[] = [], timeoutMs = 30_000): Promise<T> {
-  const out = await topo.client.run(PY, ["-c", source, ...args.map((a) => (typeof a === "string" ? a : JSON.stringify(a)))], { timeoutMs });
-  return JSON.parse(out.trim().split("\n").pop()!) as T;
-}
-
 /**
  * Crafted connections with scapy from the client namespace (the client's kernel RSTs are dropped by
  * nft: it has no socket for them). Per connection: the SYN `syns` times (the copies right after the

@@ -10,7 +10,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { requireRoot } from "../harness/privileged.js";
 import { waitFor } from "../harness/exec.js";
-import { ADDR, createTopology, curl, ethtool, lbStatus, startLb, startNginx, writeConfig, type Topology } from "../../bench/lb/topology.js";
+import { ADDR, clientPy, createTopology, curl, ethtool, lbStatus, startLb, startNginx, tcpCsumErrors, writeConfig, type Topology } from "../../bench/lb/topology.js";
 
 const PY = "/usr/bin/python3";
 const ADMIN = `${ADDR.lb4}:9100`;
@@ -73,11 +73,6 @@ async function startServer(t: TestContext, topo: Topology, addr: string, port: n
   return p;
 }
 
-async function clientPy<T>(topo: Topology, source: string, timeoutMs = 60_000): Promise<T> {
-  const out = await topo.client.run(PY, ["-c", source], { timeoutMs });
-  return JSON.parse(out.trim().split("\n").pop()!) as T;
-}
-
 function config(topo: Topology, file: string, listeners: string, pools: string): string {
   return writeConfig(topo, file, `
 admin: ${ADMIN}
@@ -114,9 +109,7 @@ test("packet path, proxy-v2: nginx's $proxy_protocol_addr is the client over IPv
   const s = await lbStatus(topo, ADMIN);
   assert.equal(s.packet!.counters.flows_created, 10, JSON.stringify(s.packet!.counters));
   assert.ok(s.packet!.counters.proxy_written >= 10, JSON.stringify(s.packet!.counters));
-  const snmp = (await topo.backends.run("cat", ["/proc/net/snmp"])).split("\n").filter((l) => l.startsWith("Tcp:"));
-  const [names, values] = snmp.map((l) => l.trim().split(/\s+/));
-  assert.equal(Number(values[names.indexOf("InCsumErrors")]), 0, "the backend's kernel found no bad checksum");
+  assert.equal(await tcpCsumErrors(topo.backends), 0, "the backend's kernel found no bad checksum");
 });
 
 test("packet path, proxy-v2: 4 MB echoed both ways right after connect (GSO segments at the header's place), every byte back in order, IPv4 and IPv6", T, async (t) => {
@@ -151,7 +144,7 @@ for fam, host in (("4", "${ADDR.lb4}"), ("6", "${ADDR.lb6}")):
     res[fam] = {"sent": hashlib.sha256(data).hexdigest(), "got": hashlib.sha256(back).hexdigest(), "bytes": len(back), "port": c.getsockname()[1]}
     c.close()
 print(json.dumps(res))
-`);
+`, [], 60_000);
   for (const [fam, server, client] of [["4", s4, `${ADDR.client4}:`], ["6", s6, `[${ADDR.client6}]:`]] as const) {
     assert.equal(out[fam].bytes, 4 << 20, `IPv${fam}: every byte came back`);
     assert.equal(out[fam].got, out[fam].sent, `IPv${fam}: the same bytes, in order`);
@@ -174,14 +167,14 @@ took = time.time() - t0
 c.sendall(b"ping\\n"); echo = c.recv(100).decode().strip()
 print(json.dumps({"hello": hello, "echo": echo, "port": c.getsockname()[1], "took": took}))
 `;
-  const first = await clientPy<{ hello: string; echo: string; port: number; took: number }>(topo, greet);
+  const first = await clientPy<{ hello: string; echo: string; port: number; took: number }>(topo, greet, [], 60_000);
   assert.equal(first.hello, `hello ${ADDR.client4}:${first.port}`);
   assert.equal(first.echo, "ping");
   // Drop the next packet that carries only the header (the handshake ACK: 20 IP + 32 TCP + 28).
   await topo.backends.run("nft", ["-f", "-"], {
     input: `table inet pptest { chain in { type filter hook input priority 0; ip daddr ${ADDR.backend4[0]} tcp dport 7000 ip length 80 limit rate 1/hour burst 1 packets counter drop; }; }\n`,
   });
-  const second = await clientPy<{ hello: string; echo: string; port: number; took: number }>(topo, greet);
+  const second = await clientPy<{ hello: string; echo: string; port: number; took: number }>(topo, greet, [], 60_000);
   assert.equal(second.hello, `hello ${ADDR.client4}:${second.port}`, "the header arrived with a later ACK");
   assert.equal(second.echo, "ping");
   const dropped = await topo.backends.run("nft", ["list", "table", "inet", "pptest"]);
