@@ -381,7 +381,7 @@ interface Insertion {
   kind: "toa" | "proxy";
   /** Bytes inserted: a multiple of 4, so the moved payload's checksum is unchanged. */
   len: number;
-  /** Writes the bytes at INSERT_BUF + 4 (r8 = &nat_service; may clobber r1-r5). */
+  /** Writes the bytes at INSERT_BUF + 4 (for an option r8 = &nat_service; may clobber r1-r5). */
   fill: Item[];
   /** Where it goes on: after the bytes went in, and when they could not (counted already). */
   written: string;
@@ -488,7 +488,9 @@ function insertBytes(f: Family, ins: Insertion): Item[] {
           stx("W", FP, S.newWord, R1),
         ]
       : []),
-    ...serviceLookup(`${p}_failed`),
+    // The TOA's kind is in the service (r8 holds the header length by now); the PROXY header is
+    // made of this packet's addresses alone.
+    ...(isOption ? serviceLookup(`${p}_failed`) : []),
     ...ins.fill,
     // csum_diff wants "new word + option" contiguous: the word goes right before the bytes.
     ...(isOption ? [ldx("W", R1, FP, S.newWord), stx("W", FP, INSERT_BUF, R1)] : []),
