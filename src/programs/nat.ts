@@ -502,8 +502,10 @@ function insertBytes(f: Family, ins: Insertion): Item[] {
     ...tcpLenFromL3(R9),
     ldx("W", R3, FP, S.thl),
     sub(R9, R3), // r9 = payload length
-    jeq(R9, 0, `${p}_grow`),
     jgt(R9, SCRATCH_SIZE, `${p}_mtu`), // too big to move (a GSO segment): skipped like an MTU overflow
+    // No payload: nothing to move. (`< 1`, not `== 0`: only a range test gives the 5.10/6.1 verifiers
+    // the non-zero lower bound that a helper's length argument needs.)
+    jlt(R9, 1, `${p}_grow`),
     st("W", FP, S.u32, 0),
     ldMap(R1, NatMapName.scratch),
     mov(R2, FP),
@@ -544,8 +546,8 @@ function insertBytes(f: Family, ins: Insertion): Item[] {
     mov(R5, 0),
     call("skb_store_bytes"),
     // The payload, right after the inserted bytes.
-    jeq(R9, 0, `${p}_stored`),
     jgt(R9, SCRATCH_SIZE, `${p}_failed`),
+    jlt(R9, 1, `${p}_stored`),
     mov(R1, R6),
     mov(R2, R8),
     add(R2, f.l4 + ins.len),

@@ -159,6 +159,9 @@ export function receiverProgram(options: ReceiverOptions): ProgramSpec {
   const maxData = options.maxDataSegments ?? 16;
   const instructions: Item[] = [
     mov(R6, R1),
+    // Cleared up front: the malformed flag is read after walks that a short header skips, and the
+    // 5.10/6.1 verifiers refuse a read of a stack slot not yet written.
+    st("B", FP, Stack.malformed, 0),
     ldx("W", R2, R6, SockOps.op),
     jeq(R2, Op.TCP_LISTEN_CB, "listen"),
     jeq(R2, Op.PASSIVE_ESTABLISHED_CB, "passive"),

@@ -1,0 +1,225 @@
+/**
+ * `npm run test:kernels`: the privileged tests on real kernels. For each kernel of the matrix it
+ * fetches Debian's kernel package (cached), boots it under qemu with this machine's root file system,
+ * runs the program census and the chosen test files inside as root, and prints a table kernel × test
+ * file. The "host" leg runs the same files on this machine's own kernel, without a VM.
+ *
+ *   npm run test:kernels -- --kernels 5.10,6.1 --files receiver,demo --time-factor 4
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Command, InvalidArgumentError } from "commander";
+import { selectKernels, type KernelTarget } from "./kernels.js";
+import { parseEvents, type LegEvent } from "./results.js";
+
+const here = dirname(fileURLToPath(import.meta.url)); // dist/test/kernels
+const ROOT = resolve(here, "../../..");
+const SCRIPTS = join(ROOT, "test/kernels");
+const PRIV = join(ROOT, "dist/test/priv");
+
+interface Options {
+  kernels: string;
+  files: string;
+  timeFactor: number;
+  cache: string;
+  out: string;
+  census: boolean;
+  json: boolean;
+  markdown?: string;
+  mem: string;
+  cpus: string;
+}
+
+/** The priv test files whose names contain one of the comma-separated patterns ("" = all). */
+export function selectFiles(patterns: string): string[] {
+  const all = readdirSync(PRIV).filter((f) => f.endsWith(".test.js")).sort();
+  const wanted = patterns.split(",").map((p) => p.trim()).filter(Boolean);
+  if (wanted.length === 0) return all.map((f) => join(PRIV, f));
+  const chosen = new Set<string>();
+  for (const p of wanted) {
+    const hits = all.filter((f) => f === p || f.replace(/\.test\.js$/, "") === p || f.includes(p));
+    if (hits.length === 0) throw new Error(`--files: "${p}" matches no file in dist/test/priv (${all.length} files: ${all.map((f) => f.replace(/\.test\.js$/, "")).join(", ")})`);
+    hits.forEach((h) => chosen.add(h));
+  }
+  return all.filter((f) => chosen.has(f)).map((f) => join(PRIV, f));
+}
+
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, onLine?: (line: string) => void): Promise<{ code: number | null; output: string }> {
+  return new Promise((done) => {
+    const child = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    const take = (d: Buffer) => {
+      output += d.toString();
+      if (onLine) for (const l of d.toString().split("\n").filter(Boolean)) onLine(l);
+    };
+    child.stdout.on("data", take);
+    child.stderr.on("data", take);
+    child.on("close", (code) => done({ code, output }));
+  });
+}
+
+/** Follow a leg's results.jsonl and print each finished file as it comes. */
+function follow(path: string, leg: string, quiet: boolean): () => void {
+  let seen = 0;
+  const tick = () => {
+    if (!existsSync(path)) return;
+    const events = parseEvents(readFileSync(path, "utf8"));
+    for (const e of events.slice(seen)) if (!quiet) console.error(progressLine(leg, e));
+    seen = events.length;
+  };
+  const timer = setInterval(tick, 2000);
+  return () => {
+    clearInterval(timer);
+    tick();
+  };
+}
+
+function progressLine(leg: string, e: LegEvent): string {
+  const p = `[${leg}]`;
+  switch (e.type) {
+    case "kernel":
+      return `${p} kernel ${e.release} (${e.machine}) up`;
+    case "program":
+      return `${p} census ${e.program}${e.variant ? ` ${e.variant}` : ""}: ${e.error ? `REFUSED ${e.error}` : `${e.instructions} insns, ${e.processed} processed`}`;
+    case "start":
+      return `${p} ${e.file} ...`;
+    case "file":
+      return `${p} ${e.file} ${e.status}: ${e.pass} pass, ${e.fail} fail, ${e.skipped} skipped, ${(e.ms / 1000).toFixed(0)} s${e.failures.length ? `\n${p}   failed: ${e.failures.join("; ")}` : ""}`;
+    case "done":
+      return `${p} done in ${(e.ms / 1000).toFixed(0)} s`;
+  }
+}
+
+interface Leg {
+  kernel: KernelTarget;
+  release?: string;
+  events: LegEvent[];
+  error?: string;
+  ms: number;
+}
+
+async function runLeg(k: KernelTarget, files: string[], o: Options): Promise<Leg> {
+  const out = join(o.out, k.id);
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, "results.jsonl"), "");
+  const started = Date.now();
+  const guestArgs = ["--files", files.join(","), ...(o.census ? [] : ["--no-census"])];
+  const stop = follow(join(out, "results.jsonl"), k.id, o.json);
+  let error: string | undefined;
+  if (!k.suite) {
+    const r = await run(process.execPath, [join(here, "guest.js"), "--out", out, ...guestArgs], { ...process.env, TOA_TEST_TIME_FACTOR: "1" });
+    if (r.code !== 0) error = `guest runner exited ${r.code}: ${r.output.slice(-2000)}`;
+  } else {
+    const f = await run(join(SCRIPTS, "fetch-kernel.sh"), [k.suite, o.cache, k.arch], process.env);
+    const kdir = f.output.trim().split("\n").pop() ?? "";
+    if (f.code !== 0 || !existsSync(kdir)) {
+      error = `fetching ${k.suite}'s kernel failed: ${f.output.slice(-1000)}`;
+    } else {
+      const cmd = `cd ${ROOT} && TOA_TEST_TIME_FACTOR=${o.timeFactor} ${process.execPath} ${join(here, "guest.js")} --out /mnt ${guestArgs.map((a) => `'${a}'`).join(" ")}`;
+      const r = await run(join(SCRIPTS, "run-kernel.sh"), [kdir, out, cmd], { ...process.env, VM_MEM: o.mem, VM_CPUS: o.cpus });
+      if (r.code !== 0 && r.code !== 1) error = `the VM gave no result (exit ${r.code}); console: ${join(out, "console")}\n${r.output.slice(-1500)}`;
+      else if (r.code === 1 && existsSync(join(out, "log"))) {
+        const log = readFileSync(join(out, "log"), "utf8");
+        if (!parseEvents(readFileSync(join(out, "results.jsonl"), "utf8")).some((e) => e.type === "done")) error = `the guest runner failed:\n${log.slice(-2000)}`;
+      }
+    }
+  }
+  stop();
+  const events = parseEvents(readFileSync(join(out, "results.jsonl"), "utf8"));
+  const release = events.find((e): e is Extract<LegEvent, { type: "kernel" }> => e.type === "kernel")?.release;
+  if (!error && !events.some((e) => e.type === "done")) error = `the leg ended before its last file (see ${out})`;
+  return { kernel: k, release, events, error, ms: Date.now() - started };
+}
+
+const cell = (e: Extract<LegEvent, { type: "file" }> | undefined) =>
+  !e ? "—" : `${e.status === "fail" ? "FAIL" : e.status} ${e.status === "fail" ? `${e.fail}/${e.pass + e.fail}` : ""} ${(e.ms / 1000).toFixed(0)}s`.replace(/\s+/g, " ");
+
+/** The table kernel × file, as markdown. */
+export function matrixTable(legs: Leg[], files: string[]): string {
+  const head = `| test file | ${legs.map((l) => `${l.kernel.id}${l.release ? ` (${l.release})` : ""}`).join(" | ")} |`;
+  const sep = `|---|${legs.map(() => "---").join("|")}|`;
+  const rows = files.map((f) => {
+    const name = f.split("/").pop()!;
+    return `| ${name.replace(/\.test\.js$/, "")} | ${legs.map((l) => cell(l.events.find((e): e is Extract<LegEvent, { type: "file" }> => e.type === "file" && e.file === name))).join(" | ")} |`;
+  });
+  const total = `| **leg time** | ${legs.map((l) => `${Math.round(l.ms / 1000)} s`).join(" | ")} |`;
+  return [head, sep, ...rows, total].join("\n");
+}
+
+/** The census table: processed instructions per program and kernel. */
+export function censusTable(legs: Leg[]): string {
+  type P = Extract<LegEvent, { type: "program" }>;
+  const keys: string[] = [];
+  for (const l of legs) for (const e of l.events) if (e.type === "program" && !keys.includes(`${e.program}|${e.variant}`)) keys.push(`${e.program}|${e.variant}`);
+  if (keys.length === 0) return "";
+  const head = `| program | insns | ${legs.map((l) => l.kernel.id).join(" | ")} |`;
+  const sep = `|---|---:|${legs.map(() => "---:").join("|")}|`;
+  const rows = keys.map((k) => {
+    const [program, variant] = k.split("|");
+    const of = (l: Leg) => l.events.find((e): e is P => e.type === "program" && e.program === program && e.variant === variant);
+    const any = legs.map(of).find(Boolean);
+    return `| ${program}${variant ? ` ${variant}` : ""} | ${any?.instructions ?? ""} | ${legs.map((l) => { const e = of(l); return !e ? "—" : e.error ? "refused" : String(e.processed); }).join(" | ")} |`;
+  });
+  return [head, sep, ...rows].join("\n");
+}
+
+async function main(argv: string[]): Promise<number> {
+  const positive = (v: string) => {
+    const n = Number(v);
+    if (!(n > 0)) throw new InvalidArgumentError("a positive number, e.g. 4");
+    return n;
+  };
+  const program = new Command("test:kernels")
+    .description("Run the privileged tests on real Debian kernels under qemu (and on this machine's kernel), and print kernel × test file.")
+    .option("--kernels <ids>", "comma list of 5.10, 6.1, 6.12, host, or all", "all")
+    .option("--files <patterns>", "test files in dist/test/priv whose names contain one of these (comma list); default every file", "")
+    .option("--time-factor <n>", "multiply the tests' waits by this inside VMs (qemu TCG is several times slower)", positive, 4)
+    .option("--cache <dir>", "where kernel packages are kept", process.env.TOA_KERNEL_CACHE ?? "/var/cache/toa-kernels")
+    .option("--out <dir>", "where logs and results go", join("/tmp", `toa-kernels-${new Date().toISOString().replace(/[:.]/g, "-")}`))
+    .option("--no-census", "skip loading each program with verifier statistics")
+    .option("--mem <size>", "VM memory", "6G")
+    .option("--cpus <n>", "VM CPUs", "2")
+    .option("--markdown <file>", "also write the tables as markdown to this file")
+    .option("--json", "print the results as JSON on stdout (progress stays on stderr)")
+    .addHelpText("after", "\nNeeds root and the Debian packages qemu-system-x86, busybox-static, cpio, kmod, xz-utils, zstd.\nExit status 0 only when every file passed (or skipped) on every kernel and every program loaded.");
+  program.parse(argv, { from: "user" });
+  const o = program.opts<Options>();
+  if (process.getuid?.() !== 0) throw new Error("the kernel matrix runs tests as root: run it with sudo");
+  const kernels = selectKernels(o.kernels);
+  const files = selectFiles(o.files);
+  if (kernels.some((k) => k.suite)) {
+    for (const [bin, pkg] of [["qemu-system-x86_64", "qemu-system-x86"], ["busybox", "busybox-static"], ["cpio", "cpio"], ["zstd", "zstd"]]) {
+      const r = await run("sh", ["-c", `command -v ${bin}`], process.env);
+      if (r.code !== 0) throw new Error(`${bin} is missing: apt-get install -y ${pkg} (scripts/install-test-deps.sh installs everything)`);
+    }
+  }
+  mkdirSync(o.out, { recursive: true });
+  console.error(`kernel matrix: ${kernels.map((k) => k.id).join(", ")} × ${files.length} test files; logs in ${o.out}`);
+  const legs: Leg[] = [];
+  for (const k of kernels) legs.push(await runLeg(k, files, o));
+  const table = matrixTable(legs, files);
+  const census = censusTable(legs);
+  const date = new Date().toISOString().slice(0, 10);
+  const md = `Kernel matrix, ${date}: \`npm run test:kernels -- --kernels ${o.kernels}${o.files ? ` --files ${o.files}` : ""}\` (time factor ${o.timeFactor})\n\n${table}\n${census ? `\nVerifier: instructions processed per program\n\n${census}\n` : ""}`;
+  writeFileSync(join(o.out, "matrix.md"), md);
+  if (o.markdown) writeFileSync(o.markdown, md);
+  const failed = legs.filter((l) => l.error || l.events.some((e) => (e.type === "file" && e.status === "fail") || (e.type === "program" && e.error)));
+  if (o.json) {
+    console.log(JSON.stringify({ date, legs: legs.map((l) => ({ kernel: l.kernel.id, release: l.release, ms: l.ms, error: l.error, events: l.events })) }, null, 2));
+  } else {
+    console.log(`\n${md}`);
+    for (const l of legs) if (l.error) console.log(`${l.kernel.id}: ${l.error}`);
+    console.log(failed.length === 0 ? "every file passed on every kernel" : `failures on: ${failed.map((l) => l.kernel.id).join(", ")} (logs: ${o.out}/<kernel>/files/)`);
+  }
+  return failed.length === 0 ? 0 : 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: Error) => {
+    console.error(`test:kernels: ${e.message}`);
+    process.exit(2);
+  },
+);
