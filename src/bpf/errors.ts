@@ -3,12 +3,14 @@
  * data a caller acts on (the errno, the verifier log, the missing feature).
  */
 import { constants as osConstants } from "node:os";
+import { memlockRaiseErrno } from "./memlock.js";
 
 /** Stable error codes of the toolkit. */
 export type BpfErrorCode =
   | "BPF_ERR_SYSCALL"
   | "BPF_ERR_VERIFIER"
   | "BPF_ERR_UNSUPPORTED"
+  | "BPF_ERR_PERMISSION"
   | "BPF_ERR_ASM"
   | "BPF_ERR_BTF"
   | "BPF_ERR_INVALID_ARG"
@@ -39,11 +41,22 @@ export function errnoName(errno: number): string {
   return errnoNames.get(errno) ?? `errno ${errno}`;
 }
 
+/**
+ * EPERM from bpf(2): missing privileges, or (before Linux 5.11) RLIMIT_MEMLOCK. The toolkit raises
+ * the limit and retries on its own, so the hint says which one it was.
+ */
+function permissionHint(): string {
+  const raise = memlockRaiseErrno();
+  const privileges = "run as root, or grant CAP_BPF and CAP_NET_ADMIN (CAP_SYS_ADMIN before Linux 5.8)";
+  if (raise === undefined || raise === 0) return `${privileges}${raise === 0 ? " (RLIMIT_MEMLOCK was raised and the kernel still refused: it is the privileges)" : ""}`;
+  return `${privileges}; or, on kernels before 5.11, RLIMIT_MEMLOCK is too low and could not be raised (setrlimit: ${errnoName(raise)}): run \`ulimit -l unlimited\` first, or LimitMEMLOCK=infinity in a systemd unit`;
+}
+
 /** What the user can do about a failed bpf(2) command, by errno. */
 function hintFor(command: string, errno: number): string {
   switch (errnoName(errno)) {
     case "EPERM":
-      return "run as root, or grant CAP_BPF and CAP_NET_ADMIN (CAP_SYS_ADMIN before Linux 5.8); on kernels before 5.11 also raise RLIMIT_MEMLOCK";
+      return permissionHint();
     case "EACCES":
       return "the verifier refused the program; read the log above";
     case "EINVAL":

@@ -4,10 +4,10 @@
  */
 import { closeSync } from "node:fs";
 import { exit, mov, call, st, FP, R0, R2, R3, R4, add } from "./asm/index.js";
-import { UnsupportedFeatureError, BpfError, errnoName } from "./errors.js";
+import { UnsupportedFeatureError, BpfError, errnoName, SyscallError } from "./errors.js";
 import { BpfMap } from "./map.js";
 import { Program, type ProgramSpec } from "./program.js";
-import { tcxLinkCreateAttr } from "./tc.js";
+import { probeTcx } from "./tc.js";
 import { findCgroup2Mount } from "./cgroup.js";
 import { BpfCommand, bpfTry } from "./syscall.js";
 import { s32 as btfInt } from "./btf.js";
@@ -82,19 +82,7 @@ export const features: Feature[] = [
     id: "tcx",
     name: "tcx links for tc programs (BPF_LINK_CREATE with BPF_TCX_INGRESS)",
     since: "6.6",
-    probe: () => {
-      // ifindex 0 names no device: a kernel with tcx answers ENODEV, one without it EINVAL (the attach
-      // type is unknown for SCHED_CLS). Nothing gets attached anywhere.
-      const p = Program.load({ name: "probe_tcx", type: "SCHED_CLS", instructions: [mov(R0, -1), exit()] });
-      try {
-        const attr = tcxLinkCreateAttr(p.fd, 0, "ingress");
-        const r = bpfTry(BpfCommand.LINK_CREATE, attr, attr.length);
-        if (r.ret >= 0) closeSync(r.ret);
-        else if (r.errno !== 19 /* ENODEV */) throw new BpfError("BPF_ERR_UNSUPPORTED", `BPF_LINK_CREATE (tcx) answered ${errnoName(r.errno)}`);
-      } finally {
-        p.close();
-      }
-    },
+    probe: probeTcx,
   },
   { id: "sockmap", name: "sockmap (BPF_MAP_TYPE_SOCKMAP)", since: "4.14", probe: () => BpfMap.create({ name: "probe_sockmap", type: "SOCKMAP", keySize: 4, valueSize: 4, maxEntries: 1 }).close() },
 ];
@@ -106,6 +94,8 @@ export interface ProbeResult {
   since: string;
   available: boolean;
   error?: string;
+  /** The probe was refused for want of privileges: the kernel may well have the feature. */
+  denied?: boolean;
 }
 
 const cache = new Map<string, ProbeResult>();
@@ -121,7 +111,10 @@ export function probe(id: string): ProbeResult {
     f.probe();
     result = { id, name: f.name, since: f.since, available: true };
   } catch (e) {
-    result = { id, name: f.name, since: f.since, available: false, error: (e as Error).message.split("\n")[0] };
+    // EPERM says nothing about the kernel: the caller lacks privileges (RLIMIT_MEMLOCK was already
+    // raised and retried by the syscall layer), so the feature is unknown, not missing.
+    const denied = e instanceof SyscallError && e.errnoName === "EPERM";
+    result = { id, name: f.name, since: f.since, available: false, error: (e as Error).message.split("\n")[0], ...(denied ? { denied } : {}) };
   }
   cache.set(id, result);
   return result;
@@ -136,6 +129,7 @@ export function probeAll(): ProbeResult[] {
 export function requireFeatures(ids: string[]): void {
   for (const id of ids) {
     const r = probe(id);
+    if (r.denied) throw new BpfError("BPF_ERR_PERMISSION", `${r.name} could not be tried: ${r.error}`);
     if (!r.available) throw new UnsupportedFeatureError(r.name, r.since, r.error);
   }
 }

@@ -9,6 +9,7 @@
 import { createRequire } from "node:module";
 import { arch } from "node:process";
 import { SyscallError } from "./errors.js";
+import { forgetMemlockRaise, memlockRaiseErrno, recordMemlockRaise } from "./memlock.js";
 
 /** Result of one raw call: `ret` < 0 means failure with `errno`. */
 export interface RawResult {
@@ -120,6 +121,7 @@ export function syscalls(): SyscallBackend {
 export function setSyscallBackend(next: SyscallBackend | undefined): SyscallBackend | undefined {
   const previous = backend;
   backend = next;
+  forgetMemlockRaise();
   return previous;
 }
 
@@ -156,26 +158,43 @@ export function commandName(cmd: number): string {
   return commandNames.get(cmd) ?? `bpf command ${cmd}`;
 }
 
+/** Commands that allocate kernel memory charged to RLIMIT_MEMLOCK before Linux 5.11. */
+const MEMLOCK_CHARGED = new Set<number>([BpfCommand.MAP_CREATE, BpfCommand.PROG_LOAD, BpfCommand.BTF_LOAD]);
+
+/**
+ * One bpf(2) command with the retries every caller wants: EINTR/EAGAIN again (as libbpf and
+ * cilium/ebpf do for PROG_LOAD), and an EPERM from an allocating command once more after raising
+ * RLIMIT_MEMLOCK. Kernels before 5.11 charge maps and programs to that limit (64 KiB by default),
+ * and answer EPERM when it is exceeded — the same errno as missing privileges, so the only true
+ * diagnosis is to raise it and see (libbpf's and cilium's `rlimit.RemoveMemlock` do the same).
+ */
+function attempt(cmd: number, attr: Buffer, size: number): RawResult {
+  for (let tries = 0; ; tries++) {
+    const r = syscalls().bpf(cmd, attr, size);
+    if (r.ret >= 0) return r;
+    if ((r.errno === 4 /* EINTR */ || r.errno === 11 /* EAGAIN */) && tries < 5) continue;
+    if (r.errno === 1 /* EPERM */ && MEMLOCK_CHARGED.has(cmd) && memlockRaiseErrno() === undefined) {
+      const raised = syscalls().raiseMemlock();
+      recordMemlockRaise(raised.ret < 0 ? raised.errno || 1 : 0);
+      if (raised.ret >= 0) continue;
+    }
+    return r;
+  }
+}
+
 /**
  * Run one bpf(2) command; returns the non-negative result (often an fd) or throws
- * {@link SyscallError} naming the command and errno. EINTR/EAGAIN are retried, as libbpf and
- * cilium/ebpf do for PROG_LOAD.
+ * {@link SyscallError} naming the command and errno.
  */
 export function bpf(cmd: number, attr: Buffer, size = attr.length, detail?: string): number {
-  for (let attempt = 0; ; attempt++) {
-    const { ret, errno } = syscalls().bpf(cmd, attr, size);
-    if (ret >= 0) return ret;
-    if ((errno === 4 /* EINTR */ || errno === 11 /* EAGAIN */) && attempt < 5) continue;
-    throw new SyscallError(commandName(cmd), errno, detail);
-  }
+  const { ret, errno } = attempt(cmd, attr, size);
+  if (ret >= 0) return ret;
+  throw new SyscallError(commandName(cmd), errno, detail);
 }
 
 /** Like {@link bpf} but returns the errno instead of throwing (for probes and expected misses). */
 export function bpfTry(cmd: number, attr: Buffer, size = attr.length): RawResult {
-  for (let attempt = 0; ; attempt++) {
-    const r = syscalls().bpf(cmd, attr, size);
-    if (r.ret >= 0 || !((r.errno === 4 || r.errno === 11) && attempt < 5)) return r;
-  }
+  return attempt(cmd, attr, size);
 }
 
 /**

@@ -11,9 +11,10 @@
  * Everything acts in the calling process's network namespace: ifindexes are per namespace.
  */
 import { closeSync } from "node:fs";
-import { BpfError, SyscallError, UnsupportedFeatureError } from "./errors.js";
+import { BpfError, errnoName, SyscallError, UnsupportedFeatureError } from "./errors.js";
 import { BpfCommand, bpf, bpfTry, linkDetach, syscalls } from "./syscall.js";
-import { AttachType, ProgramType, type Program } from "./program.js";
+import { AttachType, Program, ProgramType } from "./program.js";
+import { exit, mov, R0 } from "./asm/index.js";
 import { objPin } from "./map.js";
 import {
   addBpfFilter,
@@ -236,7 +237,11 @@ export interface TcxQuery {
   revision: bigint;
 }
 
-/** Programs attached through tcx (Linux 6.6), in the order they run. */
+/**
+ * Programs attached through tcx (Linux 6.6), in the order they run. On a kernel without tcx nothing
+ * can be attached that way: the answer is an empty list (the query itself is refused with EINVAL
+ * there, as the attach type is unknown).
+ */
 export function queryTcx(ifindex: number, direction: TcDirection, max = 64): TcxQuery {
   const progIds = Buffer.alloc(4 * max);
   const linkIds = Buffer.alloc(4 * max);
@@ -248,10 +253,44 @@ export function queryTcx(ifindex: number, direction: TcDirection, max = 64): Tcx
   attr.writeBigUInt64LE(syscalls().address(progIds), 16);
   attr.writeUInt32LE(max, 24);
   attr.writeBigUInt64LE(syscalls().address(linkIds), 40);
-  bpf(BpfCommand.PROG_QUERY, attr, 64, `tcx ${direction} of ifindex ${ifindex}`);
+  const r = bpfTry(BpfCommand.PROG_QUERY, attr, 64);
+  if (r.ret < 0) {
+    if (r.errno === 22 /* EINVAL */ && !tcxAvailable()) return { programIds: [], linkIds: [], revision: 0n };
+    throw new SyscallError("BPF_PROG_QUERY", r.errno, `tcx ${direction} of ifindex ${ifindex}`);
+  }
   const count = Math.min(attr.readUInt32LE(24), max);
   const ids = (b: Buffer) => Array.from({ length: count }, (_, i) => b.readUInt32LE(4 * i));
   return { programIds: ids(progIds), linkIds: ids(linkIds), revision: attr.readBigUInt64LE(56) };
+}
+
+/**
+ * Throws unless the kernel has tcx links (the "tcx" feature probe). ifindex 0 names no device: a
+ * kernel with tcx answers ENODEV, one without it EINVAL (the attach type is unknown for SCHED_CLS).
+ * Nothing gets attached anywhere.
+ */
+export function probeTcx(): void {
+  const p = Program.load({ name: "probe_tcx", type: "SCHED_CLS", instructions: [mov(R0, -1), exit()] });
+  try {
+    const attr = tcxLinkCreateAttr(p.fd, 0, "ingress");
+    const r = bpfTry(BpfCommand.LINK_CREATE, attr, attr.length);
+    if (r.ret >= 0) closeSync(r.ret);
+    else if (r.errno !== 19 /* ENODEV */) throw new BpfError("BPF_ERR_UNSUPPORTED", `BPF_LINK_CREATE (tcx) answered ${errnoName(r.errno)}`);
+  } finally {
+    p.close();
+  }
+}
+
+let tcxProbed: boolean | undefined;
+function tcxAvailable(): boolean {
+  if (tcxProbed === undefined) {
+    try {
+      probeTcx();
+      tcxProbed = true;
+    } catch {
+      tcxProbed = false;
+    }
+  }
+  return tcxProbed;
 }
 
 /** Forget that tcx was missing (tests). */

@@ -247,7 +247,8 @@ async function demoSteps(s: DemoState, say0: (l: string) => void, opts: DemoOpti
     if (signal.aborted) throw new Error("interrupted");
     say0(l);
   };
-  const waitUntil = (what: string, check: () => Promise<boolean> | boolean) => waitUntil0(what, check, 15_000, signal);
+  // Generous: loading and verifying the programs takes seconds on a slow or emulated machine.
+  const waitUntil = (what: string, check: () => Promise<boolean> | boolean) => waitUntil0(what, check, 60_000, signal);
   say(`toa demo ${s.id}: client → toa lb → backend, in network namespaces`);
   say(`creating namespaces…     ${s.netns.client} (${A.client4}), ${s.netns.balancer} (${A.lb4} | ${A.lbInside4}), ${s.netns.backend} (${A.backend4})`);
   for (const ns of [s.netns.client, s.netns.balancer, s.netns.backend]) await createNetns(ns);
@@ -286,13 +287,19 @@ ${opts.ipv4Only ? "" : `  web6: { backends: ["[${A.backend6}]:${BACKEND_PORT}"] 
   const lb = startIn("toa lb", s.netns.balancer, s.cgroups.balancer, process.execPath, [TOA_BIN, "lb", "--config", config, "--cgroup", s.cgroups.balancer, "--log-level", "warn"], join(s.tmpDir, "lb.log"));
   s.pids.lb = lb.pid;
   // The packet path has no listening socket: its admin listener says it is up.
-  await waitUntil("toa lb to run", async () => alive(lb) && lb.output().includes("running (pid") && (await listening(s.netns.balancer, packet ? ADMIN : `${A.lb4}:80`)));
+  try {
+    await waitUntil("toa lb to run", async () => alive(lb) && lb.output().includes("running (pid") && (await listening(s.netns.balancer, packet ? ADMIN : `${A.lb4}:80`)));
+  } catch (e) {
+    // Whatever the balancer said is the diagnosis: show it.
+    const said = lb.output().trim();
+    throw new Error(`${(e as Error).message}${said && !(e as Error).message.includes(said) ? `\ntoa lb's output:\n${said}` : "\n(toa lb printed nothing)"}`);
+  }
 
   const families: (4 | 6)[] = opts.ipv4Only ? [4] : [4, 6];
   const observations: Observation[] = [];
   const request = async (family: 4 | 6, toa: boolean): Promise<void> => {
     const url = family === 4 ? `http://${A.lb4}/` : `http://[${A.lb6}]/`;
-    const out = await nsRun(s.netns.client, process.execPath, ["-e", CLIENT_JS, url], 15_000);
+    const out = await nsRun(s.netns.client, process.execPath, ["-e", CLIENT_JS, url], 60_000);
     const r = JSON.parse(out.trim().split("\n").pop()!) as { status: number; body: string; local: { address: string; port: number } };
     const saw = JSON.parse(r.body) as { address: string; port: number };
     const address = plain(saw.address);

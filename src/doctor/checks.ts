@@ -48,8 +48,7 @@ export function featureChecks(results: ProbeResult[] = RECEIVER_FEATURES.filter(
   return results.map((r) => {
     const base = { id: `feature:${r.id}`, title: `eBPF ${r.id}` };
     if (r.available) return { ...base, ok: true, detail: `${r.name}: available (upstream Linux ${r.since})` };
-    const denied = /EPERM|EACCES|not permitted|permission denied/i.test(r.error ?? "");
-    if (denied) {
+    if (r.denied) {
       return {
         ...base,
         ok: "warn" as const,

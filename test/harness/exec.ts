@@ -1,13 +1,14 @@
 /** Running commands and processes for tests: every spawned process is ended by its pid at teardown. */
 import { type ChildProcess, execFile, spawn, type SpawnOptions } from "node:child_process";
 import { promisify } from "node:util";
+import { scaled } from "./time.js";
 
 const execFileP = promisify(execFile);
 
-/** Run a command to completion; throws with its stderr when it fails. */
+/** Run a command to completion (its timeout scaled by the time factor); throws with its stderr when it fails. */
 export async function sh(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
   try {
-    const child = execFileP(cmd, args, { timeout: opts.timeoutMs ?? 30_000, maxBuffer: 64 << 20 });
+    const child = execFileP(cmd, args, { timeout: scaled(opts.timeoutMs ?? 30_000), maxBuffer: 64 << 20 });
     if (opts.input !== undefined) {
       child.child.stdin?.end(opts.input);
     }
@@ -66,9 +67,9 @@ export function start(cmd: string, args: string[], opts: SpawnOptions = {}): Sta
   };
 }
 
-/** Poll `check` until it returns a truthy value or the deadline passes. */
+/** Poll `check` until it returns a truthy value or the deadline passes (scaled by the time factor). */
 export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 10_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + scaled(timeoutMs);
   let last: unknown;
   for (;;) {
     try {

@@ -3,6 +3,7 @@
  * fails loudly instead of skipping. Outside CI without root they skip with the reason printed.
  */
 import type { TestContext } from "node:test";
+import { probe } from "../../src/bpf/probes.js";
 
 /** True when the test may go on; otherwise the test was skipped (or throws in CI). */
 export function requireRoot(t: TestContext): boolean {
@@ -19,4 +20,19 @@ let counter = 0;
 export function uniqueName(prefix: string): string {
   counter++;
   return `${prefix}-${process.pid.toString(36)}${counter.toString(36)}${Math.random().toString(36).slice(2, 5)}`;
+}
+
+/**
+ * True when the running kernel has the feature `id` (bpf/probes.ts); otherwise the test is skipped
+ * with the probe's answer, in CI too: a probe that proves the kernel lacks a feature (tcx before 6.6)
+ * is the one reason a privileged test may skip there. Call after requireRoot.
+ */
+export function requireKernelFeature(t: TestContext, id: string): boolean {
+  const r = probe(id);
+  if (r.available) return true;
+  if (r.denied) throw new Error(`the ${id} probe was refused for want of privileges: ${r.error}`);
+  const reason = `this kernel lacks ${r.name} (upstream Linux ${r.since}): ${r.error}`;
+  console.log(`# skip ${t.name}: ${reason}`);
+  t.skip(reason);
+  return false;
 }

@@ -7,8 +7,8 @@
  *   npm run test:kernels -- --kernels 5.10,6.1 --files receiver,demo --time-factor 4
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError } from "commander";
 import { selectKernels, type KernelTarget } from "./kernels.js";
@@ -18,6 +18,21 @@ const here = dirname(fileURLToPath(import.meta.url)); // dist/test/kernels
 const ROOT = resolve(here, "../../..");
 const SCRIPTS = join(ROOT, "test/kernels");
 const PRIV = join(ROOT, "dist/test/priv");
+
+/**
+ * A copy of the built tree for the run (node_modules linked): the legs run for many minutes, and a
+ * rebuild meanwhile would change files under a test that is reading them.
+ */
+function snapshot(out: string): string {
+  const tree = join(out, "tree");
+  rmSync(tree, { recursive: true, force: true });
+  mkdirSync(tree, { recursive: true });
+  for (const entry of ["dist", "test", "src", "docs", "scripts", "README.md", "package.json", "package-lock.json"]) {
+    if (existsSync(join(ROOT, entry))) cpSync(join(ROOT, entry), join(tree, entry), { recursive: true });
+  }
+  symlinkSync(join(ROOT, "node_modules"), join(tree, "node_modules"));
+  return tree;
+}
 
 interface Options {
   kernels: string;
@@ -100,16 +115,17 @@ interface Leg {
   ms: number;
 }
 
-async function runLeg(k: KernelTarget, files: string[], o: Options): Promise<Leg> {
+async function runLeg(k: KernelTarget, files: string[], o: Options, tree: string): Promise<Leg> {
   const out = join(o.out, k.id);
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, "results.jsonl"), "");
   const started = Date.now();
-  const guestArgs = ["--files", files.join(","), ...(o.census ? [] : ["--no-census"])];
+  const guestArgs = ["--files", files.map((f) => join(tree, "dist/test/priv", basename(f))).join(","), ...(o.census ? [] : ["--no-census"])];
+  const guest = join(tree, "dist/test/kernels/guest.js");
   const stop = follow(join(out, "results.jsonl"), k.id, o.json);
   let error: string | undefined;
   if (!k.suite) {
-    const r = await run(process.execPath, [join(here, "guest.js"), "--out", out, ...guestArgs], { ...process.env, TOA_TEST_TIME_FACTOR: "1" });
+    const r = await run(process.execPath, [guest, "--out", out, ...guestArgs], { ...process.env, TOA_TEST_TIME_FACTOR: "1" });
     if (r.code !== 0) error = `guest runner exited ${r.code}: ${r.output.slice(-2000)}`;
   } else {
     const f = await run(join(SCRIPTS, "fetch-kernel.sh"), [k.suite, o.cache, k.arch], process.env);
@@ -117,7 +133,7 @@ async function runLeg(k: KernelTarget, files: string[], o: Options): Promise<Leg
     if (f.code !== 0 || !existsSync(kdir)) {
       error = `fetching ${k.suite}'s kernel failed: ${f.output.slice(-1000)}`;
     } else {
-      const cmd = `cd ${ROOT} && TOA_TEST_TIME_FACTOR=${o.timeFactor} ${process.execPath} ${join(here, "guest.js")} --out /mnt ${guestArgs.map((a) => `'${a}'`).join(" ")}`;
+      const cmd = `cd ${tree} && TOA_TEST_TIME_FACTOR=${o.timeFactor} ${process.execPath} ${guest} --out /mnt ${guestArgs.map((a) => `'${a}'`).join(" ")}`;
       const r = await run(join(SCRIPTS, "run-kernel.sh"), [kdir, out, cmd], { ...process.env, VM_MEM: o.mem, VM_CPUS: o.cpus });
       if (r.code !== 0 && r.code !== 1) error = `the VM gave no result (exit ${r.code}); console: ${join(out, "console")}\n${r.output.slice(-1500)}`;
       else if (r.code === 1 && existsSync(join(out, "log"))) {
@@ -198,7 +214,8 @@ async function main(argv: string[]): Promise<number> {
   mkdirSync(o.out, { recursive: true });
   console.error(`kernel matrix: ${kernels.map((k) => k.id).join(", ")} × ${files.length} test files; logs in ${o.out}`);
   const legs: Leg[] = [];
-  for (const k of kernels) legs.push(await runLeg(k, files, o));
+  const tree = snapshot(o.out);
+  for (const k of kernels) legs.push(await runLeg(k, files, o, tree));
   const table = matrixTable(legs, files);
   const census = censusTable(legs);
   const date = new Date().toISOString().slice(0, 10);

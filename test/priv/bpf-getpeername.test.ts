@@ -103,7 +103,8 @@ test("invalid programs fail with VerifierError carrying the verifier's log", asy
     {
       name: "getpeername program returning 0",
       have: { name: "test_bad_ret", type: "CGROUP_SOCK_ADDR", expectedAttachType: "CGROUP_INET4_GETPEERNAME", instructions: [mov(R0, 0), exit()] },
-      want: /should have been in \[1, 1\]/,
+      // 6.x prints "[1, 1]", 5.10 "(0x1; 0x0)"
+      want: /should have been in (\[1, 1\]|\(0x1; 0x0\))/,
       errno: "EINVAL",
     },
     {

@@ -12,6 +12,7 @@ import { requireRoot } from "../harness/privileged.js";
 import { sh } from "../harness/exec.js";
 import { findCgroup2Mount } from "../../src/bpf/cgroup.js";
 import { TOA_BIN } from "../../src/demo/run.js";
+import { scaled } from "../harness/time.js";
 
 const execFileP = promisify(execFile);
 
@@ -25,7 +26,7 @@ async function snapshot(): Promise<{ netns: string[]; cgroups: string[]; pins: s
 
 async function toa(args: string[], timeoutMs = 90_000): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await execFileP(process.execPath, [TOA_BIN, ...args], { timeout: timeoutMs });
+    const { stdout, stderr } = await execFileP(process.execPath, [TOA_BIN, ...args], { timeout: scaled(timeoutMs) });
     return { code: 0, stdout, stderr };
   } catch (e) {
     const err = e as { code?: number; stdout?: string; stderr?: string };

@@ -14,6 +14,7 @@ import { Netns, link } from "../harness/netns.js";
 import { sh } from "../harness/exec.js";
 import { inspectFile, parseCidrList } from "../../src/inspect/index.js";
 import { DEFAULT_TOA_KINDS } from "../../src/wire/index.js";
+import { scaled } from "../harness/time.js";
 
 const CLIENT = "198.51.100.1";
 const SERVER = "198.51.100.2";
@@ -21,7 +22,7 @@ const PORT = 8080;
 const SCAPY_SPORT = 40123;
 
 async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
+  const until = Date.now() + scaled(timeoutMs);
   while (Date.now() < until) {
     if (await check()) return;
     await new Promise((r) => setTimeout(r, 100));
@@ -51,7 +52,7 @@ send(ip/TCP(sport=sport, dport=dport, flags="RA", seq=1001 + len(req), ack=ack))
 print("done")
 `;
 
-test("toa inspect on a tcpdump capture of a crafted TOA handshake between two namespaces", { timeout: 90_000 }, async (t) => {
+test("toa inspect on a tcpdump capture of a crafted TOA handshake between two namespaces", { timeout: scaled(90_000) }, async (t) => {
   if (!requireRoot(t)) return;
   for (const [cmd, args, pkg] of [["tcpdump", ["--version"], "tcpdump"], ["/usr/bin/python3", ["-c", "import scapy"], "python3-scapy"], ["nft", ["--version"], "nftables"]] as const) {
     try {

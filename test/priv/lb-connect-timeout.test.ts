@@ -7,8 +7,9 @@ import assert from "node:assert/strict";
 import { requireRoot } from "../harness/privileged.js";
 import { waitFor } from "../harness/exec.js";
 import { ADDR, createTopology, startLb, startNginx, writeConfig } from "../../bench/lb/topology.js";
+import { scaled } from "../harness/time.js";
 
-test("a black-holed backend: each client is answered or closed within the connect timeout, then it is DOWN", { timeout: 60_000 }, async (t) => {
+test("a black-holed backend: each client is answered or closed within the connect timeout, then it is DOWN", { timeout: scaled(60_000) }, async (t) => {
   if (!requireRoot(t)) return;
   const topo = await createTopology(t);
   await startNginx(t, topo, [{ index: 0 }, { index: 1 }], "n01");

@@ -19,11 +19,12 @@ import { run } from "../../src/cli/main.js";
 import { receiverCounters } from "../../src/agent/stats.js";
 import { unloadReceiver } from "../../src/agent/receiver.js";
 import type { StatusSnapshot } from "../../src/lb/status.js";
+import { scaled } from "../harness/time.js";
 
 const PY = "/usr/bin/python3";
 const ADMIN = `${ADDR.lb4}:9100`;
 const quiet = { out: () => undefined, err: () => undefined };
-const T = { timeout: 90_000 };
+const T = { timeout: scaled(90_000) };
 
 const status = (topo: Topology): Promise<StatusSnapshot> => lbStatus(topo, ADMIN);
 

@@ -11,10 +11,11 @@ import { join } from "node:path";
 import { requireRoot } from "../harness/privileged.js";
 import { waitFor } from "../harness/exec.js";
 import { ADDR, clientPy, createTopology, curl, ethtool, lbStatus, startLb, startNginx, tcpCsumErrors, writeConfig, type Topology } from "../../bench/lb/topology.js";
+import { scaled } from "../harness/time.js";
 
 const PY = "/usr/bin/python3";
 const ADMIN = `${ADDR.lb4}:9100`;
-const T = { timeout: 90_000 };
+const T = { timeout: scaled(90_000) };
 
 /**
  * Reads the PROXY v2 header (exactly: signature, version/command, family, length, addresses), then

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { requireRoot } from "../harness/privileged.js";
 import { ADDR, counterDelta, crafted, createReceiver, createTopology, dropScapyResets, requireTool, startNodeServer, type CraftedResult, type ServerReply } from "../harness/topology.js";
 import { addressBytes } from "../../src/agent/settings.js";
+import { scaled } from "../harness/time.js";
 
 const PORT = 8083;
 
@@ -22,7 +23,7 @@ function reply(r: CraftedResult): ServerReply {
   return JSON.parse(r.reply.split("\n")[0]) as ServerReply;
 }
 
-test("kind 28 (Alibaba CDN, no port): IPv4 and IPv6 addresses taken, port kept; User Timeout ignored", { timeout: 60_000 }, async (t) => {
+test("kind 28 (Alibaba CDN, no port): IPv4 and IPv6 addresses taken, port kept; User Timeout ignored", { timeout: scaled(60_000) }, async (t) => {
   if (!requireRoot(t)) return;
   if (!(await requireTool(t, "/usr/bin/python3", ["-c", "import scapy"], "python3-scapy")) || !(await requireTool(t, "nft", ["--version"], "nftables"))) return;
   const topo = await createTopology(t);

@@ -10,11 +10,12 @@ import { fileURLToPath } from "node:url";
 import { requireRoot } from "../harness/privileged.js";
 import { sh } from "../harness/exec.js";
 import { ADDR, clientConnections, createReceiver, createTopology, startBalancer, startNodeServer } from "../harness/topology.js";
+import { scaled } from "../harness/time.js";
 
 const BIN = fileURLToPath(new URL("../../src/cli/bin.js", import.meta.url));
 const toa = (args: string[]) => sh(process.execPath, [BIN, ...args]);
 
-test("toa load / stats / status / unload on a test cgroup, with a connection through the proxy", { timeout: 60_000 }, async (t) => {
+test("toa load / stats / status / unload on a test cgroup, with a connection through the proxy", { timeout: scaled(60_000) }, async (t) => {
   if (!requireRoot(t)) return;
   if (!existsSync(BIN)) return t.skip("the CLI is not built");
   const topo = await createTopology(t);

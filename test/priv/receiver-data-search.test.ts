@@ -8,11 +8,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { requireRoot } from "../harness/privileged.js";
 import { ADDR, counterDelta, crafted, createReceiver, createTopology, dropScapyResets, requireTool, startNodeServer, toaOption } from "../harness/topology.js";
+import { scaled } from "../harness/time.js";
 
 const PORT = 8084;
 const UNKNOWN_OPTION = "63040000"; // kind 99, length 4: an option the kernel doesn't know
 
-test("the data-segment search gives up after 16 segments; a TOA in segment 2 is still found", { timeout: 60_000 }, async (t) => {
+test("the data-segment search gives up after 16 segments; a TOA in segment 2 is still found", { timeout: scaled(60_000) }, async (t) => {
   if (!requireRoot(t)) return;
   if (!(await requireTool(t, "/usr/bin/python3", ["-c", "import scapy"], "python3-scapy")) || !(await requireTool(t, "nft", ["--version"], "nftables"))) return;
   const topo = await createTopology(t);

@@ -23,8 +23,9 @@ import {
   startNodeServer,
   startPythonHttp,
 } from "../harness/topology.js";
+import { scaled } from "../harness/time.js";
 
-const T = { timeout: 60_000 };
+const T = { timeout: scaled(60_000) };
 
 test("IPv4: nginx, python http.server and a Node server see the client through the TOA of the handshake ACK", T, async (t) => {
   if (!requireRoot(t)) return;

@@ -24,8 +24,9 @@ import { BpfMap, describeAttached, Program } from "../../src/bpf/index.js";
 import { DEFAULT_KINDS, MapName, mapSpecs } from "../../src/programs/layout.js";
 import { receiverProgram } from "../../src/programs/receiver.js";
 import { Attachments } from "../../src/agent/pins.js";
+import { scaled } from "../harness/time.js";
 
-const T = { timeout: 90_000 };
+const T = { timeout: scaled(90_000) };
 const v4mapped = (a: string) => `::ffff:${a}`;
 
 test("connections made before the load keep working (balancer address); a listener opened before the load gets the TOA of the ACK for new connections", T, async (t) => {

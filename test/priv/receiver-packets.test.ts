@@ -20,8 +20,9 @@ import {
   type CraftedResult,
   type ServerReply,
 } from "../harness/topology.js";
+import { scaled } from "../harness/time.js";
 
-const T = { timeout: 60_000 };
+const T = { timeout: scaled(60_000) };
 const PORT = 8082;
 
 function reply(r: CraftedResult): ServerReply {

@@ -20,8 +20,9 @@ import {
   toaOption,
   type ClientResult,
 } from "../harness/topology.js";
+import { scaled } from "../harness/time.js";
 
-const T = { timeout: 60_000 };
+const T = { timeout: scaled(60_000) };
 
 function ok(r: ClientResult): NonNullable<ClientResult["reply"]> {
   assert.equal(r.error, undefined, JSON.stringify(r));

@@ -7,6 +7,11 @@ import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import {
   BpfCommand,
+  BpfError,
+  clearProbeCache,
+  probe,
+  requireFeatures,
+  UnsupportedFeatureError,
   BpfMap,
   bpf,
   bpfTry,
@@ -118,7 +123,8 @@ test("errno becomes a SyscallError naming the command, the errno and a hint", as
         assert.match(e.message, c.hint);
         return true;
       });
-      assert.deepEqual(k.commands(), [BpfCommand.MAP_CREATE]);
+      // EPERM is tried once more after raising RLIMIT_MEMLOCK (kernels before 5.11)
+      assert.deepEqual(k.commands(), c.have === E.EPERM ? [BpfCommand.MAP_CREATE, BpfCommand.MAP_CREATE] : [BpfCommand.MAP_CREATE]);
       assert.equal(k.calls[0].size, 64);
     });
   }
@@ -161,7 +167,37 @@ test("EINTR and EAGAIN are retried, at most 5 times", async (t) => {
   });
   await t.test("other errors are not retried", (t) => {
     const k = useFake(t, () => fail(E.EPERM));
-    assert.throws(() => bpf(BpfCommand.MAP_CREATE, Buffer.alloc(64)), SyscallError);
+    assert.throws(() => bpf(BpfCommand.PROG_QUERY, Buffer.alloc(40)), SyscallError);
+    assert.equal(k.calls.length, 1);
+  });
+});
+
+test("EPERM from an allocating command: RLIMIT_MEMLOCK is raised once and the command retried; the hint says which cause it was", async (t) => {
+  await t.test("the limit was the cause (a kernel before 5.11): the retry succeeds", (t) => {
+    let refuse = true;
+    let raised = 0;
+    const k = useFake(t, () => (refuse ? fail(E.EPERM) : ok(7)));
+    k.raiseMemlock = () => ((raised++, (refuse = false)), ok(0));
+    assert.equal(bpf(BpfCommand.MAP_CREATE, Buffer.alloc(64)), 7);
+    assert.deepEqual([k.calls.length, raised], [2, 1]);
+    // Once per process: a later EPERM is not a memlock question any more.
+    refuse = true;
+    assert.throws(() => bpf(BpfCommand.PROG_LOAD, Buffer.alloc(144)), /EPERM: run as root/);
+    assert.deepEqual([k.calls.length, raised], [3, 1]);
+  });
+  await t.test("raised and still refused: privileges", (t) => {
+    const k = useFake(t, () => fail(E.EPERM));
+    assert.throws(() => bpf(BpfCommand.BTF_LOAD, Buffer.alloc(40)), (e: unknown) => {
+      assert.ok(e instanceof SyscallError);
+      assert.match(e.message, /run as root.*RLIMIT_MEMLOCK was raised and the kernel still refused: it is the privileges/);
+      return true;
+    });
+    assert.equal(k.calls.length, 2);
+  });
+  await t.test("the limit could not be raised: the hint names it and the fix", (t) => {
+    const k = useFake(t, () => fail(E.EPERM));
+    k.raiseMemlock = () => fail(E.EPERM);
+    assert.throws(() => bpf(BpfCommand.MAP_CREATE, Buffer.alloc(64)), /RLIMIT_MEMLOCK is too low and could not be raised \(setrlimit: EPERM\): run `ulimit -l unlimited`/);
     assert.equal(k.calls.length, 1);
   });
 });
@@ -261,7 +297,8 @@ test("PROG_LOAD EPERM without a log is a SyscallError with the permission hint",
     assert.match(e.message, /program bad.*run as root/);
     return true;
   });
-  assert.equal(k.calls.length, 2);
+  // refused, refused again once RLIMIT_MEMLOCK was raised, then asked for a log
+  assert.equal(k.calls.length, 3);
 });
 
 test("PROG_LOAD with stats: success keeps the processed-instruction count", (t) => {
@@ -346,4 +383,28 @@ test("map element commands: key at 8, value at 16, flags at 24; ENOENT is a miss
     assert.ok(tail.every((b) => b === 0), `command ${c.cmd}: bytes ${end}..${c.size} must be zero, got ${tail.toString("hex")}`);
   }
   // Not closed: 100500 is not a real fd.
+});
+
+test("a probe refused with EPERM is 'denied', not missing: requireFeatures says so instead of blaming the kernel", (t) => {
+  const k = useFake(t, () => fail(E.EPERM));
+  k.raiseMemlock = () => fail(E.EPERM);
+  clearProbeCache();
+  t.after(() => clearProbeCache());
+  const r = probe("bpf-syscall");
+  assert.equal(r.available, false);
+  assert.equal(r.denied, true);
+  assert.throws(() => requireFeatures(["bpf-syscall"]), (e: unknown) => {
+    assert.ok(e instanceof BpfError && !(e instanceof UnsupportedFeatureError), String(e));
+    assert.equal(e.code, "BPF_ERR_PERMISSION");
+    assert.match(e.message, /could not be tried: .*EPERM: run as root.*RLIMIT_MEMLOCK is too low/);
+    assert.doesNotMatch(e.message, /not supported/);
+    return true;
+  });
+});
+
+test("a probe refused with EINVAL is missing: UnsupportedFeatureError names the feature and the kernel", (t) => {
+  useFake(t, () => fail(E.EINVAL));
+  clearProbeCache();
+  t.after(() => clearProbeCache());
+  assert.throws(() => requireFeatures(["sk-storage"]), (e: unknown) => e instanceof UnsupportedFeatureError && /socket-local storage.*5\.2/.test(e.message));
 });
