@@ -27,7 +27,11 @@ export function receiverCounters(pinDir: string): Counters | undefined {
   if (!existsSync(path)) return undefined;
   const m = openCounters(path);
   try {
-    return readCounters(m);
+    const c = readCounters(m);
+    // The receiver counts where it found each TOA; toa.ko's total is their sum. (Receivers before
+    // 0.2 counted the total too, in its own slot, along with the same found_in_* counts.)
+    c.syn_recv_sock_toa = c.found_in_syn + c.found_in_ack + c.found_in_data;
+    return c;
   } finally {
     m.close();
   }

@@ -97,7 +97,7 @@ function progressLine(leg: string, e: LegEvent): string {
     case "kernel":
       return `${p} kernel ${e.release} (${e.machine}) up`;
     case "program":
-      return `${p} census ${e.program}${e.variant ? ` ${e.variant}` : ""}: ${e.error ? `REFUSED ${e.error}` : `${e.instructions} insns, ${e.processed} processed`}`;
+      return `${p} census ${e.program}${e.variant ? ` ${e.variant}` : ""}: ${e.error ? `REFUSED ${e.error}` : `${e.instructions} insns, ${e.processed} processed, loaded in ${e.ms} ms`}`;
     case "start":
       return `${p} ${e.file} ...`;
     case "file":

@@ -19,6 +19,8 @@ export interface CensusRow {
   variant: string;
   instructions: number;
   processed: number;
+  /** Wall time of the load (verification dominates; emulation makes it several times longer). */
+  ms: number;
   /** The verifier's reason, when it refused the program. */
   error?: string;
   /** The whole verifier log of a refusal. */
@@ -60,12 +62,13 @@ export function programCensus(): CensusRow[] {
     for (const key of Object.keys(nat) as (keyof typeof nat)[]) maps.set(NatMapName[key], BpfMap.create(nat[key]));
     for (const { variant, spec } of variants()) {
       const instructions = encode(spec.instructions, (name) => maps.get(name)?.fd).length / 8; // ld_imm64 counts twice, as the kernel does
+      const t0 = performance.now();
       try {
         const p = Program.load(spec, { maps, stats: true });
-        rows.push({ program: spec.name, variant, instructions, processed: p.verifierStats?.processedInstructions ?? -1 });
+        rows.push({ program: spec.name, variant, instructions, processed: p.verifierStats?.processedInstructions ?? -1, ms: Math.round(performance.now() - t0) });
         p.close();
       } catch (e) {
-        rows.push({ program: spec.name, variant, instructions, processed: -1, error: refusalReason((e as Error).message), log: (e as { log?: string }).log ?? (e as Error).message });
+        rows.push({ program: spec.name, variant, instructions, processed: -1, ms: Math.round(performance.now() - t0), error: refusalReason((e as Error).message), log: (e as { log?: string }).log ?? (e as Error).message });
       }
     }
   } finally {

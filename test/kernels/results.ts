@@ -6,7 +6,7 @@ export type LegEvent =
   | { type: "kernel"; release: string; machine: string }
   | { type: "start"; file: string }
   | { type: "file"; file: string; status: FileStatus; pass: number; fail: number; skipped: number; todo: number; ms: number; failures: string[] }
-  | { type: "program"; program: string; variant: string; instructions: number; processed: number; error?: string }
+  | { type: "program"; program: string; variant: string; instructions: number; processed: number; ms: number; error?: string }
   | { type: "done"; ms: number };
 
 export type FileStatus = "pass" | "fail" | "skip";
@@ -16,7 +16,8 @@ export function parseTapSummary(tap: string): { pass: number; fail: number; skip
   const num = (name: string) => Number(new RegExp(`^# ${name} (\\d+)$`, "m").exec(tap)?.[1] ?? 0);
   // "not ok N - name" at any depth; a suite's own line repeats its failing children, which is fine.
   const failures = [...tap.matchAll(/^\s*not ok \d+ - (.*?)(?: # .*)?$/gm)].map((m) => m[1]);
-  return { pass: num("pass"), fail: num("fail"), skipped: num("skipped"), todo: num("todo"), failures };
+  // A test cut off by its timeout is "cancelled", not "fail": it failed all the same.
+  return { pass: num("pass"), fail: num("fail") + num("cancelled"), skipped: num("skipped"), todo: num("todo"), failures };
 }
 
 /** pass when tests passed and none failed; skip when all skipped; fail otherwise (or on a crash). */

@@ -148,7 +148,7 @@ test("unload: pins and attachments gone, new connections show the balancer, open
   assert.equal(receiverCounters(rcv.pinDir), undefined, "no counters left to read");
 });
 
-test("verifier budget: the receiver's processed instruction count stays below 200000", T, (t) => {
+test("verifier budget: the receiver's processed instruction count stays below 60000 (default) on every kernel of the matrix", T, (t) => {
   if (!requireRoot(t)) return;
   const maps = new Map<string, BpfMap>([
     [MapName.peers, BpfMap.create(mapSpecs.peers)],
@@ -173,7 +173,9 @@ test("verifier budget: the receiver's processed instruction count stays below 20
   }
   t.diagnostic(`processed instructions: ${JSON.stringify(counts)}`);
   assert.ok(counts["default (3 kinds, trust, SYN)"] > 0);
-  assert.ok(counts["default (3 kinds, trust, SYN)"] < 200_000, `default receiver: ${counts["default (3 kinds, trust, SYN)"]} processed instructions`);
+  // Measured: 35,240 on 5.10 and 6.1, 34,407 on 6.18 (docs/kernels.md); the bounds catch a creep.
+  assert.ok(counts["default (3 kinds, trust, SYN)"] < 60_000, `default receiver: ${counts["default (3 kinds, trust, SYN)"]} processed instructions`);
+  assert.ok(counts["no trust list, no SYN"] < 30_000, `no trust, no SYN: ${counts["no trust list, no SYN"]}`);
   // The kernel's hard limit is 1,000,000; the largest configuration must stay well inside it.
-  assert.ok(counts["8 kinds, trust, SYN"] < 500_000, `8 kinds: ${counts["8 kinds, trust, SYN"]}`);
+  assert.ok(counts["8 kinds, trust, SYN"] < 100_000, `8 kinds: ${counts["8 kinds, trust, SYN"]}`);
 });

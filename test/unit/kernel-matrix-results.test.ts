@@ -1,0 +1,46 @@
+/** The kernel matrix's reading of `node --test` TAP output: counts, failed names, a file's status. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { fileStatus, parseEvents, parseTapSummary } from "../kernels/results.js";
+
+const TAP = `TAP version 13
+# Subtest: a
+ok 1 - a
+# Subtest: suite
+    # Subtest: inner
+    not ok 1 - inner
+not ok 2 - suite
+# Subtest: slow one
+not ok 3 - slow one # test timed out
+1..3
+# tests 3
+# pass 1
+# fail 1
+# cancelled 1
+# skipped 0
+# todo 0
+`;
+
+test("parseTapSummary: counts (a cancelled test counts as failed) and the failed names at any depth", () => {
+  assert.deepEqual(parseTapSummary(TAP), { pass: 1, fail: 2, skipped: 0, todo: 0, failures: ["inner", "suite", "slow one"] });
+});
+
+test("fileStatus: pass, skip, fail (also on a crash with no summary)", () => {
+  const cases = [
+    { name: "all passed", code: 0, c: { pass: 3, fail: 0, skipped: 0 }, want: "pass" },
+    { name: "some skipped", code: 0, c: { pass: 2, fail: 0, skipped: 1 }, want: "pass" },
+    { name: "all skipped", code: 0, c: { pass: 0, fail: 0, skipped: 2 }, want: "skip" },
+    { name: "a failure", code: 1, c: { pass: 2, fail: 1, skipped: 0 }, want: "fail" },
+    { name: "crashed before any summary", code: 1, c: { pass: 0, fail: 0, skipped: 0 }, want: "fail" },
+    { name: "nothing ran", code: 0, c: { pass: 0, fail: 0, skipped: 0 }, want: "fail" },
+  ] as const;
+  for (const c of cases) assert.equal(fileStatus(c.code, c.c), c.want, c.name);
+});
+
+test("parseEvents: one JSON object per line; a half-written last line is left for later", () => {
+  const text = `{"type":"kernel","release":"5.10.0","machine":"x64"}\n{"type":"start","file":"a.test.js"}\n{"type":"fi`;
+  assert.deepEqual(
+    parseEvents(text).map((e) => e.type),
+    ["kernel", "start"],
+  );
+});
