@@ -17,3 +17,4 @@ export * as netlink from "./netlink.js";
 export * as tcNetlink from "./tc-netlink.js";
 export * from "./pin.js";
 export * from "./probes.js";
+export * from "./run-stats.js";

@@ -99,9 +99,15 @@ export interface ProgramInfo {
   name: string;
   xlatedLength: number;
   mapIds: number;
+  /**
+   * Time spent in the program and number of runs while run statistics were on (BPF_ENABLE_STATS or
+   * the kernel.bpf_stats_enabled sysctl; Linux 5.1): both 0 when they never were.
+   */
+  runTimeNs: bigint;
+  runCount: bigint;
 }
 
-/** Read bpf_prog_info for an fd. */
+/** Read bpf_prog_info for an fd (the kernel fills what it knows of the 232 bytes, zeroes the rest). */
 export function programInfo(fd: number): ProgramInfo {
   const info = objectInfo(fd, 232);
   return {
@@ -111,6 +117,9 @@ export function programInfo(fd: number): ProgramInfo {
     xlatedLength: info.readUInt32LE(20),
     mapIds: info.readUInt32LE(52),
     name: info.toString("latin1", 64, 80).replace(/\0.*$/s, ""),
+    // struct bpf_prog_info: run_time_ns at 192, run_cnt at 200 (include/uapi/linux/bpf.h)
+    runTimeNs: info.readBigUInt64LE(192),
+    runCount: info.readBigUInt64LE(200),
   };
 }
 

@@ -60,7 +60,9 @@ export function featureChecks(results: ProbeResult[] = RECEIVER_FEATURES.filter(
       ...base,
       ok: false,
       detail: `missing: this kernel lacks ${r.name}, added in upstream Linux ${r.since}${r.error ? ` (${r.error})` : ""}`,
-      fix: `boot a kernel that has ${r.name}: upstream Linux ${r.since} or later, or a distribution kernel that backports it (the receiver needs every feature listed here; upstream 5.10+ has all of them)`,
+      fix:
+        `boot a kernel that has ${r.name}: upstream Linux ${r.since} or later, or a distribution kernel that backports it (the receiver needs every feature listed here; upstream 5.10+ has all of them). ` +
+        "Until then: keep toa.ko on this host, or have the balancer pass the client in the PROXY protocol instead (`toa lb --mode proxy-v2`, nginx `listen ... proxy_protocol`)",
     };
   });
 }

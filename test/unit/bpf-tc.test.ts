@@ -276,7 +276,7 @@ function useFake(t: TestContext, k: FakeKernel): FakeKernel {
 }
 
 /** A SCHED_CLS program object around a fake fd (never closed: the fd is not real). */
-const schedCls = new Program(9, { name: "t_count", type: "SCHED_CLS" }, { type: 3, id: 77, tag: "", name: "t_count", xlatedLength: 8, mapIds: 0 });
+const schedCls = new Program(9, { name: "t_count", type: "SCHED_CLS" }, { type: 3, id: 77, tag: "", name: "t_count", xlatedLength: 8, mapIds: 0, runTimeNs: 0n, runCount: 0n });
 
 /** The usual kernel: every request ACKed; a new filter echoed with handle 1 at prio 49152; dumps empty. */
 function rtnetlink(overrides: Partial<Record<number, (m: netlink.NetlinkMessage) => Buffer[]>> = {}) {
@@ -378,7 +378,7 @@ test("tcx: one BPF_LINK_CREATE; detach is LINK_DETACH + close; forcing tcx on a 
 
 test("options are checked where they enter, before any call", (t) => {
   const k = useFake(t, new FakeKernel(() => EINVAL, rtnetlink()));
-  const sockOps = new Program(9, { name: "ops", type: "SOCK_OPS" }, { type: 13, id: 1, tag: "", name: "ops", xlatedLength: 8, mapIds: 0 });
+  const sockOps = new Program(9, { name: "ops", type: "SOCK_OPS" }, { type: 13, id: 1, tag: "", name: "ops", xlatedLength: 8, mapIds: 0, runTimeNs: 0n, runCount: 0n });
   const cases: [string, () => unknown, RegExp][] = [
     ["ifindex", () => attachTc(0, schedCls, "ingress"), /ifindex must be a positive integer/],
     ["direction", () => attachTc(3, schedCls, "sideways" as "ingress"), /direction must be "ingress" or "egress"/],

@@ -67,6 +67,7 @@ test("features: a missing one fails, naming the feature and the upstream version
   assert.match(missing.detail, /TCP header option helpers/);
   assert.match(missing.detail, /5\.10/);
   assert.match(missing.fix!, /5\.10/);
+  assert.match(missing.fix!, /keep toa\.ko on this host, or .*PROXY protocol .*toa lb --mode proxy-v2/, "what works on an older kernel");
   assert.equal(denied.ok, "warn", "EPERM means unknown, not missing");
   assert.match(denied.fix!, /root/);
 });
