@@ -16,4 +16,5 @@ export * from "./tc.js";
 export * as netlink from "./netlink.js";
 export * as tcNetlink from "./tc-netlink.js";
 export * from "./pin.js";
+export * from "./object.js";
 export * from "./probes.js";

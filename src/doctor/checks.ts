@@ -11,7 +11,7 @@ import { describeAttached, findCgroup2Mount } from "../bpf/cgroup.js";
 import type { AttachTypeName } from "../bpf/program.js";
 import { probe, type ProbeResult } from "../bpf/probes.js";
 import { RECEIVER_FEATURES } from "../agent/receiver.js";
-import type { Status } from "../agent/status.js";
+import { loadCommandFor, type Status } from "../agent/status.js";
 import { formatCidr } from "../agent/settings.js";
 import { DEFAULT_PIN_DIR } from "../agent/pins.js";
 
@@ -145,7 +145,7 @@ export function loadedCheck(s: Status): Check {
       ...base,
       ok: false,
       detail: `pins at ${s.pinDir} say the receiver is on ${s.settings.cgroup}, but the kernel no longer has ${gone.map((g) => g.hook).join(", ")} attached there (cgroup removed and re-created? programs detached by another tool?)`,
-      fix: `toa unload${pinFlag} && toa load --cgroup ${s.settings.cgroup}${pinFlag}${s.settings.trust.length ? ` --trust ${s.settings.trust.map(formatCidr).join(",")}` : ""}`,
+      fix: s.fix ?? loadCommandFor(s.settings),
     };
   }
   return { ...base, ok: true, detail: `on ${s.settings.cgroup} since ${s.settings.loadedAt} (${s.settings.mode === "link" ? "bpf_link" : "multi"}, kinds ${s.settings.kinds.join(",")}, pins ${s.pinDir})` };
