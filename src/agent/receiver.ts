@@ -402,3 +402,35 @@ export function unloadReceiver(pinDir: string): UnloadResult {
   if (detached.length) kernelLog(`toa unloaded (eBPF): detached from ${previous?.cgroup ?? "cgroup"}`);
   return { detached, unpinned: r.removed, wasLoaded: detached.length > 0 || r.removed.length > 0, foreign: r.foreign, kept: r.kept, folderRemoved: r.folderRemoved };
 }
+
+/**
+ * Whether each hook of the load at `pinDir` is attached to its cgroup as it is now (a link made for
+ * a folder that was removed, or removed and made again, is not). Cheap: no probes.
+ */
+export function attachmentHealth(pinDir: string): { hook: string; attached: boolean }[] {
+  const settings = readLoadedSettings(pinDir);
+  if (!settings) return Attachments.map((a) => ({ hook: a.attachType, attached: false }));
+  let id: bigint | undefined;
+  try {
+    id = cgroupId(settings.cgroup);
+  } catch {
+    id = undefined;
+  }
+  const paths = pinPaths(pinDir);
+  return Attachments.map((a) => {
+    if (id === undefined) return { hook: a.attachType, attached: false };
+    try {
+      if (existsSync(paths.link(a.pin))) {
+        const link = linkFromPin(paths.link(a.pin), settings.cgroup, a.attachType);
+        try {
+          return { hook: a.attachType, attached: linkInfo(link.fd).cgroupId === id };
+        } finally {
+          link.close();
+        }
+      }
+      return { hook: a.attachType, attached: queryCgroup(settings.cgroup, a.attachType).programIds.includes(settings.programs[a.program]) };
+    } catch {
+      return { hook: a.attachType, attached: false };
+    }
+  });
+}
