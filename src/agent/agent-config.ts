@@ -68,11 +68,11 @@ const FILE_KEYS: Record<string, keyof AgentInput> = {
   logLevel: "logLevel",
 };
 
-/** Parse `ADDR:PORT` ("127.0.0.1:9102", "[::1]:9102", ":9102" = every address). */
+/** Parse `ADDR:PORT` ("127.0.0.1:9102", "[::1]:9102", ":9102" = every address; port 0: any free one, logged). */
 export function parseListen(text: string, field: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]*)):(\d{1,5})$/.exec(text.trim());
   const host = m ? (m[1] ?? (m[2] || "0.0.0.0")) : "";
-  if (!m || Number(m[3]) > 65535 || Number(m[3]) < 1 || isIP(host) === 0) {
+  if (!m || Number(m[3]) > 65535 || isIP(host) === 0) {
     throw new AgentConfigError(field, `"${text}" is not ADDR:PORT: write e.g. 127.0.0.1:9102, [::1]:9102 or 0.0.0.0:9102 (every address, for Prometheus in a cluster)`);
   }
   return { host, port: Number(m[3]) };

@@ -21,7 +21,8 @@ export interface WatchEvents {
 /** inotify watchers over the cgroup v2 tree, limited to where targets can be. */
 export class CgroupWatcher {
   private readonly watchers = new Map<string, FSWatcher>();
-  private readonly present = new Set<string>();
+  /** Target folders present, with their inode (the cgroup id): a folder removed and made again before its events are read has a new one. */
+  private readonly present = new Map<string, bigint>();
   private closed = false;
 
   constructor(
@@ -37,7 +38,7 @@ export class CgroupWatcher {
 
   /** Target folders present now. */
   get matched(): string[] {
-    return [...this.present];
+    return [...this.present.keys()];
   }
 
   /** Watch and report every target folder there is. */
@@ -69,9 +70,19 @@ export class CgroupWatcher {
     if (this.closed) return;
     const path = this.pathOf(segments);
     const matching = this.targets.filter((t) => t.matches(segments));
-    if (matching.length && !this.present.has(path)) {
-      this.present.add(path);
-      this.events.appeared(path, segments, matching);
+    if (matching.length) {
+      let ino: bigint;
+      try {
+        ino = statSync(path, { bigint: true }).ino;
+      } catch {
+        return; // gone again already: its removal event follows
+      }
+      const known = this.present.get(path);
+      if (known !== ino) {
+        if (known !== undefined) this.events.vanished(path, segments); // rmdir + mkdir seen as one
+        this.present.set(path, ino);
+        this.events.appeared(path, segments, matching);
+      }
     }
     // Below a folder, a target can be only if some target can match a longer path through it.
     if (!this.targets.some((t) => t.mayContain(segments) && this.canGoDeeper(t, segments))) return;
@@ -136,7 +147,7 @@ export class CgroupWatcher {
         this.watchers.delete(p);
       }
     }
-    for (const p of [...this.present]) {
+    for (const p of [...this.present.keys()]) {
       if (p === path || p.startsWith(`${path}/`)) {
         this.present.delete(p);
         this.events.vanished(p, p.slice(this.mount.length).split("/").filter(Boolean));

@@ -111,16 +111,16 @@ export function parseUnit(text: string, field = "--unit"): Target {
 
 /**
  * The pin folder of one target cgroup under the agent's base folder: the cgroup's path below the
- * mount, `/` turned into `_` and other unusual characters too, plus a short hash of the exact path
- * (two paths never share a folder). The same path always gives the same folder, so a cgroup removed
+ * mount with `/` turned into `_` and `.` (which bpffs refuses in names: EPERM) and other unusual
+ * characters into `-`, plus a short hash of the exact path (two paths never share a folder). The same path always gives the same folder, so a cgroup removed
  * and made again (a service restart) finds its pins, and its socket-storage map, again.
  *
- *   system.slice/nginx.service  →  <base>/system.slice_nginx.service-6c1b0e6d
+ *   system.slice/nginx.service  →  <base>/system-slice_nginx-service-a4dad00b
  *   (the cgroup v2 root)        →  <base>/root-<hash>
  */
 export function targetPinDir(base: string, segments: readonly string[]): string {
   const rel = segments.join("/");
   const hash = createHash("sha256").update(rel).digest("hex").slice(0, 8);
-  const readable = (rel === "" ? "root" : rel.replace(/\//g, "_").replace(/[^A-Za-z0-9._@:-]/g, "_")).slice(-160);
+  const readable = (rel === "" ? "root" : rel.replace(/\//g, "_").replace(/[^A-Za-z0-9_@:-]/g, "-")).slice(-160);
   return join(base, `${readable}-${hash}`);
 }
