@@ -158,3 +158,19 @@ test("cgroup removed and made again: status exits 1 naming the fix, `toa load` r
   // A second load finds healthy links: it swaps programs, re-attaches nothing.
   assert.deepEqual(rcv.load().reattached, []);
 });
+
+test("a second load on the same cgroup with another --pin-dir warns, naming the first one's pin folder and the fix", async (t) => {
+  if (!requireRoot(t)) return;
+  const cg = createTestCgroup(t, "toa-pins");
+  const first = `/sys/fs/bpf/${uniqueName("toa-first")}`;
+  const second = `/sys/fs/bpf/${uniqueName("toa-second")}`;
+  loadReceiver({ cgroup: cg.path, pinDir: first, kinds: [254], trust: [], syn: true });
+  t.after(() => unloadReceiver(first));
+  t.after(() => unloadReceiver(second));
+  const io = capture();
+  assert.equal(await run(["load", "--cgroup", cg.path, "--pin-dir", second, "--trust", "203.0.113.0/24"], io), 0, io.text());
+  assert.match(io.text(), new RegExp(`warning: another toa receiver \\(program id \\d+\\) is already attached to ${cg.path}, pinned at ${first}: both now run .*toa unload --pin-dir ${first}`));
+  const again = capture();
+  assert.equal(await run(["load", "--cgroup", cg.path, "--pin-dir", second, "--trust", "203.0.113.0/24"], again), 0);
+  assert.doesNotMatch(again.text(), /another toa receiver/, "a reload of the same pin folder is not a second receiver");
+});
