@@ -5,7 +5,7 @@
  * It is called from request handlers, so it never throws for a receiver that is not there (nothing
  * pinned at `pinDir`, no permission to open it, a closed socket): it returns null and warns once per
  * pin folder and cause (process.emitWarning, code TOA_NO_RECEIVER), with the fix. While nothing is
- * pinned it tries the pin again at most once a second, so a later `toa load` is picked up.
+ * pinned each call tries the pin again (one failed syscall), so a later `toa load` is picked up at once.
  */
 import type { Socket } from "node:net";
 import { BpfMap, codec, socketFd, socketStorage } from "../bpf/index.js";
@@ -52,10 +52,7 @@ export function decodePeer(v: Buffer): ClientAddress | null {
 }
 
 const opened = new Map<string, BpfMap<number, Buffer>>();
-/** Pin folders whose map could not be opened, and when to try again. */
-const retryAt = new Map<string, number>();
 const warned = new Set<string>();
-const RETRY_MS = 1000;
 
 /** Warn once per pin folder and cause. */
 function warnOnce(pinDir: string, cause: string, text: string): void {
@@ -83,14 +80,11 @@ function fixFor(pinDir: string, e: Error & { errnoName?: string }): { cause: str
 function peersMap(pinDir: string): BpfMap<number, Buffer> | undefined {
   const held = opened.get(pinDir);
   if (held) return held;
-  if (Date.now() < (retryAt.get(pinDir) ?? 0)) return undefined;
   try {
     const m = BpfMap.fromPin(pinPaths(pinDir).peers, { key: codec.s32 });
     opened.set(pinDir, m);
-    retryAt.delete(pinDir);
     return m;
   } catch (e) {
-    retryAt.set(pinDir, Date.now() + RETRY_MS);
     const { cause, text } = fixFor(pinDir, e as Error);
     warnOnce(pinDir, cause, text);
     return undefined;
@@ -165,6 +159,5 @@ export function requestClient(req: { socket: Socket }, options: ClientAddressOpt
 export function closeClientAddressMaps(): void {
   for (const m of opened.values()) m.close();
   opened.clear();
-  retryAt.clear();
   warned.clear();
 }
