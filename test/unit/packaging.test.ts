@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,6 +33,24 @@ test("npm pack bundles the dependencies: installs offline from the tarball alone
   assert.match(stdout, /^\d+\.\d+\.\d+/);
   const help = await exec(join(node, "node_modules", ".bin", "toa"), ["load", "--help"]);
   assert.match(help.stdout, /--trust <cidrs>/);
+});
+
+test("from a fresh clone, the README's set-up command (npm ci) is enough: npx toa --help works and the bin is executable", { timeout: 600_000 }, async (t) => {
+  if (!existsSync(join(root, ".git"))) return t.skip("not a git checkout: nothing to clone");
+  const dir = mkdtempSync(join(tmpdir(), "toa-clone-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const clone = join(dir, "toa");
+  // The committed tree, as a new user gets it.
+  await exec("git", ["clone", "--quiet", root, clone], { timeout: 120_000 });
+  assert.equal(existsSync(join(clone, "dist")), false, "nothing built yet");
+  // --prefer-offline: the packages come from the local npm cache when they are there.
+  await exec("npm", ["ci", "--prefer-offline", "--no-audit", "--no-fund"], { cwd: clone, timeout: 480_000 });
+  const bin = join(clone, "dist", "src", "cli", "bin.js");
+  assert.ok(existsSync(bin), "npm ci built the CLI (the prepare script)");
+  assert.ok((statSync(bin).mode & 0o111) !== 0, "the bin is executable");
+  const { stdout } = await exec("npx", ["--no-install", "toa", "--help"], { cwd: clone, timeout: 60_000 });
+  assert.match(stdout, /^Usage: toa \[options\] \[command\]/);
+  assert.match(stdout, /agent/);
 });
 
 test("install-service writes a unit that runs the agent with the given options; uninstall-service removes it", async (t) => {
