@@ -14,7 +14,7 @@ import { createTestCgroup } from "../harness/cgroup.js";
 import { ADDR, clientConnections, createReceiver, createTopology, startBalancer, startNodeServer } from "../harness/topology.js";
 import { scaled } from "../harness/time.js";
 import { loadReceiver, unloadReceiver } from "../../src/agent/receiver.js";
-import { BpfMap, describeAttached, ensurePinDir, removePins, unpin } from "../../src/bpf/index.js";
+import { BpfMap, describeAttached, ensurePinDir, findCgroup2Mount, removePins, unpin } from "../../src/bpf/index.js";
 import { Attachments, pinPaths } from "../../src/agent/pins.js";
 import { run } from "../../src/cli/main.js";
 import type { Io } from "../../src/cli/io.js";
@@ -97,7 +97,7 @@ test("a load that fails leaves nothing behind: a missing --cgroup folder, and a 
   const dir = `/sys/fs/bpf/${uniqueName("toa-fail")}`;
   t.after(() => removePins(dir, []));
   const io = capture();
-  const missing = `/sys/fs/cgroup/unified/${uniqueName("no-such-cgroup")}`;
+  const missing = join(findCgroup2Mount(), uniqueName("no-such-cgroup"));
   assert.equal(await run(["load", "--cgroup", missing, "--pin-dir", dir], io), 1);
   assert.match(io.text(), /--cgroup: .* does not exist: give an existing cgroup v2 folder/);
   assert.equal(existsSync(dir), false, "no pin folder made");
