@@ -134,8 +134,8 @@ export function resolveAgentConfig(input: AgentInput, mount: string, source = "c
   }
   if (merged.syn !== undefined && typeof merged.syn !== "boolean") throw new AgentConfigError(fieldOf("--no-syn", "syn"), `must be true or false, not ${JSON.stringify(merged.syn)}`);
   const pinBase = merged.pinBase ?? DEFAULT_AGENT_PIN_BASE;
-  if (!pinBase.startsWith("/sys/fs/bpf/") || pinBase.includes("/../")) {
-    throw new AgentConfigError(fieldOf("--pin-base", "pinBase"), `"${pinBase}" must be a folder under /sys/fs/bpf (bpffs), e.g. ${DEFAULT_AGENT_PIN_BASE}; each target gets a folder inside it`);
+  if (!pinBase.startsWith("/sys/fs/bpf/") || pinBase.includes("/../") || pinBase.slice(12).includes(".")) {
+    throw new AgentConfigError(fieldOf("--pin-base", "pinBase"), `"${pinBase}" must be a folder under /sys/fs/bpf (bpffs), without dots in its names (bpffs refuses them), e.g. ${DEFAULT_AGENT_PIN_BASE}; each target gets a folder inside it`);
   }
   const logLevel = merged.logLevel ?? "info";
   if (!LOG_LEVELS.includes(logLevel)) throw new AgentConfigError(fieldOf("--log-level", "logLevel"), `"${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);

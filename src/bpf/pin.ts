@@ -29,6 +29,10 @@ export function bpffsMounts(mountinfo = readFileSync("/proc/self/mountinfo", "ut
  * `mount -t bpf bpf /sys/fs/bpf` would.
  */
 export function ensurePinDir(dir: string, root = "/sys/fs/bpf"): void {
+  // bpffs refuses names with a dot (EPERM; they are kept for the kernel's own "maps.debug" files).
+  const below = dir.startsWith(`${root}/`) ? dir.slice(root.length + 1) : "";
+  const dotted = below.split("/").find((n) => n.includes("."));
+  if (dotted) throw new BpfError("BPF_ERR_INVALID_ARG", `pin folder ${dir}: bpffs refuses names with a dot ("${dotted}"): use e.g. ${join(root, below.replace(/\./g, "-"))}`);
   if (!dir.startsWith(`${root}/`) && dir !== root && !isBpffs(dir)) {
     if (!isBpffs(join(dir, ".."))) throw new BpfError("BPF_ERR_INVALID_ARG", `pin folder ${dir} is not on a bpffs mount (use a folder under ${root})`);
   }

@@ -156,4 +156,11 @@ test("pods: a glob with several cgroups appearing at once, twice (new container 
   const targets = JSON.parse((await agent.get("/targets")).replace(/\n\d+$/, "")) as { cgroup: string; state: string }[];
   assert.deepEqual(targets.filter((x) => x.state === "attached").map((x) => x.cgroup), [extra]);
   assert.equal(targets.filter((x) => x.state === "gone").length, 6, "the removed pod folders, their pins kept for --keep-gone");
+
+  // SIGHUP with the target taken out again: the agent forgets it but detaches nothing that still exists.
+  writeFileSync(config, `targets:\n  - "${glob}"\ntrust: [203.0.113.0/24]\npinBase: ${tree.base}\n`);
+  process.kill(agent.proc.pid, "SIGHUP");
+  await waitFor("the second reload", () => agent.proc.output().split("config reloaded").length > 2);
+  assert.match(agent.proc.output(), /no target matches this cgroup any more: left attached/);
+  assert.equal(describeAttached(extra, "CGROUP_SOCK_OPS").length, 1, "still attached");
 });

@@ -93,3 +93,9 @@ test("toa agent --check: exit 0 with a summary, 2 with the refusal", async () =>
   assert.equal(await run(["agent", "--check", "--unit", "nginx"], io), 2);
   assert.match(out, /--unit: "nginx" is not a systemd unit name/);
 });
+
+test("a pin folder with a dot is refused before anything is made, naming the name and a usable one", async () => {
+  const { ensurePinDir } = await import("../../src/bpf/pin.js");
+  assert.throws(() => ensurePinDir("/sys/fs/bpf/toa.nginx"), /pin folder \/sys\/fs\/bpf\/toa\.nginx: bpffs refuses names with a dot \("toa\.nginx"\): use e\.g\. \/sys\/fs\/bpf\/toa-nginx/);
+  assert.throws(() => resolveAgentConfig({ target: ["/"], pinBase: "/sys/fs/bpf/toa.agent" }, MOUNT), /--pin-base: .*without dots/);
+});
