@@ -118,10 +118,9 @@ export class CgroupWatcher {
     }
   }
 
-  /** Whether some path longer than `segments` can match `t` (mayContain of a child name is unknown: ask with a wildcard-free probe). */
+  /** Whether a path longer than `segments` can match `t` (called where mayContain(segments) holds). */
   private canGoDeeper(t: Target, segments: string[]): boolean {
-    // Paths and units know their own depth; a glob with ** can always go deeper. mayContain(segments)
-    // is true; a target that is exactly this folder and nothing below it has no deeper match.
+    // A path target that is exactly this folder has nothing below it; globs and units may go deeper.
     if (t.kind === "path") return !t.matches(segments);
     return true;
   }
