@@ -23,8 +23,8 @@ Targets (repeatable, any mix):
 
 How it works: one receiver per target cgroup, pinned in its own folder below --pin-base
 (<pin-base>/<cgroup path, / as _ and . as ->-<hash>, e.g. system-slice_nginx-service-a4dad00b), so \`toa status --pin-dir\` and \`toa unload\` work on
-each. New cgroup folders are seen through inotify and attached at once (typically within
-milliseconds); a cgroup removed and made again (systemctl restart, a pod restart) gets new links to
+each. New cgroup folders are seen through inotify and attached at once (typically in
+0.1-0.2 s, mostly the verifier); a cgroup removed and made again (systemctl restart, a pod restart) gets new links to
 the same pinned maps. It never detaches a cgroup that still exists; the pins of a removed one are
 kept --keep-gone seconds for it to come back, then removed. SIGHUP reloads --config; SIGTERM stops
 the agent and leaves every program attached.
