@@ -2,7 +2,7 @@
  * The backend agent's Node API: load/unload the receiver, read counters, and get a socket's client
  * address from its TOA.
  */
-export { clientAddress, requestClient, closeClientAddressMaps, decodePeer, type ClientAddress } from "./client-address.js";
+export { clientAddress, requestClient, closeClientAddressMaps, decodePeer, type ClientAddress, type ClientAddressOptions } from "./client-address.js";
 export { loadReceiver, unloadReceiver, readLoadedSettings, defaultCgroup, RECEIVER_FEATURES, type LoadResult, type UnloadResult } from "./receiver.js";
 export { receiverCounters, readCounters, type Counters } from "./stats.js";
 export { ToaSender, type ConnectionKey, type SenderOptions } from "./sender.js";

@@ -1,5 +1,6 @@
-/** Names of the pins a receiver load leaves in its pin folder. */
+/** Names of the pins a receiver load leaves in its pin folder, and what each must hold. */
 import { join } from "node:path";
+import { LinkType, MapType, type ExpectedPin } from "../bpf/index.js";
 import { MapName } from "../programs/layout.js";
 
 export const DEFAULT_PIN_DIR = "/sys/fs/bpf/toa";
@@ -26,3 +27,17 @@ export function pinPaths(dir: string) {
     program: (key: string) => join(dir, `prog_${key}`),
   };
 }
+
+/**
+ * Every pin a load may leave, with the kernel object it must hold: `toa unload` removes a name only
+ * when BPF_OBJ_GET finds that object there (another tool's pin of the same name stays).
+ */
+export const RECEIVER_PINS: readonly ExpectedPin[] = [
+  { name: MapName.peers, kind: "map", objectName: MapName.peers, mapType: MapType.SK_STORAGE },
+  { name: MapName.stats, kind: "map", objectName: MapName.stats, mapType: MapType.PERCPU_ARRAY },
+  { name: MapName.trust4, kind: "map", objectName: MapName.trust4, mapType: MapType.LPM_TRIE },
+  { name: MapName.trust6, kind: "map", objectName: MapName.trust6, mapType: MapType.LPM_TRIE },
+  { name: MapName.settings, kind: "map", objectName: MapName.settings, mapType: MapType.ARRAY },
+  ...Attachments.map((a): ExpectedPin => ({ name: a.pin, kind: "link", linkType: LinkType.CGROUP })),
+  ...Attachments.map((a): ExpectedPin => ({ name: `prog_${a.program}`, kind: "program", objectName: "toa_*" })),
+];

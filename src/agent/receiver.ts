@@ -7,7 +7,7 @@
  * (BPF_LINK_UPDATE): there is no moment without a program, and the socket storage map is reused,
  * so connections accepted before keep their addresses.
  */
-import { closeSync, existsSync } from "node:fs";
+import { closeSync, type Dirent, existsSync, readdirSync, rmdirSync, statfsSync, statSync } from "node:fs";
 import {
   attachCgroup,
   BpfError,
@@ -24,7 +24,12 @@ import {
   openCgroup,
   AttachFlag,
   raiseMemlockLimit,
-  removePinDir,
+  describeAttached,
+  isBpffs,
+  linkInfo,
+  pinMismatch,
+  queryCgroup,
+  removePins,
   requireFeatures,
   unpin,
 } from "../bpf/index.js";
@@ -32,10 +37,10 @@ import { mapSpecs, MapName, TRUST4_KEY_SIZE, TRUST6_KEY_SIZE } from "../programs
 import { receiverProgram } from "../programs/receiver.js";
 import { getpeername4Program, getpeername6Program } from "../programs/rewriter.js";
 import { nat64LookupProgram } from "../programs/nat64.js";
-import { Attachments, type ProgramKey, pinPaths } from "./pins.js";
+import { Attachments, type ProgramKey, pinPaths, RECEIVER_PINS } from "./pins.js";
 import { addressBytes, type Cidr, decodeSettings, encodeSettings, type ReceiverSettings, type StoredSettings } from "./settings.js";
 import { kernelLog } from "./kmsg.js";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 
 /** Features the receiver needs, each probed by trying it. */
 export const RECEIVER_FEATURES = ["bpf-syscall", "cgroup2", "sk-storage", "lpm-trie", "sock-ops", "sock-ops-hdr-opt", "getpeername-hooks", "cgroup-sockopt"];
@@ -51,13 +56,69 @@ export interface LoadResult {
   settings: StoredSettings;
   line: string;
   kernelLogWritten: boolean;
+  /** Hooks whose pinned link was defunct (the cgroup was removed, or removed and made again) and got a new attachment. */
+  reattached: string[];
+  /** What the operator should know (another receiver on the same cgroup...). */
+  warnings: string[];
 }
 
-function openOrCreate(spec: MapSpec, path: string): BpfMap {
+/** Pins a load made, so that a load failing midway takes them away again. */
+class Created {
+  readonly pins: string[] = [];
+  readonly attachments: CgroupAttachment[] = [];
+  pin(obj: { pin(path: string): void }, path: string): void {
+    obj.pin(path);
+    this.pins.push(path);
+  }
+  /** Undo: detach what this load attached, unpin what it pinned. */
+  undo(): void {
+    for (const a of this.attachments.reverse()) {
+      try {
+        a.detach();
+      } catch {
+        /* already gone */
+      }
+    }
+    for (const p of this.pins.reverse()) {
+      try {
+        unpin(p);
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+}
+
+function openOrCreate(spec: MapSpec, path: string, created: Created): BpfMap {
   if (existsSync(path)) return BpfMap.fromPin(path);
   const m = BpfMap.create(spec);
-  m.pin(path);
+  created.pin(m, path);
   return m;
+}
+
+/** cgroup2's statfs magic (CGROUP2_SUPER_MAGIC). */
+const CGROUP2_MAGIC = 0x63677270;
+
+/** Check `--cgroup` before anything is created: an existing cgroup v2 folder. */
+export function checkCgroupFolder(path: string, flag = "--cgroup"): void {
+  let magic: number;
+  try {
+    if (!statSync(path).isDirectory()) throw new BpfError("BPF_ERR_CGROUP", `${flag}: ${path} is not a folder: give a cgroup v2 folder, e.g. ${findCgroup2Mount()}/system.slice/nginx.service`);
+    magic = statfsSync(path).type;
+  } catch (e) {
+    if (e instanceof BpfError) throw e;
+    throw new BpfError(
+      "BPF_ERR_CGROUP",
+      `${flag}: ${path} does not exist: give an existing cgroup v2 folder (see \`systemctl status UNIT\` or /proc/PID/cgroup for where a service runs), or run \`toa agent --target ...\`, which attaches when the folder appears`,
+      { cause: e },
+    );
+  }
+  if (magic !== CGROUP2_MAGIC) throw new BpfError("BPF_ERR_CGROUP", `${flag}: ${path} is not on a cgroup v2 mount: give a folder under ${findCgroup2Mount()}`);
+}
+
+/** Id of a cgroup folder: its inode number on cgroupfs, as bpf_link_info reports it. */
+function cgroupId(path: string): bigint {
+  return statSync(path, { bigint: true }).ino;
 }
 
 /** A fresh trust trie filled with `cidrs` of one family. */
@@ -96,31 +157,87 @@ export function readLoadedSettings(pinDir: string): StoredSettings | undefined {
 }
 
 /**
+ * Pin folders of receivers under `root` (bpffs), up to `depth` levels down: folders holding a
+ * toa_settings pin. Unreadable folders are skipped.
+ */
+export function findReceiverPinDirs(root = "/sys/fs/bpf", depth = 3): string[] {
+  const out: string[] = [];
+  const walk = (dir: string, left: number): void => {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    if (entries.some((e) => e.name === MapName.settings && !e.isDirectory())) out.push(dir);
+    if (left > 0) for (const e of entries) if (e.isDirectory()) walk(join(dir, e.name), left - 1);
+  };
+  walk(root, depth);
+  return out;
+}
+
+/** Other receivers attached directly to `cgroup` (not the one in `pinDir`), as warnings naming their pin folder. */
+function otherReceivers(cgroup: string, pinDir: string, ourIds: number[]): string[] {
+  let ids: number[];
+  try {
+    ids = describeAttached(cgroup, "CGROUP_SOCK_OPS").filter((p) => p.name === "toa_receiver" && !ourIds.includes(p.id)).map((p) => p.id);
+  } catch {
+    return [];
+  }
+  if (ids.length === 0) return [];
+  const where = findReceiverPinDirs()
+    .filter((d) => resolve(d) !== resolve(pinDir))
+    .filter((d) => {
+      try {
+        return readLoadedSettings(d)?.cgroup === cgroup;
+      } catch {
+        return false;
+      }
+    });
+  return [
+    `another toa receiver (program id ${ids.join(", ")}) is already attached to ${cgroup}${where.length ? `, pinned at ${where.join(", ")}` : ""}: both now run on every connection there. Keep one: \`toa unload --pin-dir ${where[0] ?? "DIR"}\``,
+  ];
+}
+
+/**
  * Load (or reload) the receiver for `settings`. Everything is pinned under settings.pinDir; the
- * programs stay attached after this process exits.
+ * programs stay attached after this process exits. A reload swaps the programs in the pinned links;
+ * a pinned link whose cgroup was removed (and maybe made again) is replaced by a new attachment,
+ * keeping the socket-storage map. A load that fails midway removes what it made.
  */
 export function loadReceiver(input: ReceiverSettings, options: { attachMode?: "link" | "multi" } = {}): LoadResult {
   const settings: ReceiverSettings = { ...input, cgroup: resolve(input.cgroup) };
+  checkCgroupFolder(settings.cgroup);
   requireFeatures(RECEIVER_FEATURES);
   try {
     raiseMemlockLimit(); // needed before 5.11; harmless after
   } catch {
     /* not fatal: newer kernels account BPF memory to the cgroup */
   }
+  const dirExisted = existsSync(settings.pinDir);
   ensurePinDir(settings.pinDir);
   const paths = pinPaths(settings.pinDir);
-  const previous = readLoadedSettings(settings.pinDir);
-  if (previous && previous.cgroup !== settings.cgroup) {
-    throw new BpfError(
-      "BPF_ERR_INVALID_ARG",
-      `--cgroup: toa is already loaded on ${previous.cgroup} with pins in ${settings.pinDir}; run \`toa unload --pin-dir ${settings.pinDir}\` first, or use another --pin-dir`,
-    );
-  }
+  const created = new Created();
   const opened: { close(): void }[] = [];
+  const reattached: string[] = [];
+  const warnings: string[] = [];
+  let previous: StoredSettings | undefined;
   try {
-    const peers = openOrCreate(mapSpecs.peers, paths.peers);
-    const stats = openOrCreate(mapSpecs.stats, paths.stats);
-    const settingsMap = openOrCreate(mapSpecs.settings, paths.settings);
+    previous = readLoadedSettings(settings.pinDir);
+    if (previous && previous.cgroup !== settings.cgroup) {
+      throw new BpfError(
+        "BPF_ERR_INVALID_ARG",
+        `--cgroup: toa is already loaded on ${previous.cgroup} with pins in ${settings.pinDir}; run \`toa unload --pin-dir ${settings.pinDir}\` first, or use another --pin-dir`,
+      );
+    }
+    for (const pin of RECEIVER_PINS) {
+      const path = join(settings.pinDir, pin.name);
+      const why = existsSync(path) ? pinMismatch(path, pin) : undefined;
+      if (why) throw new BpfError("BPF_ERR_INVALID_ARG", `--pin-dir: ${path} ${why}: it is not toa's, so this folder is not a toa pin folder; give another --pin-dir`);
+    }
+    const peers = openOrCreate(mapSpecs.peers, paths.peers, created);
+    const stats = openOrCreate(mapSpecs.stats, paths.stats, created);
+    const settingsMap = openOrCreate(mapSpecs.settings, paths.settings, created);
     // Trust tries are rebuilt each load and swapped in with the programs: never a moment where a
     // half-filled list turns a trusted balancer away.
     const trust4 = buildTrust(mapSpecs.trust4, settings.trust, 4);
@@ -140,19 +257,49 @@ export function loadReceiver(input: ReceiverSettings, options: { attachMode?: "l
       programs[key] = Program.load(specs[key], { maps });
       opened.push(programs[key]);
     }
+    if (!previous) warnings.push(...otherReceivers(settings.cgroup, settings.pinDir, []));
+    const programIds = Object.fromEntries(Object.entries(programs).map(([k, p]) => [k, p.info.id]));
+    // Refused here, before anything is attached, rather than after (a trust list too long to record).
+    encodeSettings({ version: 1, ...settings, mode: "multi", loadedAt: new Date().toISOString(), programs: programIds });
 
     let mode: "link" | "multi" = previous?.mode ?? "link";
+    const id = cgroupId(settings.cgroup);
+    const attachNew = (a: (typeof Attachments)[number], want?: "link" | "multi"): void => {
+      // bpf_link unless told otherwise (tests force "multi", the path kernels before 5.7 take).
+      const att: CgroupAttachment = attachCgroup(settings.cgroup, programs[a.program], a.attachType, want);
+      created.attachments.push(att);
+      opened.push(att);
+      mode = att.mode;
+      if (att.mode === "link") {
+        unpin(paths.link(a.pin));
+        created.pin(att, paths.link(a.pin));
+      } else {
+        unpin(paths.program(a.program));
+        created.pin(programs[a.program], paths.program(a.program));
+      }
+    };
     for (const a of Attachments) {
       const linkPin = paths.link(a.pin);
       const progPin = paths.program(a.program);
       if (previous && existsSync(linkPin)) {
         const link = linkFromPin(linkPin, settings.cgroup, a.attachType);
         opened.push(link);
-        link.replace(programs[a.program]);
+        // A link whose cgroup went away reports cgroup id 0 and refuses updates (ENOLINK); one made
+        // for an earlier folder of the same path names the old id. Either way: attach anew.
+        if (linkInfo(link.fd).cgroupId === id) link.replace(programs[a.program]);
+        else {
+          attachNew(a, "link");
+          reattached.push(a.attachType);
+        }
       } else if (previous && existsSync(progPin)) {
-        // Multi attachment: swap with PROG_ATTACH + REPLACE, then re-pin the program.
         const old = Program.fromPin(progPin);
         opened.push(old);
+        if (!queryCgroup(settings.cgroup, a.attachType).programIds.includes(old.info.id)) {
+          attachNew(a, "multi");
+          reattached.push(a.attachType);
+          continue;
+        }
+        // Multi attachment: swap with PROG_ATTACH + REPLACE, then re-pin the program.
         const cg = openCgroup(settings.cgroup);
         try {
           progAttach(cg, programs[a.program].fd, a.attachType, AttachFlag.ALLOW_MULTI | AttachFlag.REPLACE, old.fd);
@@ -162,33 +309,40 @@ export function loadReceiver(input: ReceiverSettings, options: { attachMode?: "l
         unpin(progPin);
         programs[a.program].pin(progPin);
       } else {
-        // bpf_link unless told otherwise (tests force "multi", the path kernels before 5.7 take).
-        const att: CgroupAttachment = attachCgroup(settings.cgroup, programs[a.program], a.attachType, options.attachMode);
-        opened.push(att);
-        mode = att.mode;
-        if (att.mode === "link") att.pin(linkPin);
-        else programs[a.program].pin(progPin);
+        attachNew(a, options.attachMode);
       }
     }
     // The new programs now use the new tries: replace their pins.
     unpin(paths.trust4);
-    trust4.pin(paths.trust4);
+    created.pin(trust4, paths.trust4);
     unpin(paths.trust6);
-    trust6.pin(paths.trust6);
+    created.pin(trust6, paths.trust6);
 
     const stored: StoredSettings = {
       version: 1,
       ...settings,
       mode,
       loadedAt: new Date().toISOString(),
-      programs: Object.fromEntries(Object.entries(programs).map(([k, p]) => [k, p.info.id])),
+      programs: programIds,
     };
     settingsMap.update(Buffer.alloc(4), encodeSettings(stored));
     const action = previous ? "replaced" : "loaded";
     const trustText = settings.trust.length ? `trust ${settings.trust.map((c) => `${c.address}/${c.prefix}`).join(",")}` : "trust ANY SOURCE (no --trust)";
-    const line = `toa ${action} (eBPF): receiver + getpeername4/6 + NAT64 getsockopt on cgroup ${settings.cgroup}, kinds ${settings.kinds.join(",")}, ${trustText}, pins ${settings.pinDir}`;
+    const again = reattached.length ? ` (re-attached ${reattached.length} hook${reattached.length > 1 ? "s" : ""}: the cgroup had been removed)` : "";
+    const line = `toa ${action} (eBPF): receiver + getpeername4/6 + NAT64 getsockopt on cgroup ${settings.cgroup}${again}, kinds ${settings.kinds.join(",")}, ${trustText}, pins ${settings.pinDir}`;
     const kernelLogWritten = kernelLog(line);
-    return { action, settings: stored, line, kernelLogWritten };
+    return { action, settings: stored, line, kernelLogWritten, reattached, warnings };
+  } catch (e) {
+    // Leave nothing behind: what this load attached and pinned goes; a folder it made goes when empty.
+    created.undo();
+    if (!dirExisted) {
+      try {
+        rmdirSync(settings.pinDir);
+      } catch {
+        /* not empty: something else is in it now */
+      }
+    }
+    throw e;
   } finally {
     // Pins and links hold the kernel objects now; our fds can go.
     for (const o of opened.reverse()) o.close();
@@ -200,35 +354,83 @@ export interface UnloadResult {
   detached: string[];
   unpinned: string[];
   wasLoaded: boolean;
+  /** Entries of the pin folder that are not toa's pins, left in place (the folder then stays). */
+  foreign: string[];
+  /** Pins with toa's names that hold something else, left in place, with the reason. */
+  kept: { path: string; reason: string }[];
+  folderRemoved: boolean;
 }
 
-/** Detach and unpin everything a load made at `pinDir`. Idempotent. */
+/**
+ * Detach and unpin what a load made at `pinDir`: only toa's pin names, each only when it holds the
+ * object a load pins there; the folder only when it is empty afterwards. Refuses a folder that is
+ * not on bpffs. Idempotent.
+ */
 export function unloadReceiver(pinDir: string): UnloadResult {
+  const none: UnloadResult = { detached: [], unpinned: [], wasLoaded: false, foreign: [], kept: [], folderRemoved: false };
+  if (!existsSync(pinDir)) return none;
+  if (!isBpffs(pinDir)) {
+    throw new BpfError("BPF_ERR_INVALID_ARG", `--pin-dir: ${pinDir} is not on a bpffs mount (statfs type is not 0xcafe4a11), so no load pinned anything there; nothing removed. Give the --pin-dir the load used (a folder under /sys/fs/bpf)`);
+  }
   const paths = pinPaths(pinDir);
-  const previous = existsSync(pinDir) ? readLoadedSettings(pinDir) : undefined;
+  const expected = (name: string) => RECEIVER_PINS.find((p) => p.name === name)!;
+  const previous = existsSync(paths.settings) && !pinMismatch(paths.settings, expected(MapName.settings)) ? readLoadedSettings(pinDir) : undefined;
   const detached: string[] = [];
   for (const a of Attachments) {
     const linkPin = paths.link(a.pin);
     const progPin = paths.program(a.program);
-    if (existsSync(linkPin)) {
+    if (existsSync(linkPin) && !pinMismatch(linkPin, expected(a.pin))) {
       const link = linkFromPin(linkPin, previous?.cgroup ?? "?", a.attachType);
       link.detach();
       detached.push(a.attachType);
-    } else if (existsSync(progPin) && previous) {
+    } else if (existsSync(progPin) && previous && !pinMismatch(progPin, expected(`prog_${a.program}`))) {
       const p = Program.fromPin(progPin);
-      const cg = openCgroup(previous.cgroup);
+      let cg = -1;
       try {
+        cg = openCgroup(previous.cgroup);
         progDetach(cg, p.fd, a.attachType);
         detached.push(a.attachType);
       } catch {
-        /* already detached */
+        /* already detached, or the cgroup is gone (and its attachments with it) */
       } finally {
-        closeSync(cg);
+        if (cg >= 0) closeSync(cg);
         p.close();
       }
     }
   }
-  const unpinned = removePinDir(pinDir);
+  const r = removePins(pinDir, RECEIVER_PINS);
   if (detached.length) kernelLog(`toa unloaded (eBPF): detached from ${previous?.cgroup ?? "cgroup"}`);
-  return { detached, unpinned, wasLoaded: detached.length > 0 || unpinned.length > 0 };
+  return { detached, unpinned: r.removed, wasLoaded: detached.length > 0 || r.removed.length > 0, foreign: r.foreign, kept: r.kept, folderRemoved: r.folderRemoved };
+}
+
+/**
+ * Whether each hook of the load at `pinDir` is attached to its cgroup as it is now (a link made for
+ * a folder that was removed, or removed and made again, is not). Cheap: no probes.
+ */
+export function attachmentHealth(pinDir: string): { hook: string; attached: boolean }[] {
+  const settings = readLoadedSettings(pinDir);
+  if (!settings) return Attachments.map((a) => ({ hook: a.attachType, attached: false }));
+  let id: bigint | undefined;
+  try {
+    id = cgroupId(settings.cgroup);
+  } catch {
+    id = undefined;
+  }
+  const paths = pinPaths(pinDir);
+  return Attachments.map((a) => {
+    if (id === undefined) return { hook: a.attachType, attached: false };
+    try {
+      if (existsSync(paths.link(a.pin))) {
+        const link = linkFromPin(paths.link(a.pin), settings.cgroup, a.attachType);
+        try {
+          return { hook: a.attachType, attached: linkInfo(link.fd).cgroupId === id };
+        } finally {
+          link.close();
+        }
+      }
+      return { hook: a.attachType, attached: queryCgroup(settings.cgroup, a.attachType).programIds.includes(settings.programs[a.program]) };
+    } catch {
+      return { hook: a.attachType, attached: false };
+    }
+  });
 }

@@ -5,6 +5,7 @@
  */
 import { isIP } from "node:net";
 import { DEFAULT_KINDS, SETTINGS_SIZE } from "../programs/layout.js";
+import { parseToaKinds } from "../wire/toa.js";
 
 /** An address prefix of the trust list. */
 export interface Cidr {
@@ -42,20 +43,17 @@ export class SettingsError extends Error {
   }
 }
 
-/** Parse `--kinds 254,253,200`. */
+/** Parse `--kinds 254,253,200` (the range every command shares: wire/toa.ts TOA_KIND_RANGE). */
 export function parseKinds(text: string | undefined): number[] {
   if (text === undefined || text.trim() === "") return [...DEFAULT_KINDS];
-  const kinds = text.split(",").map((s) => s.trim());
-  const out: number[] = [];
-  for (const k of kinds) {
-    const n = Number(k);
-    // 0 (EOL), 1 (NOP), 2-8 and 30 are standard options whose meaning the kernel owns.
-    if (!/^\d+$/.test(k) || n < 9 || n > 255) {
-      throw new SettingsError("--kinds", `"${k}" is not an option kind: give numbers 9-255 separated by commas, e.g. 254,253,200`);
-    }
-    if (!out.includes(n)) out.push(n);
+  let out: number[];
+  try {
+    out = parseToaKinds(text);
+  } catch (e) {
+    throw new SettingsError("--kinds", (e as Error).message);
   }
-  if (out.length > 8) throw new SettingsError("--kinds", "at most 8 kinds");
+  // The receiver's option walk is unrolled per kind.
+  if (out.length > 8) throw new SettingsError("--kinds", `${out.length} kinds given: at most 8`);
   return out;
 }
 
@@ -71,12 +69,22 @@ export function parseCidr(text: string): Cidr {
   if (!/^\d+$/.test(len ?? String(max)) || prefix > max) {
     throw new SettingsError("--trust", `"${text}": prefix length must be 0-${max}`);
   }
+  // 10.0.0.1/8 is almost always a typo for 10.0.0.0/8 (or for the host 10.0.0.1): refuse rather than guess.
+  const bytes = addressBytes(addr);
+  const network = Buffer.from(bytes.map((b, i) => b & (0xff << Math.max(0, 8 - Math.max(0, prefix - 8 * i))) & 0xff));
+  if (!network.equals(bytes)) {
+    const net = formatAddress(family === 4 ? network.subarray(0, 4) : network);
+    throw new SettingsError("--trust", `"${text}" has host bits set: write the network, ${net}/${prefix}, or the host alone, ${addr}/${max}`);
+  }
   return { family: family as 4 | 6, address: addr, prefix };
 }
 
-/** Parse `--trust CIDR,...`. */
+/** Parse `--trust CIDR,...`; undefined (not given) is the empty list, an empty text is refused. */
 export function parseTrust(text: string | undefined): Cidr[] {
-  if (text === undefined || text.trim() === "") return [];
+  if (text === undefined) return [];
+  if (text.split(",").every((s) => s.trim() === "")) {
+    throw new SettingsError("--trust", "is empty: give the load balancers' source CIDRs (e.g. 100.125.0.0/16), or leave --trust out to believe a TOA from any source");
+  }
   return text.split(",").filter((s) => s.trim() !== "").map(parseCidr);
 }
 

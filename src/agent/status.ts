@@ -6,7 +6,19 @@ import { existsSync } from "node:fs";
 import { describeAttached, probe, type ProbeResult } from "../bpf/index.js";
 import { Attachments, pinPaths } from "./pins.js";
 import { readLoadedSettings, RECEIVER_FEATURES } from "./receiver.js";
-import type { StoredSettings } from "./settings.js";
+import { formatCidr, type StoredSettings } from "./settings.js";
+import { DEFAULT_PIN_DIR } from "./pins.js";
+import { DEFAULT_KINDS } from "../programs/layout.js";
+
+/** The `toa load` command that loads `s` again: it re-attaches hooks whose cgroup was removed and made again. */
+export function loadCommandFor(s: StoredSettings): string {
+  const parts = ["toa load", `--cgroup ${s.cgroup}`];
+  if (s.pinDir !== DEFAULT_PIN_DIR) parts.push(`--pin-dir ${s.pinDir}`);
+  if (s.trust.length) parts.push(`--trust ${s.trust.map(formatCidr).join(",")}`);
+  if (s.kinds.join(",") !== DEFAULT_KINDS.join(",")) parts.push(`--kinds ${s.kinds.join(",")}`);
+  if (!s.syn) parts.push("--no-syn");
+  return parts.join(" ");
+}
 
 /** A program attached on the same hook that isn't ours. */
 export interface ForeignProgram {
@@ -25,6 +37,10 @@ export interface Status {
   foreign: ForeignProgram[];
   features: ProbeResult[];
   warnings: string[];
+  /** Hooks the kernel no longer has attached (the cgroup was removed, or removed and made again). */
+  gone: string[];
+  /** What repairs the hooks that are gone. */
+  fix?: string;
 }
 
 /** Build the status of the load pinned at `pinDir`. */
@@ -56,5 +72,12 @@ export function receiverStatus(pinDir: string): Status {
     }
   }
   for (const f of features) if (!f.available) warnings.push(`kernel lacks ${f.name} (upstream ${f.since}): ${f.error ?? ""}`);
-  return { loaded: settings !== undefined, pinDir, settings, attached, foreign, features, warnings };
+  const gone = attached.filter((a) => !a.attached).map((a) => a.hook);
+  let fix: string | undefined;
+  if (settings && gone.length) {
+    fix = existsSync(settings.cgroup)
+      ? `${loadCommandFor(settings)}   (re-attaches, keeping the addresses of open connections; \`toa agent --target ${settings.cgroup}\` does it by itself whenever the cgroup is made again)`
+      : `${settings.cgroup} does not exist now: when it is back (service or pod started again), run ${loadCommandFor(settings)}; \`toa agent --target ${settings.cgroup}\` re-attaches by itself the moment it appears`;
+  }
+  return { loaded: settings !== undefined, pinDir, settings, attached, foreign, features, warnings, gone, fix };
 }

@@ -16,14 +16,30 @@ export const AttachFlag = { ALLOW_OVERRIDE: 1, ALLOW_MULTI: 2, REPLACE: 4 } as c
  * The cgroup v2 mount point, read from /proc/self/mountinfo (fstype cgroup2). On hybrid layouts it is
  * /sys/fs/cgroup/unified, on unified ones /sys/fs/cgroup: never assume.
  */
-export function findCgroup2Mount(mountinfo = readFileSync("/proc/self/mountinfo", "utf8")): string {
+export function findCgroup2Mount(mountinfo = readFileSync("/proc/self/mountinfo", "utf8"), filesystems = readOr("/proc/filesystems")): string {
   for (const line of mountinfo.split("\n")) {
     const sep = line.indexOf(" - ");
     if (sep < 0) continue;
     const fstype = line.slice(sep + 3).split(" ")[0];
     if (fstype === "cgroup2") return unescapeMountPath(line.slice(0, sep).split(" ")[4]);
   }
+  // The kernel has it but this process can't see it: `ip netns exec` mounts a fresh sysfs on /sys
+  // for the namespace, which hides everything mounted below it (cgroup2, bpffs).
+  if (/\bcgroup2\b/.test(filesystems)) {
+    throw new BpfError(
+      "BPF_ERR_CGROUP",
+      "no cgroup v2 mount is visible to this process, though the kernel has cgroup v2 (/proc/filesystems): `ip netns exec` remounts /sys and hides /sys/fs/cgroup; run the command under `nsenter --net=/run/netns/NAME` instead (it switches only the network namespace), or mount it: `mount -t cgroup2 none /sys/fs/cgroup`",
+    );
+  }
   throw new BpfError("BPF_ERR_CGROUP", "no cgroup v2 mount in /proc/self/mountinfo: mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified` (or boot with systemd.unified_cgroup_hierarchy=1)");
+}
+
+function readOr(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return "";
+  }
 }
 
 /** mountinfo escapes space, tab, newline and backslash as octal. */

@@ -16,5 +16,6 @@ export * from "./tc.js";
 export * as netlink from "./netlink.js";
 export * as tcNetlink from "./tc-netlink.js";
 export * from "./pin.js";
+export * from "./object.js";
 export * from "./probes.js";
 export * from "./run-stats.js";

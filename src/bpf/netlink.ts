@@ -14,11 +14,14 @@
  *   NLMSG_ERROR payload: | int error | nlmsghdr of the request (+ its payload unless NLM_F_CAPPED) |
  *                        | extended ACK attributes when NLM_F_ACK_TLVS |
  */
+import { closeSync, openSync } from "node:fs";
 import { BpfError, SyscallError, errnoName } from "./errors.js";
 import { syscalls, type RawResult, type SyscallBackend } from "./syscall.js";
 
 /** Netlink protocol of the routing/device family. */
 export const NETLINK_ROUTE = 0;
+/** Netlink protocol of socket diagnostics (sock_diag(7): inet_diag for TCP sockets). */
+export const NETLINK_SOCK_DIAG = 4;
 
 /** Control message types (NLMSG_*). */
 export const NlmsgType = { NOOP: 1, ERROR: 2, DONE: 3, OVERRUN: 4 } as const;
@@ -233,7 +236,8 @@ const MSG_PEEK = 0x2;
 const MSG_TRUNC = 0x20;
 const EINTR = 4;
 
-type SocketCall = "socket" | "bind" | "setsockopt" | "sendto" | "recv" | "close";
+type SocketCall = "socket" | "bind" | "setsockopt" | "sendto" | "recv" | "close" | "setns";
+const CLONE_NEWNET = 0x40000000;
 
 /** Call an optional socket method of the backend; a backend without it answers ENOSYS. */
 function call<K extends SocketCall>(name: K, ...args: Parameters<NonNullable<SyscallBackend[K]>>): RawResult {
@@ -287,6 +291,30 @@ export class NetlinkSocket {
     } catch (e) {
       sock.close();
       throw e;
+    }
+  }
+
+  /**
+   * Open a socket in another network namespace (`netns`: a path such as /proc/PID/ns/net): the
+   * thread enters it, opens the socket, and comes back; the socket stays in that namespace. Needs
+   * CAP_SYS_ADMIN.
+   */
+  static openIn(netns: string, protocol = NETLINK_ROUTE, timeoutMs = 5000): NetlinkSocket {
+    const home = openSync("/proc/thread-self/ns/net", "r");
+    let target = -1;
+    try {
+      target = openSync(netns, "r");
+      const r = call("setns", target, CLONE_NEWNET);
+      if (r.ret < 0) throw new SyscallError(`setns(${netns})`, r.errno, undefined, "run as root (entering another network namespace needs CAP_SYS_ADMIN)");
+      try {
+        return NetlinkSocket.open(protocol, timeoutMs);
+      } finally {
+        const back = call("setns", home, CLONE_NEWNET);
+        if (back.ret < 0) throw new SyscallError("setns(back to our network namespace)", back.errno);
+      }
+    } finally {
+      if (target >= 0) closeSync(target);
+      closeSync(home);
     }
   }
 

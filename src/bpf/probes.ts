@@ -130,6 +130,8 @@ export function requireFeatures(ids: string[]): void {
   for (const id of ids) {
     const r = probe(id);
     if (r.denied) throw new BpfError("BPF_ERR_PERMISSION", `${r.name} could not be tried: ${r.error}`);
+    // A mount, not a kernel feature: its own message says why it is missing and what to do.
+    if (id === "cgroup2" && !r.available) throw new BpfError("BPF_ERR_CGROUP", r.error ?? "no cgroup v2 mount");
     if (!r.available) throw new UnsupportedFeatureError(r.name, r.since, r.error);
   }
 }

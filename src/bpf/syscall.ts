@@ -41,6 +41,8 @@ export interface SyscallBackend {
   recv?(fd: number, buf: Buffer, flags: number): RawResult;
   /** close(2). */
   close?(fd: number): RawResult;
+  /** setns(2): move the calling thread into the namespace of `fd` (netlink sockets for another network namespace). */
+  setns?(fd: number, nstype: number): RawResult;
 }
 
 /** SYS_bpf by architecture (arch/*\/include/uapi/asm/unistd.h; the generic table for arm64, riscv). */
@@ -79,6 +81,7 @@ function createKoffiBackend(): SyscallBackend {
   const sendto = lib.func("long sendto(int fd, void *buf, unsigned long len, int flags, void *addr, uint32_t addrlen)");
   const recv = lib.func("long recv(int fd, void *buf, unsigned long len, int flags)");
   const close = lib.func("int close(int fd)");
+  const setns = lib.func("int setns(int fd, int nstype)");
   const result = (ret: number | bigint): RawResult => {
     const n = Number(ret);
     return { ret: n, errno: n < 0 ? koffi.errno() : 0 };
@@ -106,6 +109,7 @@ function createKoffiBackend(): SyscallBackend {
     sendto: (fd, buf, addr) => result(sendto(fd, buf, buf.length, 0, addr, addr.length)),
     recv: (fd, buf, flags) => result(recv(fd, buf, buf.length, flags)),
     close: (fd) => result(close(fd)),
+    setns: (fd, nstype) => result(setns(fd, nstype)),
   };
 }
 

@@ -11,7 +11,7 @@ import { describeAttached, findCgroup2Mount } from "../bpf/cgroup.js";
 import type { AttachTypeName } from "../bpf/program.js";
 import { probe, type ProbeResult } from "../bpf/probes.js";
 import { RECEIVER_FEATURES } from "../agent/receiver.js";
-import type { Status } from "../agent/status.js";
+import { loadCommandFor, type Status } from "../agent/status.js";
 import { formatCidr } from "../agent/settings.js";
 import { DEFAULT_PIN_DIR } from "../agent/pins.js";
 
@@ -147,7 +147,7 @@ export function loadedCheck(s: Status): Check {
       ...base,
       ok: false,
       detail: `pins at ${s.pinDir} say the receiver is on ${s.settings.cgroup}, but the kernel no longer has ${gone.map((g) => g.hook).join(", ")} attached there (cgroup removed and re-created? programs detached by another tool?)`,
-      fix: `toa unload${pinFlag} && toa load --cgroup ${s.settings.cgroup}${pinFlag}${s.settings.trust.length ? ` --trust ${s.settings.trust.map(formatCidr).join(",")}` : ""}`,
+      fix: s.fix ?? loadCommandFor(s.settings),
     };
   }
   return { ...base, ok: true, detail: `on ${s.settings.cgroup} since ${s.settings.loadedAt} (${s.settings.mode === "link" ? "bpf_link" : "multi"}, kinds ${s.settings.kinds.join(",")}, pins ${s.pinDir})` };
@@ -274,4 +274,62 @@ function safeRead(path: string): string {
 /** Exit status rule: ready when no check failed (warnings allowed). */
 export function isReady(checks: Check[]): boolean {
   return checks.every((c) => c.ok !== false);
+}
+
+/** A listening socket of the application and the cgroup folder it was made in (undefined: the kernel doesn't say). */
+export interface Listener {
+  port: number;
+  inode: number;
+  folder?: string;
+}
+
+/** The deepest folder containing both `a` and `b`. */
+export function commonParent(a: string, b: string): string {
+  const x = a.split("/");
+  const y = b.split("/");
+  let i = 0;
+  while (i < x.length && i < y.length && x[i] === y[i]) i++;
+  return x.slice(0, i).join("/") || "/";
+}
+
+/**
+ * Whether the application's listening sockets were made in its own cgroup. The hooks run for a
+ * socket's cgroup (set when it was made), not the holder's: a listener from systemd socket
+ * activation, inetd, or opened before the process moved is covered only where it was made.
+ */
+export function socketCgroupCheck(target: Target, listeners: Listener[], s: Status, describe: DescribeAttached = describeAttached): Check | undefined {
+  if (listeners.length === 0) return undefined;
+  const base = { id: "socket-cgroup", title: `socket cgroup, ${target.label}` };
+  const unknown = listeners.filter((l) => l.folder === undefined);
+  const elsewhere = listeners.filter((l) => l.folder !== undefined && l.folder !== target.folder);
+  if (elsewhere.length === 0) {
+    if (unknown.length) return { ...base, ok: "warn", detail: `this kernel does not report the cgroup of sockets (INET_DIAG_CGROUP_ID, Linux 5.7): cannot check that the listener on port ${unknown[0].port} was made in ${target.folder}` };
+    return { ...base, ok: true, detail: `listening socket${listeners.length > 1 ? "s" : ""} on port ${[...new Set(listeners.map((l) => l.port))].join(", ")} made in ${target.folder}, the process's own cgroup` };
+  }
+  const l = elsewhere[0];
+  const folder = l.folder!;
+  const missing = NEEDED_HOOKS.filter((h) => {
+    try {
+      return !describe(folder, h.attachType, true).some((p) => p.name === h.program);
+    } catch {
+      return true;
+    }
+  });
+  const what = `the listening socket on port ${l.port} (inode ${l.inode}) was made in cgroup ${folder}, not in ${target.folder} where ${target.label} runs`;
+  if (missing.length === 0) {
+    return { ...base, ok: true, detail: `${what}; the programs are effective there too, so it is covered (the hooks follow the socket's cgroup)` };
+  }
+  const common = commonParent(folder, target.folder);
+  const root = (f: string) => (f === findCgroup2MountSafe() ? " (the cgroup v2 root: the whole host)" : "");
+  const own = `or let the application open its listener itself inside ${target.folder}`;
+  const fix =
+    common === folder
+      ? `attach where the socket was made, which contains the process's cgroup too: toa load --cgroup ${folder} --pin-dir /sys/fs/bpf/toa-parent --trust <CIDRs>${root(folder)}; ${own}`
+      : `attach at a parent of both: toa load --cgroup ${common} --pin-dir /sys/fs/bpf/toa-parent --trust <CIDRs>${root(common)}; or where the socket was made (for a systemd .socket unit, its own cgroup): toa load --cgroup ${folder} --pin-dir /sys/fs/bpf/toa-socket --trust <CIDRs>; ${own}`;
+  return {
+    ...base,
+    ok: false,
+    detail: `${what}: the receiver's hooks follow the socket's cgroup, not the process's, and ${missing.map((m) => m.program).join(", ")} ${missing.length === 1 ? "is" : "are"} not effective there, so connections accepted on it keep the load balancer's address (systemd socket activation, inetd, or a listener opened before the process moved into its cgroup)`,
+    fix,
+  };
 }

@@ -18,9 +18,12 @@ import {
   loadedCheck,
   modulesCheck,
   privilegesCheck,
+  type Listener,
+  socketCgroupCheck,
   type Target,
   trustCheck,
 } from "./checks.js";
+import { listenersOfPid } from "./sock-diag.js";
 import { cgroupFolderOfPid, pidsListeningOn } from "./proc.js";
 
 export * from "./checks.js";
@@ -42,6 +45,17 @@ export interface DoctorDeps {
   status?: (pinDir: string) => Status;
   describe?: DescribeAttached;
   pidsListeningOn?: (port: number) => number[];
+  /** The listening sockets a pid holds (on a port) and the cgroup folders they were made in. */
+  listeners?: (pid: number, mount: string, port?: number) => Listener[];
+}
+
+/** Listeners from the kernel's sock_diag; none (no check) when it can't be asked. */
+function kernelListeners(pid: number, mount: string, port?: number): Listener[] {
+  try {
+    return listenersOfPid(pid, mount, port).map((l) => ({ port: l.socket.port, inode: l.socket.inode, folder: l.folder }));
+  } catch {
+    return [];
+  }
 }
 
 /** Find the application's cgroup folder(s) from --pid or --port; a failed check when it can't. */
@@ -101,6 +115,10 @@ export function runDoctor(o: DoctorOptions, deps: DoctorDeps = {}): DoctorReport
     if (Array.isArray(t)) {
       const attached = t.map((x) => attachedCheck(x, status, deps.describe));
       checks.push(...attached);
+      for (const x of t) {
+        const c = socketCgroupCheck(x, (deps.listeners ?? kernelListeners)(x.pid, mount, o.port), status, deps.describe);
+        if (c) checks.push(c);
+      }
       foreignFolder = t[0]?.folder ?? foreignFolder;
       // Programs effective for the application count, even when they were pinned elsewhere.
       if (loaded.ok === false && !status.settings && attached.every((a) => a.ok === true)) {

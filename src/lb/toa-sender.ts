@@ -4,7 +4,7 @@
  * proxy modes never touch bpf(2) and the lb builds even where the sender is not there yet.
  */
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { findCgroup2Mount } from "../bpf/cgroup.js";
 import type { ClientAddressWriter } from "./client-address.js";
 import { LbError } from "./errors.js";
@@ -14,6 +14,18 @@ export function ownCgroupPath(procSelfCgroup = readFileSync("/proc/self/cgroup",
   const line = procSelfCgroup.split("\n").find((l) => l.startsWith("0::"));
   if (!line) throw new LbError("LB_ERR_TOA_SENDER", "no cgroup v2 entry (0::) in /proc/self/cgroup: pass --cgroup DIR");
   return join(mount, line.slice(3));
+}
+
+/**
+ * Why a TOA sender attached to `cgroupPath` will write nothing for this process, or undefined: the
+ * sock_ops program runs for sockets of that cgroup (and those below it), and the balancer's backend
+ * connections are made in the cgroup the balancer runs in.
+ */
+export function senderCgroupWarning(cgroupPath: string, own: string): string | undefined {
+  const a = resolve(cgroupPath);
+  const b = resolve(own);
+  if (b === a || b.startsWith(`${a}/`)) return undefined;
+  return `--cgroup ${a}: this balancer runs in ${b}, outside it, so its backend connections get no TOA (the sender only sees sockets made in ${a}). Start toa lb inside it (e.g. \`echo $$ > ${a}/cgroup.procs\` before exec, or systemd's Slice=/a scope there), or leave --cgroup out to attach to the balancer's own cgroup`;
 }
 
 interface SenderModule {

@@ -18,6 +18,29 @@ export const DEFAULT_TOA_KINDS: readonly number[] = Object.freeze([254, 253, 200
 /** Every kind some known sender uses for a TOA (254, 253, 252, 200, and 28 for Alibaba CDN). */
 export const KNOWN_TOA_KINDS: readonly number[] = Object.freeze([254, 253, 252, 200, 28]);
 
+/**
+ * The option kinds a TOA may be given as: 9-255. Kinds 0-8 are TCP's own (EOL, NOP, MSS, window
+ * scale, SACK-permitted, SACK, echo, echo reply, timestamps, RFC 9293 §3.1), which the kernel parses
+ * itself; no load balancer writes a TOA there. `toa load`, `toa agent` and `toa inspect` all take this range.
+ */
+export const TOA_KIND_RANGE = Object.freeze({ min: 9, max: 255 });
+
+/**
+ * Parse a comma-separated list of option kinds ("254,253,200"), duplicates dropped. Throws an Error
+ * whose message names the bad entry and what is allowed (callers prefix their flag).
+ */
+export function parseToaKinds(text: string): number[] {
+  const out: number[] = [];
+  for (const k of text.split(",").map((s) => s.trim())) {
+    const n = Number(k);
+    if (!/^\d+$/.test(k) || n < TOA_KIND_RANGE.min || n > TOA_KIND_RANGE.max) {
+      throw new Error(`"${k}" is not an option kind: give numbers ${TOA_KIND_RANGE.min}-${TOA_KIND_RANGE.max} separated by commas, e.g. 254,253,200 (0-8 are TCP's own options)`);
+    }
+    if (!out.includes(n)) out.push(n);
+  }
+  return out;
+}
+
 /** Kind used by the Alibaba CDN portless layout (IANA assigns 28 to User Timeout, which is 4 bytes long). */
 export const TOA_KIND_ALIBABA_CDN = 28;
 

@@ -28,7 +28,16 @@ test("parseCidr and parseTrust", () => {
   for (const bad of ["1.2.3/8", "10.0.0.0/33", "2001:db8::/129", "x/1", "10.0.0.0/8/1", "10.0.0.0/a"]) {
     assert.throws(() => parseCidr(bad), (e: Error) => e.message.startsWith("--trust:"), bad);
   }
-  assert.deepEqual(parseTrust(""), []);
+  assert.deepEqual(parseTrust(undefined), [], "not given: every source");
+  for (const empty of ["", " ", ","]) assert.throws(() => parseTrust(empty), /--trust: is empty: give the load balancers' source CIDRs .* or leave --trust out/, JSON.stringify(empty));
+  const hostBits: { have: string; want: RegExp }[] = [
+    { have: "10.0.0.1/8", want: /--trust: "10\.0\.0\.1\/8" has host bits set: write the network, 10\.0\.0\.0\/8, or the host alone, 10\.0\.0\.1\/32/ },
+    { have: "100.125.1.0/16", want: /100\.125\.0\.0\/16/ },
+    { have: "2001:db8::1/32", want: /write the network, 2001:db8::\/32, or the host alone, 2001:db8::1\/128/ },
+  ];
+  for (const { have, want } of hostBits) assert.throws(() => parseCidr(have), want, have);
+  assert.deepEqual(parseCidr("10.0.0.0/8"), { family: 4, address: "10.0.0.0", prefix: 8 });
+  assert.deepEqual(parseCidr("0.0.0.0/0").prefix, 0);
   assert.equal(parseTrust("192.0.2.0/24,2001:db8::/32").length, 2);
 });
 
@@ -90,11 +99,12 @@ test("sender key and value match the layout the sender program builds", () => {
   assert.throws(() => senderValue({ address: "not-an-ip", port: 1 }, 254, false), /not an IP address/);
 });
 
-test("systemd unit runs toa load at boot and unload on stop", () => {
-  const u = unitText("/usr/bin/node", "/usr/lib/node_modules/toa/dist/src/cli/bin.js", ["--pin-dir", "/sys/fs/bpf/toa", "--trust", "100.125.0.0/16"], "/sys/fs/bpf/toa");
-  assert.match(u, /^ExecStart=\/usr\/bin\/node \/usr\/lib\/node_modules\/toa\/dist\/src\/cli\/bin\.js load --pin-dir \/sys\/fs\/bpf\/toa --trust 100\.125\.0\.0\/16$/m);
-  assert.match(u, /^ExecStop=.* unload --pin-dir \/sys\/fs\/bpf\/toa$/m);
-  assert.match(u, /^Type=oneshot$/m);
-  assert.match(u, /^RemainAfterExit=yes$/m);
+test("systemd unit runs toa agent from boot, ready before the target units, leaving the receivers on stop", () => {
+  const u = unitText("/usr/bin/node", "/usr/lib/node_modules/toa/dist/src/cli/bin.js", ["--unit", "nginx.service", "--trust", "100.125.0.0/16"], ["nginx.service"]);
+  assert.match(u, /^ExecStart=\/usr\/bin\/node \/usr\/lib\/node_modules\/toa\/dist\/src\/cli\/bin\.js agent --unit nginx\.service --trust 100\.125\.0\.0\/16$/m);
+  assert.doesNotMatch(u, /^ExecStop=/m);
+  assert.match(u, /^Type=notify$/m);
+  assert.match(u, /^Before=network-pre\.target nginx\.service$/m);
+  assert.match(u, /^Restart=on-failure$/m);
   assert.match(u, /^WantedBy=multi-user\.target$/m);
 });

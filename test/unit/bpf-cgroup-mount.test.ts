@@ -40,7 +40,7 @@ test("findCgroup2Mount without a cgroup2 mount names the fix", async (t) => {
     ["only cgroup v1", v1Only],
   ] as const) {
     await t.test(name, () => {
-      assert.throws(() => findCgroup2Mount(have), (e: unknown) => {
+      assert.throws(() => findCgroup2Mount(have, "nodev\tcgroup\n"), (e: unknown) => {
         assert.ok(e instanceof BpfError);
         assert.equal(e.code, "BPF_ERR_CGROUP");
         assert.match(e.message, /no cgroup v2 mount/);
@@ -49,4 +49,14 @@ test("findCgroup2Mount without a cgroup2 mount names the fix", async (t) => {
       });
     });
   }
+});
+
+test("findCgroup2Mount where the kernel has cgroup2 but /sys was remounted (ip netns exec) says so and how to run instead", () => {
+  assert.throws(() => findCgroup2Mount(v1Only, "nodev\tsysfs\nnodev\tcgroup\nnodev\tcgroup2\n"), (e: unknown) => {
+    assert.ok(e instanceof BpfError);
+    assert.equal(e.code, "BPF_ERR_CGROUP");
+    assert.match(e.message, /though the kernel has cgroup v2 .*`ip netns exec` remounts \/sys.*nsenter --net=\/run\/netns\/NAME/);
+    assert.doesNotMatch(e.message, /not supported by this kernel/);
+    return true;
+  });
 });

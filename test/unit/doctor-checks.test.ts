@@ -3,6 +3,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   attachedCheck,
+  commonParent,
+  socketCgroupCheck,
   bpffsCheck,
   capEff,
   cgroup2Check,
@@ -47,6 +49,7 @@ const status = (s?: StoredSettings, attached = true, pinDir = "/sys/fs/bpf/toa")
   foreign: [],
   features: [],
   warnings: [],
+  gone: s && !attached ? ["CGROUP_INET4_GETPEERNAME"] : [],
 });
 
 test("kernel: informational, always ok, names release and arch", () => {
@@ -126,7 +129,8 @@ test("loaded: not loaded fails with `toa load`; a detached hook fails with reloa
   const gone = loadedCheck(status(settings(), false));
   assert.equal(gone.ok, false);
   assert.match(gone.detail, /CGROUP_INET4_GETPEERNAME/);
-  assert.match(gone.fix!, /toa unload && toa load --cgroup \/sys\/fs\/cgroup\/unified\/app --trust 100\.125\.0\.0\/16/);
+  // Loading again re-attaches (keeping the socket storage): no unload first, which would drop open connections' addresses.
+  assert.equal(gone.fix, "toa load --cgroup /sys/fs/cgroup/unified/app --trust 100.125.0.0/16");
   assert.equal(loadedCheck(status(settings())).ok, true);
 });
 
@@ -210,4 +214,21 @@ test("proc: listening inodes on a port (state 0A only, tcp and tcp6), pids holdi
   assert.deepEqual(pidsHoldingSockets([4242, 4343], [10, 11, 12], (p) => fds[p] ?? []), [10, 12]);
   assert.deepEqual(pidsListeningOn(8080, [10, 11, 12], [{ netns: "net:[1]", tables: [TCP, TCP6] }], (p) => fds[p] ?? []), [10, 12]);
   assert.deepEqual(pidsListeningOn(443, [10], [{ netns: "net:[1]", tables: [TCP] }], (p) => fds[p] ?? []), []);
+});
+
+test("socket cgroup: a listener made elsewhere fails with both places to attach; covered there or made inside passes", () => {
+  const target = { pid: 7, folder: "/sys/fs/cgroup/unified/system.slice/app.service", label: "port 80 pid 7" };
+  const socketUnit = "/sys/fs/cgroup/unified/system.slice/app.socket";
+  const none: DescribeAttached = () => [];
+  const ours: DescribeAttached = () => [{ id: 1, name: "toa_receiver" }, { id: 2, name: "toa_getpeer4" }, { id: 3, name: "toa_getpeer6" }];
+  assert.equal(socketCgroupCheck(target, [], status(settings()), none), undefined, "no listener: nothing to say");
+  const inside = socketCgroupCheck(target, [{ port: 80, inode: 9, folder: target.folder }], status(settings()), none)!;
+  assert.equal(inside.ok, true);
+  const bad = socketCgroupCheck(target, [{ port: 80, inode: 9, folder: socketUnit }], status(settings()), none)!;
+  assert.equal(bad.ok, false);
+  assert.match(bad.detail, /port 80 \(inode 9\) was made in cgroup .*app\.socket, not in .*app\.service where port 80 pid 7 runs/);
+  assert.match(bad.fix!, /attach at a parent of both: toa load --cgroup \/sys\/fs\/cgroup\/unified\/system\.slice .*or where the socket was made .*toa load --cgroup .*app\.socket/);
+  assert.equal(socketCgroupCheck(target, [{ port: 80, inode: 9, folder: socketUnit }], status(settings()), ours)!.ok, true, "covered where it was made");
+  assert.equal(socketCgroupCheck(target, [{ port: 80, inode: 9 }], status(settings()), none)!.ok, "warn", "kernel before 5.7");
+  assert.equal(commonParent("/a/b/c", "/a/b/d/e"), "/a/b");
 });

@@ -93,3 +93,12 @@ test("toa inspect: progress on stderr for captures over 10 MB", async (t) => {
   assert.equal(await run(["inspect", file], io), 0);
   assert.match(io.stderr.join("\n"), /inspect: 100% of 10\.\d MB/);
 });
+
+test("--kinds takes the same range as toa load and toa agent (9-255), with the same message", async () => {
+  for (const cmd of [["inspect", "/nonexistent.pcap"], ["load", "--cgroup", "/nonexistent"], ["agent", "--check", "--target", "/"]]) {
+    let err = "";
+    const io = { out: () => undefined, err: (s: string) => void (err += s) };
+    assert.notEqual(await run([...cmd, "--kinds", "5"], io), 0, cmd[0]);
+    assert.match(err, /--kinds: "5" is not an option kind: give numbers 9-255 separated by commas/, cmd[0]);
+  }
+});

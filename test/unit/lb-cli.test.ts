@@ -58,3 +58,12 @@ test("toa lb --help teaches with examples", async () => {
   assert.match(r.out, /toa lb --listen 198\.51\.100\.1:80 --backend 203\.0\.113\.10:80/);
   assert.match(r.out, /SIGHUP reloads/);
 });
+
+test("toa lb --cgroup X while the balancer runs outside X: a warning naming --cgroup, where it runs and the fix", async () => {
+  const { senderCgroupWarning } = await import("../../src/lb/toa-sender.js");
+  assert.equal(senderCgroupWarning("/sys/fs/cgroup/lb", "/sys/fs/cgroup/lb"), undefined);
+  assert.equal(senderCgroupWarning("/sys/fs/cgroup/lb", "/sys/fs/cgroup/lb/worker"), undefined, "below it: covered");
+  const w = senderCgroupWarning("/sys/fs/cgroup/lb", "/sys/fs/cgroup/lb2") ?? "";
+  assert.match(w, /^--cgroup \/sys\/fs\/cgroup\/lb: this balancer runs in \/sys\/fs\/cgroup\/lb2, outside it, so its backend connections get no TOA/);
+  assert.match(w, /Start toa lb inside it .* or leave --cgroup out/);
+});

@@ -38,7 +38,12 @@ export const demoCommand: CommandFactory = (io, exit) =>
     .addHelpText("after", HELP)
     .action(async (opts: { keep?: boolean; cleanup?: string; ipv4Only?: boolean; json?: boolean; dataPath?: "js" | "packet" }) => {
       if (opts.cleanup) {
-        const ids = opts.cleanup === "all" ? leftoverIds() : [opts.cleanup];
+        const left = leftoverIds();
+        if (opts.cleanup !== "all" && !left.includes(opts.cleanup)) {
+          io.err(`toa demo --cleanup: no demo "${opts.cleanup}" is left (no namespace, cgroup, pin folder or state file of that id); ${left.length ? `leftover demos: ${left.join(", ")}; ` : "no demo is left; "}\`toa demo --cleanup all\` removes every leftover one`);
+          return exit(1);
+        }
+        const ids = opts.cleanup === "all" ? left : [opts.cleanup];
         let failed = false;
         for (const id of ids) {
           const errs = await cleanupById(id);

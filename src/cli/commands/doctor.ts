@@ -16,6 +16,10 @@ What it checks (each line says ok, warn or FAIL, and the fix):
   loaded        a receiver pinned at --pin-dir, each program still attached; its trust list
   attached      with --pid or --port: our sock_ops and getpeername4/6 programs are effective in the
                 application's cgroup (attached there or on a parent)
+  socket cgroup with --pid or --port: the cgroup each listening socket was made in (the kernel's
+                sock_diag, Linux 5.7+): the hooks follow the socket, not the process, so a listener
+                from systemd socket activation, inetd, or opened before the process moved is
+                covered only where it was made
   other getpeername programs   Cilium, Alinux vtoa... on the same cgroup
 
 Examples:

@@ -10,6 +10,7 @@ import { lbCommand } from "./lb.js";
 import { inspectCommand } from "./inspect.js";
 import { doctorCommand } from "./doctor.js";
 import { demoCommand } from "./demo.js";
+import { agentCommand } from "./agent.js";
 
 /** A command factory: builds the commander Command; `exit` sets the process exit code. */
 export type CommandFactory = (io: Io, exit: (code: number) => void) => Command;
@@ -19,6 +20,7 @@ export const commandFactories: CommandFactory[] = [
   unloadCommand,
   statusCommand,
   statsCommand,
+  agentCommand,
   lbCommand,
   inspectCommand,
   doctorCommand,

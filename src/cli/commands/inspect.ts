@@ -1,7 +1,7 @@
 /** `toa inspect FILE`: does the load balancer's TOA reach this backend? Reads a capture, reports per connection. */
 import { Command, InvalidArgumentError } from "commander";
 import { formatSummary, formatTable, inspectFile, parseCidrList, type Cidr } from "../../inspect/index.js";
-import { DEFAULT_TOA_KINDS, type WireError } from "../../wire/index.js";
+import { DEFAULT_TOA_KINDS, parseToaKinds, type WireError } from "../../wire/index.js";
 import { UsageError } from "../io.js";
 import type { CommandFactory } from "./index.js";
 
@@ -14,11 +14,11 @@ function describe(e: WireError): string {
 }
 
 function parseKinds(v: string): number[] {
-  const kinds = v.split(",").filter((s) => s.trim() !== "").map((s) => Number(s.trim()));
-  if (kinds.length === 0 || kinds.some((k) => !Number.isInteger(k) || k < 2 || k > 255)) {
-    throw new InvalidArgumentError("--kinds must be a comma-separated list of option kinds 2..255, e.g. 254,253,200");
+  try {
+    return parseToaKinds(v);
+  } catch (e) {
+    throw new InvalidArgumentError(`--kinds: ${(e as Error).message}`);
   }
-  return kinds;
 }
 
 function parsePort(v: string): number {

@@ -10,7 +10,7 @@ import { type LbConfig, loadConfigFile, validateConfig, CLIENT_ADDRESS_MODES, SC
 import { hasInlineConfig, type LbFlags, rawConfigFromFlags } from "../../lb/flags.js";
 import { ConfigError } from "../../lb/errors.js";
 import { Balancer } from "../../lb/balancer.js";
-import { loadToaSender } from "../../lb/toa-sender.js";
+import { loadToaSender, ownCgroupPath, senderCgroupWarning } from "../../lb/toa-sender.js";
 import { formatEndpoint } from "../../lb/endpoint.js";
 
 interface LbOptions extends LbFlags {
@@ -94,6 +94,13 @@ async function runBalancer(o: LbOptions, config: LbConfig, io: Io): Promise<numb
   let openWriter;
   if (needsToa) {
     const kinds = new Set(config.listeners.filter((l) => l.mode === "toa").map((l) => l.toaKind));
+    if (o.cgroup) {
+      const warning = senderCgroupWarning(o.cgroup, ownCgroupPath());
+      if (warning) {
+        io.err(`warning: ${warning}`);
+        log.warn(warning);
+      }
+    }
     openWriter = await loadToaSender({ cgroupPath: o.cgroup, kind: [...kinds][0] });
   } else {
     // A reload may switch a listener to toa: load the sender then.

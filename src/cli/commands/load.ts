@@ -46,6 +46,7 @@ same eBPF features: \`toa doctor\` checks). The line it prints also goes to the 
       else {
         io.out(`TOA: ${r.line}`);
         if (settings.trust.length === 0) io.err("warning: no --trust list: any host that reaches this one directly can forge its client address");
+        for (const w of r.warnings) io.err(`warning: ${w}`);
       }
       exit(0);
     });

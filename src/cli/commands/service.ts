@@ -1,29 +1,36 @@
 /**
- * `toa install-service` / `toa uninstall-service`: a systemd unit that loads the receiver at boot,
- * what toa.ko users do with /etc/sysconfig/modules/toa.modules.
+ * `toa install-service` / `toa uninstall-service`: a systemd unit that runs `toa agent` from boot,
+ * what toa.ko users do with /etc/sysconfig/modules/toa.modules — but it also re-attaches the
+ * receiver whenever a target service's cgroup is made again (every `systemctl restart`).
  */
 import { Command } from "commander";
-import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
-import { realpathSync } from "node:fs";
 import type { CommandFactory } from "./index.js";
-import { cgroupOption, pinDirOption } from "./common.js";
+import { addAgentOptions, agentConfigFromFlags } from "./agent.js";
+import { checkCgroupFolder } from "../../agent/receiver.js";
+import { UsageError } from "../io.js";
 
-/** The unit text for a load with these arguments. */
-export function unitText(node: string, bin: string, loadArgs: string[], pinDir: string): string {
+/** The unit text for an agent with these arguments; `before` are units to start only once it watches. */
+export function unitText(node: string, bin: string, agentArgs: string[], before: string[] = []): string {
   const q = (s: string) => (/^[A-Za-z0-9_.,:/=@+-]+$/.test(s) ? s : `"${s.replace(/(["\\])/g, "\\$1")}"`);
   return `[Unit]
-Description=toa: real client addresses from TCP Option Address (eBPF receiver)
+Description=toa agent: real client addresses from TCP Option Address (eBPF receiver, kept attached through restarts)
 Documentation=https://www.npmjs.com/package/toa
-After=local-fs.target
-Before=network-pre.target
+After=local-fs.target sys-fs-bpf.mount
+# Ready (Type=notify) once it watches every target: units ordered after it find the receiver attached,
+# and their cgroups, made at each (re)start, are attached the moment they appear.
+Before=network-pre.target${before.map((u) => ` ${u}`).join("")}
 Wants=network-pre.target
 
 [Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=${q(node)} ${q(bin)} load ${loadArgs.map(q).join(" ")}
-ExecStop=${q(node)} ${q(bin)} unload --pin-dir ${q(pinDir)}
+Type=notify
+NotifyAccess=all
+ExecStart=${q(node)} ${q(bin)} agent ${agentArgs.map(q).join(" ")}
+# Stopping the agent leaves the receivers attached (they live in the kernel); \`toa unload\` removes them.
+Restart=on-failure
+RestartSec=2
+LimitMEMLOCK=infinity
 
 [Install]
 WantedBy=multi-user.target
@@ -38,39 +45,86 @@ function systemctl(io: { err(t: string): void }, args: string[]): void {
   }
 }
 
+interface ServiceOptions {
+  target?: string[];
+  unit?: string[];
+  cgroup?: string;
+  trust?: string;
+  kinds?: string;
+  syn: boolean;
+  pinBase?: string;
+  listen?: string;
+  keepGone?: string;
+  resync?: string;
+  logLevel?: string;
+  unitPath: string;
+  enable: boolean;
+}
+
+/** The agent's arguments for these options, every one checked first (the unit is written only when all are valid). */
+export function serviceAgentArgs(o: ServiceOptions): string[] {
+  if (o.cgroup !== undefined) checkCgroupFolder(o.cgroup);
+  const targets = [...(o.target ?? []), ...(o.cgroup ? [o.cgroup] : [])];
+  const opts = { ...o, target: targets.length || o.unit?.length ? targets : ["/"] };
+  agentConfigFromFlags(opts); // throws a UsageError naming the field
+  const args: string[] = [];
+  for (const t of opts.target) args.push("--target", t);
+  for (const u of o.unit ?? []) args.push("--unit", u);
+  if (o.trust) args.push("--trust", o.trust);
+  if (o.kinds) args.push("--kinds", o.kinds);
+  if (o.syn === false) args.push("--no-syn");
+  if (o.pinBase) args.push("--pin-base", o.pinBase);
+  if (o.listen) args.push("--listen", o.listen);
+  if (o.keepGone) args.push("--keep-gone", o.keepGone);
+  if (o.resync) args.push("--resync", o.resync);
+  if (o.logLevel) args.push("--log-level", o.logLevel);
+  return args;
+}
+
 export const installServiceCommand: CommandFactory = (io, exit) =>
-  new Command("install-service")
-    .summary("install a systemd unit that runs `toa load` at boot")
-    .description("Write a systemd unit (default /etc/systemd/system/toa.service) that runs `toa load` with these\noptions at boot, before the network comes up, and `toa unload` when stopped; then enable it.")
-    .option("--trust <cidrs>", "passed to toa load")
-    .option("--kinds <kinds>", "passed to toa load")
-    .addOption(cgroupOption())
-    .addOption(pinDirOption())
+  addAgentOptions(
+    new Command("install-service")
+      .summary("install a systemd unit that runs `toa agent` from boot")
+      .description(
+        "Write a systemd unit (default /etc/systemd/system/toa.service) that runs `toa agent` with these options from boot, " +
+          "before the network and before the --unit services start, and enable it. The agent keeps the receiver attached to " +
+          "the targets (the whole host by default) and re-attaches it each time a service's cgroup is made again. " +
+          "Every option is checked before the unit is written.",
+      )
+      .option("--cgroup <dir>", "an existing cgroup v2 folder to keep the receiver on (same as --target with an absolute path, but it must exist now)"),
+  )
     .option("--unit-path <file>", "where to write the unit", "/etc/systemd/system/toa.service")
     .option("--no-enable", "write the unit only; don't run systemctl")
-    .action((opts: { trust?: string; kinds?: string; cgroup?: string; pinDir: string; unitPath: string; enable: boolean }) => {
-      const args = ["--pin-dir", opts.pinDir];
-      if (opts.trust) args.push("--trust", opts.trust);
-      if (opts.kinds) args.push("--kinds", opts.kinds);
-      if (opts.cgroup) args.push("--cgroup", opts.cgroup);
+    .addHelpText(
+      "after",
+      `
+Examples:
+  toa install-service --trust 100.125.0.0/16                       # the whole host
+  toa install-service --unit nginx.service --trust 100.125.0.0/16  # nginx, through every restart
+  toa install-service --target 'kubepods.slice/**/cri-containerd-*.scope' --trust 10.0.0.0/8
+  toa install-service --unit nginx.service --unit-path /tmp/toa.service --no-enable   # look first`,
+    )
+    .action((opts: ServiceOptions) => {
+      const args = serviceAgentArgs(opts);
       const bin = realpathSync(process.argv[1] ?? "toa");
-      writeFileSync(opts.unitPath, unitText(process.execPath, bin, args, opts.pinDir));
+      if (!existsSync(bin)) throw new UsageError(`cannot find the toa executable (${bin}): run install-service through the installed \`toa\``);
+      writeFileSync(opts.unitPath, unitText(process.execPath, bin, args, opts.unit ?? []));
       io.out(`wrote ${opts.unitPath}`);
       if (opts.enable) {
         systemctl(io, ["daemon-reload"]);
         systemctl(io, ["enable", "toa.service"]);
-        io.out("enabled toa.service: it loads at boot (start it now with `systemctl start toa`)");
+        io.out("enabled toa.service: it runs from boot (start it now with `systemctl start toa`; `journalctl -u toa` shows its log)");
       }
       exit(0);
     });
 
 export const uninstallServiceCommand: CommandFactory = (io, exit) =>
   new Command("uninstall-service")
-    .summary("remove the systemd unit")
+    .summary("remove the systemd unit (the receivers stay attached: `toa unload` removes them)")
     .option("--unit-path <file>", "the unit to remove", "/etc/systemd/system/toa.service")
     .option("--no-enable", "don't run systemctl")
     .action((opts: { unitPath: string; enable: boolean }) => {
-      if (opts.enable) systemctl(io, ["disable", "toa.service"]);
+      if (opts.enable) systemctl(io, ["disable", "--now", "toa.service"]);
       if (existsSync(opts.unitPath)) {
         rmSync(opts.unitPath);
         io.out(`removed ${opts.unitPath}`);

@@ -1,5 +1,5 @@
 /** `toa stats`: the receiver's counters, summed over CPUs. */
-import { Command, InvalidArgumentError } from "commander";
+import { Command } from "commander";
 import { receiverCounters, receiverCounterNames, type Counters } from "../../agent/stats.js";
 import { jsonOption, pinDirOption } from "./common.js";
 import type { CommandFactory } from "./index.js";
@@ -37,6 +37,11 @@ export const statsCommand: CommandFactory = (io, exit) =>
     .option("--serve <addr:port>", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9101) until stopped")
     .addHelpText("after", "\nExamples:\n  toa stats --watch 5\n  toa stats --json | jq .untrusted\n  toa stats --serve 127.0.0.1:9101      # Prometheus scrapes http://127.0.0.1:9101/metrics")
     .action(async (opts: { pinDir: string; json?: boolean; watch?: string | boolean; prometheus?: boolean; serve?: string }) => {
+      // Checked before anything is read, so a wrong value never passes silently.
+      const seconds = opts.watch === undefined || opts.watch === true ? 1 : Number(opts.watch);
+      if (typeof opts.watch === "string" && (!/^\d+(\.\d+)?$/.test(opts.watch.trim()) || !(seconds > 0))) {
+        throw new UsageError(`--watch: "${opts.watch}" is not a number of seconds above 0: write e.g. --watch 5 (or --watch alone for every second)`);
+      }
       if (opts.serve !== undefined) {
         const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(opts.serve);
         if (!m || Number(m[3]) > 65535) throw new UsageError(`--serve: "${opts.serve}" is not ADDR:PORT; write e.g. 127.0.0.1:9101 or [::1]:9101`);
@@ -62,8 +67,6 @@ export const statsCommand: CommandFactory = (io, exit) =>
       const first = read();
       io.out(opts.json ? JSON.stringify(first) : render(first));
       if (opts.watch === undefined) return exit(0);
-      const seconds = opts.watch === true ? 1 : Number(opts.watch);
-      if (!(seconds > 0)) throw new InvalidArgumentError("--watch takes a positive number of seconds");
       let last = first;
       await new Promise<void>((resolve) => {
         const timer = setInterval(() => {

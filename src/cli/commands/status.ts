@@ -8,7 +8,7 @@ import type { CommandFactory } from "./index.js";
 export const statusCommand: CommandFactory = (io, exit) =>
   new Command("status")
     .summary("show what is loaded, where, with which settings, and warnings")
-    .description("Show the receiver loaded at --pin-dir: the cgroup it is attached to, each hook and whether the kernel still has our program there, the settings, kernel feature support and warnings (no trust list, another getpeername program such as Cilium's on the same cgroup). Exit 0 when loaded, 3 when not.")
+    .description("Show the receiver loaded at --pin-dir: the cgroup it is attached to, each hook and whether the kernel still has our program there, the settings, kernel feature support and warnings (no trust list, another getpeername program such as Cilium's on the same cgroup). Exit 0 when loaded with every hook attached, 1 when a hook is gone (its cgroup was removed: a service or pod restart), 3 when nothing is loaded.")
     .addOption(pinDirOption())
     .addOption(jsonOption())
     .action((opts: { pinDir: string; json?: boolean }) => {
@@ -36,6 +36,7 @@ export const statusCommand: CommandFactory = (io, exit) =>
       if (!opts.json) {
         io.out(missing.length ? `kernel: missing ${missing.map((f) => f.name).join("; ")}` : "kernel: every feature the receiver needs is there");
         for (const w of s.warnings) io.err(`warning: ${w}`);
+        if (s.fix) io.err(`toa: ${s.gone.length} hook${s.gone.length > 1 ? "s are" : " is"} gone (${s.gone.join(", ")}): TOA is off for new connections in ${s.settings?.cgroup}. Fix: ${s.fix}`);
       }
-      exit(s.loaded ? 0 : 3);
+      exit(!s.loaded ? 3 : s.gone.length ? 1 : 0);
     });
