@@ -43,6 +43,14 @@ export interface PacketConfig {
   readonly interfaces: readonly string[];
   /** How long a connection whose both sides sent FIN stays in the tables (late ACKs, retransmits). */
   readonly closedTimeoutMs: number;
+  /**
+   * Connections still opening (SYN seen, the client's ACK not yet) the tables take on top of
+   * maxConnections; SYNs beyond are dropped and counted (syn_dropped), so a SYN flood can't push
+   * established connections out. Default: a quarter of maxConnections, at least 16.
+   */
+  readonly maxHalfOpen: number;
+  /** A connection still opening after this long is removed, giving its place back. */
+  readonly synTimeoutMs: number;
 }
 
 /** How a pool picks a backend for a new connection. */
@@ -124,7 +132,7 @@ export const DEFAULTS = Object.freeze({
   connectTimeoutMs: 3000,
   idleTimeoutMs: 300_000,
   drainTimeoutMs: 30_000,
-  packet: Object.freeze({ maxConnections: 65536, mtu: 1500, interfaces: Object.freeze([]) as readonly string[], closedTimeoutMs: 2_000 }),
+  packet: Object.freeze({ maxConnections: 65536, mtu: 1500, interfaces: Object.freeze([]) as readonly string[], closedTimeoutMs: 2_000, maxHalfOpen: 16384, synTimeoutMs: 5_000 }),
   // Below Linux's default ephemeral range (32768-60999): the packet path's NAT ports must not be
   // ports the kernel hands out itself (health checks, relayed connections).
   sourcePorts: Object.freeze({ first: 10000, last: 32767 }),
@@ -325,8 +333,10 @@ function validatePacket(c: Checker, raw: unknown): PacketConfig {
   if (raw === undefined) return DEFAULTS.packet;
   const p = c.object(raw, "packet");
   if (!p) return DEFAULTS.packet;
-  c.keys(p, "packet", ["maxConnections", "mtu", "interfaces", "closedTimeout"]);
+  c.keys(p, "packet", ["maxConnections", "mtu", "interfaces", "closedTimeout", "maxHalfOpen", "synTimeout"]);
   const maxConnections = c.int(p.maxConnections, "packet.maxConnections", DEFAULTS.packet.maxConnections, 16, 4_194_304);
+  const maxHalfOpen = c.int(p.maxHalfOpen, "packet.maxHalfOpen", defaultHalfOpen(maxConnections), 16, 4_194_304);
+  const synTimeoutMs = c.duration(p.synTimeout, "packet.synTimeout", DEFAULTS.packet.synTimeoutMs, 100);
   const mtu = c.int(p.mtu, "packet.mtu", DEFAULTS.packet.mtu, 576, 65535);
   const closedTimeoutMs = c.duration(p.closedTimeout, "packet.closedTimeout", DEFAULTS.packet.closedTimeoutMs, 0);
   let interfaces: readonly string[] = DEFAULTS.packet.interfaces;
@@ -335,7 +345,12 @@ function validatePacket(c: Checker, raw: unknown): PacketConfig {
       c.add("packet.interfaces", `must be a list of device names (e.g. [eth0, eth1]), got ${describe(p.interfaces)}`);
     } else interfaces = Object.freeze([...(p.interfaces as string[])]);
   }
-  return Object.freeze({ maxConnections, mtu, interfaces, closedTimeoutMs });
+  return Object.freeze({ maxConnections, mtu, interfaces, closedTimeoutMs, maxHalfOpen, synTimeoutMs });
+}
+
+/** packet.maxHalfOpen when not set: a quarter of the connections, at least 16. */
+export function defaultHalfOpen(maxConnections: number): number {
+  return Math.max(16, Math.floor(maxConnections / 4));
 }
 
 /** What the packet data path can do: rewrite packets (toa or none), same family end to end, a table scheduler. */

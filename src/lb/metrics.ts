@@ -68,11 +68,13 @@ export function createMetrics(readSnapshot: Snap): Registry {
     set({ result: "ok" }, s.reloads);
     set({ result: "failed" }, s.reloadFailures);
   });
-  counter("toa_lb_packet_events_total", "Packet data path counters (flows_created, no_backend, ports_exhausted, toa_skipped_*, toa_failed, redirect_failed, flows_replaced).", ["event"], (s, set) => {
+  counter("toa_lb_packet_events_total", "Packet data path counters (flows_created, no_backend, ports_exhausted, toa_skipped_*, toa_failed, redirect_failed, flows_replaced, client_toa_removed, syn_dropped, table_full, ...; docs/lb.md).", ["event"], (s, set) => {
     for (const [k, v] of Object.entries(s.packet?.counters ?? {})) set({ event: k }, v);
   });
   gauge("toa_lb_packet_table_entries", "nat_flows entries at the last sweep (two per connection).", [], (s, set) => s.packet && set({}, s.packet.entries));
-  gauge("toa_lb_packet_table_capacity", "nat_flows size (2 × packet.maxConnections); past it the kernel evicts the least recently used connections.", [], (s, set) => s.packet && set({}, s.packet.maxConnections * 2));
+  gauge("toa_lb_packet_table_capacity", "nat_flows size (2 × (packet.maxConnections + packet.maxHalfOpen)); when it is full new connections are refused (table_full).", [], (s, set) => s.packet && set({}, (s.packet.maxConnections + s.packet.maxHalfOpen) * 2));
+  gauge("toa_lb_packet_half_open", "Connections still opening (SYN seen, the client's ACK not yet) at the last sweep.", [], (s, set) => s.packet && set({}, s.packet.halfOpen));
+  gauge("toa_lb_packet_half_open_budget", "packet.maxHalfOpen: SYNs beyond it are dropped (syn_dropped).", [], (s, set) => s.packet && set({}, s.packet.maxHalfOpen));
   gauge("toa_lb_draining", "1 while draining after SIGTERM.", [], (s, set) => set({}, s.draining ? 1 : 0));
   return registry;
 }

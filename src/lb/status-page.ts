@@ -59,7 +59,7 @@ export function renderStatusPage(s: StatusSnapshot): string {
     ? `<table class="toa"><tr><th>TOA written</th><td>${s.toa.written}</td><th>skipped (no option room)</th><td class="${s.toa.skippedNoSpace ? "warn" : ""}">${s.toa.skippedNoSpace}</td></tr></table>`
     : `<p class="sub">No listener uses toa mode.</p>`;
   const packet = s.packet
-    ? `<h2>packet path <span class="sub">tc ingress (${esc(s.packet.attach)}) on ${esc(s.packet.devices.join(", "))} · ${s.packet.active} open of ${s.packet.maxConnections} · ${s.packet.entries} table entries</span></h2>
+    ? `<h2>packet path <span class="sub">tc ingress (${esc(s.packet.attach)}) on ${esc(s.packet.devices.join(", "))} · ${s.packet.active} open of ${s.packet.maxConnections} · ${s.packet.halfOpen} opening of ${s.packet.maxHalfOpen} · ${s.packet.entries} table entries</span></h2>
 ${s.packet.warnings.map((w) => `<p class="sub">⚠ ${esc(w)}</p>`).join("")}
 <table class="packet"><tr>${Object.entries(s.packet.counters).map(([k]) => `<th>${esc(k.replace(/_/g, " "))}</th>`).join("")}</tr><tr>${Object.entries(s.packet.counters)
         .map(([k, v]) => `<td class="${v && k !== "flows_created" ? "warn" : ""}">${v}</td>`)

@@ -3,8 +3,12 @@
  * FULLNAT-style full NAT per packet and writes the TOA into the handshake ACK, with the control
  * plane (src/lb/packet/) filling the tables. Declared once here so both sides agree.
  *
- *   nat_flows     LRU_HASH  FlowKey → FlowValue   two entries per connection: the client's packets
- *                                                 (client → VIP) and the backend's (backend → local)
+ *   nat_flows     HASH      FlowKey → FlowValue   two entries per connection: the client's packets
+ *                                                 (client → VIP) and the backend's (backend → local);
+ *                                                 never evicts: entries go when the control plane
+ *                                                 ends their connection, and a full table refuses
+ *                                                 new ones (counted)
+ *   nat_admission ARRAY     4 × u64: the half-open budget (see Admission)
  *   nat_services  HASH      ServiceKey → ServiceValue   one per listener on the packet path
  *   nat_slots     ARRAY     service id × SLOTS + slot → backend index (weighted, healthy only)
  *   nat_backends  ARRAY     backend index → BackendValue
@@ -22,6 +26,7 @@ export const NatMapName = {
   backends: "nat_backends",
   counters: "nat_counters",
   scratch: "nat_scratch",
+  admission: "nat_admission",
 } as const;
 
 /**
@@ -38,10 +43,12 @@ export const FlowKey = { size: 40, saddr: 0, daddr: 16, sport: 32, dport: 34, fa
  *  44 u8 dir        FlowDir
  *  45 u8 flags      FlowFlag bits, set by the program (the control plane reads them)
  *  46 u8 service    the service's id (its listener's timeouts apply)
- *  47 u8 pad
+ *  47 u8 toa_kind   the service's TOA kind (0: mode none or proxy-v2): a client's own option of this
+ *                   kind is removed like the well-known ones
  *  48 u64 last_ns   CLOCK_MONOTONIC of the last packet this way
  *  56 u64 created_ns
- *  64 u32 seq_base  PROXY v2 flows: the client's ISN + 1 (host order), where the header goes
+ *  64 u32 seq_base  the client's ISN + 1 (host order): where a PROXY v2 header goes; an
+ *                   acknowledgment past it tells that the backend has the client's data
  *  68 u16 hdr_len   PROXY v2 flows: the header's length (28 IPv4, 52 IPv6); 0 = no header
  *  70 u16 pad
  */
@@ -56,6 +63,7 @@ export const FlowValue = {
   dir: 44,
   flags: 45,
   service: 46,
+  toaKind: 47,
   lastNs: 48,
   createdNs: 56,
   seqBase: 64,
@@ -65,7 +73,11 @@ export const FlowValue = {
 export const FlowDir = { TO_BACKEND: 0, TO_CLIENT: 1 } as const;
 
 export const FlowFlag = {
-  /** Client → backend: the TOA still has to be written (into the next ACK without SYN). */
+  /**
+   * Both directions: the TOA goes into every client segment (the handshake ACK, then data) until the
+   * backend acknowledges data from the client: servers that defer accept (TCP_DEFER_ACCEPT) create
+   * the connection from the first data segment, not from the ACK.
+   */
   TOA_PENDING: 1,
   /** A FIN went this way. */
   FIN: 2,
@@ -76,7 +88,26 @@ export const FlowFlag = {
    * segments at seq_base carry it (again) until it has.
    */
   PROXY_UNACKED: 8,
+  /**
+   * Client → backend: the handshake is not complete (no ACK from the client yet). Such flows hold
+   * the half-open budget and expire after packet.synTimeout.
+   */
+  HALF_OPEN: 16,
 } as const;
+
+/**
+ * The half-open budget, nat_admission[0..4), one u64 each with a single writer kind:
+ *   0 opened     (program, atomic add) connections created
+ *   1 completed  (program, atomic add) handshakes completed
+ *   2 settled    (control plane) opened − completed − the half-open flows the sweep last counted:
+ *                those that ended without completing, so opened − completed − settled is the
+ *                number of half-open flows now (resynchronised every sweep; in between, those
+ *                that ended still count, which errs towards refusing)
+ *   3 budget     (control plane) packet.maxHalfOpen
+ * A SYN that would exceed the budget is dropped (syn_dropped): a SYN flood fills the budget, not
+ * the table, and established connections are never pushed out.
+ */
+export const Admission = { opened: 0, completed: 1, settled: 2, budget: 3, slots: 4 } as const;
 
 /**
  * struct nat_service_key (20 bytes): a listener.  0 addr[16]  16 be16 port  18 u8 family  19 pad
@@ -138,6 +169,22 @@ export const NatCounter = {
   proxy_written: 8,
   /** Client segments at seq_base that could not take the header (too big to move): sent shifted. */
   proxy_skipped: 9,
+  /**
+   * Client segments that carried a TOA-shaped option of their own (kinds 254, 253, 252, 200, 28 or
+   * the listener's), overwritten with NOPs before they went on: a client can't choose its address.
+   */
+  client_toa_removed: 10,
+  /** SYNs dropped: the half-open budget (packet.maxHalfOpen) was full. */
+  syn_dropped: 11,
+  /** SYNs refused (passed to the stack, which resets them): nat_flows was full. */
+  table_full: 12,
+  /**
+   * PROXY v2 listeners: SYNs carrying data (TCP Fast Open), dropped: bytes in front of the header
+   * could be taken for it. The client sends its SYN again without data.
+   */
+  syn_data_dropped: 13,
+  /** Client segments whose TCP options were beyond the packet's linear data even after a pull: dropped. */
+  options_unreadable: 14,
 } as const;
 export const NAT_GLOBAL_COUNTERS = 16;
 
@@ -148,10 +195,10 @@ export const natBackendCounterIndex = (backend: number, counter: number) => NAT_
 /** Payload a TOA'd segment may carry (it is moved through this buffer to make room for the option). */
 export const SCRATCH_SIZE = 2048;
 
-/** The maps; `maxConnections` × 2 flow entries (one per direction). */
-export function natMapSpecs(maxConnections: number): Record<keyof typeof NatMapName, MapSpec> {
+/** The maps; (`maxConnections` + `maxHalfOpen`) × 2 flow entries (one per direction). */
+export function natMapSpecs(maxConnections: number, maxHalfOpen: number): Record<keyof typeof NatMapName, MapSpec> {
   return {
-    flows: { name: NatMapName.flows, type: "LRU_HASH", keySize: FlowKey.size, valueSize: FlowValue.size, maxEntries: maxConnections * 2 },
+    flows: { name: NatMapName.flows, type: "HASH", keySize: FlowKey.size, valueSize: FlowValue.size, maxEntries: (maxConnections + maxHalfOpen) * 2 },
     services: { name: NatMapName.services, type: "HASH", keySize: ServiceKey.size, valueSize: ServiceValue.size, maxEntries: MAX_SERVICES },
     slots: { name: NatMapName.slots, type: "ARRAY", keySize: 4, valueSize: 4, maxEntries: MAX_SERVICES * SLOTS },
     backends: { name: NatMapName.backends, type: "ARRAY", keySize: 4, valueSize: BackendValue.size, maxEntries: MAX_BACKENDS },
@@ -163,5 +210,6 @@ export function natMapSpecs(maxConnections: number): Record<keyof typeof NatMapN
       maxEntries: NAT_GLOBAL_COUNTERS + MAX_BACKENDS * 4,
     },
     scratch: { name: NatMapName.scratch, type: "PERCPU_ARRAY", keySize: 4, valueSize: SCRATCH_SIZE, maxEntries: 1 },
+    admission: { name: NatMapName.admission, type: "ARRAY", keySize: 4, valueSize: 8, maxEntries: Admission.slots },
   };
 }

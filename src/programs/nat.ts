@@ -30,6 +30,7 @@
  */
 import { asm, type ProgramSpec } from "../bpf/index.js";
 import {
+  Admission,
   BackendValue,
   FlowDir,
   FlowFlag,
@@ -46,7 +47,7 @@ import {
   SLOTS,
 } from "./nat-layout.js";
 
-const { add, add32, and, sub, sub32, be16, be32, call, exit, FP, ja, jeq, jge, jgt, jlt, jne, jset, label, ldMap, ldx, lsh, mod32, mov, mul32, or, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, rsh, rsh32, st, stx, xor } = asm;
+const { add, add32, and, atomicAdd, sub, sub32, be16, be32, call, exit, FP, ja, jeq, jge, jgt, jle, jlt, jne, jset, jslt, label, ldMap, ldx, lsh, mod32, mov, mul32, or, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, rsh, rsh32, st, stx, xor } = asm;
 type Item = asm.Item;
 
 /** `struct __sk_buff` offsets. */
@@ -55,7 +56,18 @@ const ETH_P_IP_BE = 0x0008; // htons(0x0800) as the u32 skb->protocol reads on l
 const ETH_P_IPV6_BE = 0xdd86; // htons(0x86dd)
 const IPPROTO_TCP = 6;
 const TC_ACT_OK = 0;
+const TC_ACT_SHOT = 2;
 const TC_ACT_REDIRECT = 7;
+const E2BIG = 7;
+/**
+ * Option kinds a TOA receiver may accept (reference/toa-formats.md): a client's own option of any of
+ * these kinds is overwritten with NOPs before its segment reaches a backend, so whatever the backends'
+ * receivers accept, the only address option they see is the balancer's. The listener's own toaKind
+ * is added per flow.
+ */
+const CLIENT_TOA_KINDS = [254, 253, 252, 200, 28];
+/** TCP Fast Open (RFC 7413): removed from PROXY v2 clients' SYNs, so no backend takes data before the header. */
+const TCPOPT_FASTOPEN = 34;
 const BPF_NOEXIST = 1;
 const BPF_F_PSEUDO_HDR = 0x10;
 const TCP = { FIN: 0x01, SYN: 0x02, RST: 0x04, ACK: 0x10 } as const;
@@ -81,6 +93,8 @@ const S = {
   hdr: -424, // 64 bytes: copy of the TCP header (at most 60)
   oldWord: -428, // u32: TCP header bytes 12..15 before the TOA (data offset, flags, window)
   newWord: -432, // u32: the same after
+  mask: -504, // u64: option bytes a client's TOA-shaped options cover (bit i = byte i), to become NOPs
+  optLen: -508, // u32: TCP option bytes of this packet (header length - 20)
 } as const;
 /**
  * 56 bytes: what insertBytes puts into a packet (a TOA option, a PROXY v2 header) at +4; for an
@@ -248,6 +262,7 @@ function newConnection(f: Family): Item[] {
     mov(R4, BPF_NOEXIST),
     call("map_update_elem"),
     jeq(R0, 0, `${p}_port_ok`),
+    jeq(R0, -E2BIG, `${p}_full`), // not a port in use: the table is full
     label(`${p}_try${i}`),
   ];
   return [
@@ -258,6 +273,21 @@ function newConnection(f: Family): Item[] {
     ...counterAdd(`${p}_nb`, NatCounter.no_backend),
     ja("pass"),
     label(`${p}_has_backend`),
+    // The half-open budget: opened - completed - settled (the half-open flows now) < budget, or
+    // the SYN is dropped. A SYN flood fills this, never the connections already established.
+    ...[Admission.opened, Admission.completed, Admission.settled, Admission.budget].flatMap((slot, i): Item[] => [
+      st("W", FP, S.u32, slot),
+      ldMap(R1, NatMapName.admission),
+      mov(R2, FP),
+      add(R2, S.u32),
+      call("map_lookup_elem"),
+      jeq(R0, 0, "pass"),
+      ...(i === 0 ? [ldx("DW", R7, R0, 0)] : i < 3 ? [ldx("DW", R1, R0, 0), sub(R7, R1)] : [ldx("DW", R1, R0, 0), jslt(R7, R1, `${p}_admitted`)]),
+    ]),
+    ...counterAdd(`${p}_sd`, NatCounter.syn_dropped),
+    mov(R0, TC_ACT_SHOT),
+    ja("exit"),
+    label(`${p}_admitted`),
     // n = round robin cursor (per service; a rare lost increment between CPUs is harmless) or a hash
     // of the client address, then slot = n % slots.
     ldx("B", R2, R8, ServiceValue.scheduler),
@@ -306,10 +336,6 @@ function newConnection(f: Family): Item[] {
     ldx("W", R1, R7, BackendValue.ifindex),
     stx("W", FP, S.fval + FlowValue.ifindex, R1),
     ...flowShared(S.fval, FlowDir.TO_BACKEND),
-    ldx("B", R1, R8, ServiceValue.toaKind),
-    jeq(R1, 0, `${p}_no_toa`),
-    st("B", FP, S.fval + FlowValue.flags, FlowFlag.TOA_PENDING),
-    label(`${p}_no_toa`),
     // Backend side: { backend → local } → { VIP → client }, out the device the SYN came in by.
     ...zero(S.rval, FlowValue.size),
     ...copy(FP, S.rval + FlowValue.saddr, FP, S.key + FlowKey.daddr, 16),
@@ -321,17 +347,30 @@ function newConnection(f: Family): Item[] {
     ldx("W", R1, R6, Skb.ifindex),
     stx("W", FP, S.rval + FlowValue.ifindex, R1),
     ...flowShared(S.rval, FlowDir.TO_CLIENT),
-    // PROXY v2: both directions learn where the header goes (the client's ISN + 1) and its length.
-    ldx("B", R1, R8, ServiceValue.proxy),
-    jeq(R1, 0, `${p}_no_proxy`),
+    // Both directions learn the client's ISN + 1: where a PROXY v2 header goes, and what an
+    // acknowledgment of client data goes past.
     ...loadSeq(f, 4, "pass"),
     mov(R1, R0),
     add32(R1, 1),
     stx("W", FP, S.fval + FlowValue.seqBase, R1),
     stx("W", FP, S.rval + FlowValue.seqBase, R1),
+    // The client's side is half-open until its ACK (handshakeDone).
+    st("B", FP, S.fval + FlowValue.flags, FlowFlag.HALF_OPEN),
+    // TOA: the kind goes with the flow (a client's option of that kind is removed too), and both
+    // directions are pending until the backend acknowledges client data.
+    ldx("B", R1, R8, ServiceValue.toaKind),
+    stx("B", FP, S.fval + FlowValue.toaKind, R1),
+    stx("B", FP, S.rval + FlowValue.toaKind, R1),
+    jeq(R1, 0, `${p}_no_toa`),
+    st("B", FP, S.fval + FlowValue.flags, FlowFlag.HALF_OPEN | FlowFlag.TOA_PENDING),
+    st("B", FP, S.rval + FlowValue.flags, FlowFlag.TOA_PENDING),
+    label(`${p}_no_toa`),
+    // PROXY v2: the header's length, unacknowledged on both directions.
+    ldx("B", R1, R8, ServiceValue.proxy),
+    jeq(R1, 0, `${p}_no_proxy`),
     st("H", FP, S.fval + FlowValue.hdrLen, proxyLen(f)),
     st("H", FP, S.rval + FlowValue.hdrLen, proxyLen(f)),
-    st("B", FP, S.fval + FlowValue.flags, FlowFlag.PROXY_UNACKED),
+    st("B", FP, S.fval + FlowValue.flags, FlowFlag.HALF_OPEN | FlowFlag.PROXY_UNACKED),
     st("B", FP, S.rval + FlowValue.flags, FlowFlag.PROXY_UNACKED),
     label(`${p}_no_proxy`),
     ...zero(S.rkey, FlowKey.size),
@@ -344,6 +383,10 @@ function newConnection(f: Family): Item[] {
     ...Array.from({ length: PORT_TRIES }, (_, i) => tryPort(i)).flat(),
     ...counterAdd(`${p}_px`, NatCounter.ports_exhausted),
     ja("pass"),
+    // The table is full of live connections: refuse (the stack resets the SYN), evict nothing.
+    label(`${p}_full`),
+    ...counterAdd(`${p}_tf`, NatCounter.table_full),
+    ja("pass"),
     label(`${p}_port_ok`),
     ldMap(R1, NatMapName.flows),
     mov(R2, FP),
@@ -353,12 +396,15 @@ function newConnection(f: Family): Item[] {
     mov(R4, 0),
     call("map_update_elem"),
     jeq(R0, 0, `${p}_stored`),
+    mov(R9, R0),
     ldMap(R1, NatMapName.flows),
     mov(R2, FP),
     add(R2, S.rkey),
     call("map_delete_elem"),
+    jeq(R9, -E2BIG, `${p}_full`),
     ja("pass"),
     label(`${p}_stored`),
+    ...admissionAdd(`${p}_ao`, Admission.opened),
     ...counterAdd(`${p}_fc`, NatCounter.flows_created),
     ...backendCounterAdd(`${p}_bc`, R9, NatBackendCounter.connections),
     ldMap(R1, NatMapName.flows),
@@ -600,21 +646,18 @@ function insertBytes(f: Family, ins: Insertion): Item[] {
 }
 
 /**
- * Insert the TOA after the TCP options of this (client → backend) packet. r7 = flow.
- * The flag is cleared whether written or skipped: a TOA that can't fit now won't fit in a later
- * segment of a busy connection either, and the counters say why.
+ * Insert the TOA after the TCP options of this (client → backend) packet. r7 = flow. Written or
+ * skipped (counted: no room, MTU), the next client segment gets it again until the backend
+ * acknowledges client data (toaAcked).
  */
 function insertToa(f: Family): Item[] {
   const p = `t${f.name}`;
   return [
-    ...insertBytes(f, { kind: "toa", len: f.toaLen, fill: toaBytes(f), written: `${p}_written`, skipped: `${p}_clear` }),
+    ...insertBytes(f, { kind: "toa", len: f.toaLen, fill: toaBytes(f), written: `${p}_written`, skipped: `${p}_done` }),
     label(`${p}_written`),
     ldx("W", R9, R7, FlowValue.backend),
     ...backendCounterAdd(`${p}_w`, R9, NatBackendCounter.toa_written),
-    label(`${p}_clear`),
-    ldx("B", R1, R7, FlowValue.flags),
-    and(R1, ~FlowFlag.TOA_PENDING & 0xff),
-    stx("B", R7, FlowValue.flags, R1),
+    label(`${p}_done`),
   ];
 }
 
@@ -792,6 +835,19 @@ function proxyToBackend(f: Family, done: string): Item[] {
     ...storeSeq(f, 4),
     ja(done),
     label(`${p}_syn`),
+    // Data in the SYN (TCP Fast Open) would reach the backend in front of the header: drop it; the
+    // client sends its SYN again without data (and the Fast Open option was removed, so the
+    // backend hands out no cookie).
+    ldx("W", R2, FP, S.l3len),
+    be16(R2),
+    and(R2, 0xffff),
+    ...(f.family === 4 ? [add(R2, -20)] : []),
+    ldx("W", R3, FP, S.thl),
+    jle(R2, R3, `${p}_nodata`),
+    ...counterAdd(`${p}_sd`, NatCounter.syn_data_dropped),
+    mov(R0, TC_ACT_SHOT),
+    ja("exit"),
+    label(`${p}_nodata`),
     ...editSynOption(f, 4, done),
   ];
 }
@@ -849,6 +905,247 @@ function proxyToClient(f: Family, done: string): Item[] {
   ];
 }
 
+/**
+ * Client → backend: overwrite with NOPs every TCP option a TOA receiver could take for an address:
+ * kinds CLIENT_TOA_KINDS, the flow's toa_kind and, on PROXY v2 flows, TCP Fast Open. A malformed
+ * option (length 0 or 1, or past the options' end) turns every byte from it to the end into NOPs:
+ * a receiver that parses on past it must find nothing either. So does an EOL (some stacks pad
+ * with it): a TOA appended after it would be past the end for every receiver. r7 = flow; continues at `done`, or
+ * drops the packet when its options can't be read or rewritten (counted: options_unreadable).
+ * Clobbers r0-r5, r8, r9.
+ *
+ * The common segment costs one load: no options, or exactly NOP NOP timestamps (what every segment
+ * of a connection with timestamps carries). Otherwise the options are walked in place, and only
+ * when something has to go are they copied to the scratch value twice (old at 0, new at 64), the
+ * new copy NOPped where the mask says, stored back, and the checksum moved by the difference.
+ */
+function neutralise(f: Family, done: string): Item[] {
+  const p = `z${f.name}`;
+  const opts = f.l4 + 20; // where the options start in the frame
+  const step = (i: number) => `${p}_s${i}`;
+  const walked = `${p}_walked`;
+  const rest = `${p}_rest`;
+  // r9 += length, then forget exactly where (a no-op below 40): paths converge for the verifier.
+  const advance = (i: number): Item[] => [add(R9, R4), jge(R9, 40, walked), and(R9, 63), ja(step(i + 1))];
+  const steps = Array.from({ length: 40 }, (_, i): Item[] => [
+    label(step(i)),
+    jge(R9, 40, walked),
+    ldx("W", R5, FP, S.optLen),
+    jge(R9, R5, walked), // the options' end
+    ldx("W", R2, R6, Skb.data),
+    add(R2, R9),
+    add(R2, opts),
+    mov(R3, R2),
+    add(R3, 1),
+    jgt(R3, R8, rest), // beyond the linear data (checked before the walk): be safe all the same
+    ldx("B", R3, R2, 0), // kind
+    // EOL: receivers stop here, and so would they before a TOA the balancer appends after it:
+    // it and whatever follows become NOPs.
+    jeq(R3, 0, rest),
+    jne(R3, 1, `${p}_o${i}`),
+    add(R9, 1), // NOP
+    ja(step(i + 1)),
+    label(`${p}_o${i}`),
+    mov(R4, R2),
+    add(R4, 2),
+    jgt(R4, R8, rest),
+    ldx("B", R4, R2, 1), // length
+    jlt(R4, 2, rest),
+    mov(R5, R9),
+    add(R5, R4),
+    ldx("W", R1, FP, S.optLen),
+    jgt(R5, R1, rest), // runs past the options
+    ...CLIENT_TOA_KINDS.map((k) => jeq(R3, k, `${p}_ban${i}`)),
+    ldx("B", R1, R7, FlowValue.toaKind),
+    jeq(R3, R1, `${p}_ban${i}`),
+    ldx("H", R1, R7, FlowValue.hdrLen), // a PROXY v2 flow: no Fast Open either
+    jeq(R1, 0, `${p}_keep${i}`),
+    jeq(R3, TCPOPT_FASTOPEN, `${p}_ban${i}`),
+    label(`${p}_keep${i}`),
+    ...advance(i),
+    // mask |= ((1 << len) - 1) << off
+    label(`${p}_ban${i}`),
+    mov(R5, 1),
+    lsh(R5, R4),
+    add(R5, -1),
+    lsh(R5, R9),
+    or(R0, R5),
+    ...advance(i),
+  ]).flat();
+  return [
+    ldx("W", R1, FP, S.thl),
+    jle(R1, 20, done),
+    jgt(R1, 60, done),
+    add(R1, -20),
+    stx("W", FP, S.optLen, R1),
+    // The options must be in the linear data to be read in place; a header normally is.
+    ldx("W", R2, R6, Skb.data),
+    ldx("W", R3, R6, Skb.dataEnd),
+    add(R2, R1),
+    add(R2, opts),
+    jle(R2, R3, `${p}_linear`),
+    mov(R1, R6),
+    ldx("W", R2, FP, S.thl),
+    add(R2, f.l4),
+    call("skb_pull_data"),
+    jeq(R0, 0, `${p}_linear`),
+    ja(`${p}_unreadable`),
+    label(`${p}_linear`),
+    // The common case: exactly NOP NOP timestamps (01 01 08 0a).
+    ldx("W", R1, FP, S.optLen),
+    jne(R1, 12, `${p}_walk`),
+    ldx("W", R2, R6, Skb.data),
+    ldx("W", R3, R6, Skb.dataEnd),
+    mov(R4, R2),
+    add(R4, opts + 4),
+    jgt(R4, R3, `${p}_walk`),
+    ldx("W", R4, R2, opts),
+    jeq(R4, 0x0a080101, done),
+    label(`${p}_walk`),
+    ldx("W", R8, R6, Skb.dataEnd),
+    mov(R9, 0),
+    mov(R0, 0), // the mask
+    ...steps,
+    label(step(40)),
+    ja(walked),
+    // From offset r9 to the end: all NOPs. mask |= ((1 << optLen) - 1) & ~((1 << off) - 1)
+    label(rest),
+    ldx("W", R1, FP, S.optLen),
+    mov(R5, 1),
+    lsh(R5, R1),
+    add(R5, -1),
+    mov(R1, 1),
+    lsh(R1, R9),
+    add(R1, -1),
+    xor(R1, -1),
+    and(R5, R1),
+    or(R0, R5),
+    label(walked),
+    jeq(R0, 0, done),
+    stx("DW", FP, S.mask, R0),
+    st("W", FP, S.u32, 0),
+    ldMap(R1, NatMapName.scratch),
+    mov(R2, FP),
+    add(R2, S.u32),
+    call("map_lookup_elem"),
+    jeq(R0, 0, `${p}_unreadable`),
+    mov(R8, R0),
+    // Two copies of the options: old (scratch + 0) and new (scratch + 64).
+    ...[0, 64].flatMap((o) => [
+      ldx("W", R4, FP, S.optLen),
+      jlt(R4, 1, `${p}_unreadable`),
+      jgt(R4, 40, `${p}_unreadable`),
+      mov(R1, R6),
+      mov(R2, opts),
+      mov(R3, R8),
+      add(R3, o),
+      call("skb_load_bytes"),
+      jne(R0, 0, `${p}_unreadable`),
+    ]),
+    ldx("DW", R9, FP, S.mask),
+    ...Array.from({ length: 40 }, (_, i): Item[] => [mov(R1, R9), rsh(R1, i), and(R1, 1), jeq(R1, 0, `${p}_n${i}`), st("B", R8, 64 + i, 1), label(`${p}_n${i}`)]).flat(),
+    ldx("W", R4, FP, S.optLen),
+    jlt(R4, 1, `${p}_unreadable`),
+    jgt(R4, 40, `${p}_unreadable`),
+    mov(R1, R6),
+    mov(R2, opts),
+    mov(R3, R8),
+    add(R3, 64),
+    mov(R5, 0),
+    call("skb_store_bytes"),
+    jne(R0, 0, `${p}_unreadable`),
+    // The checksum moves by new - old (option lengths are whole words, as csum_diff needs).
+    ldx("W", R2, FP, S.optLen),
+    jlt(R2, 1, `${p}_unreadable`),
+    jgt(R2, 40, `${p}_unreadable`),
+    mov(R4, R2),
+    mov(R1, R8),
+    mov(R3, R8),
+    add(R3, 64),
+    mov(R5, 0),
+    call("csum_diff"),
+    ...tcpCsumAdd(f, R0),
+    ...counterAdd(`${p}_rm`, NatCounter.client_toa_removed),
+    ja(done),
+    // A forged option that can't be seen or removed must not reach a backend: drop the segment.
+    label(`${p}_unreadable`),
+    ...counterAdd(`${p}_ur`, NatCounter.options_unreadable),
+    mov(R0, TC_ACT_SHOT),
+    ja("exit"),
+  ];
+}
+
+/**
+ * Backend → client while the TOA is pending: an acknowledgment past the client's ISN + 1 means the
+ * backend has data from the client, so it has taken the TOA (with the ACK, or with the first data
+ * segment when it defers accept): stop writing it, on both directions. r7 = flow.
+ */
+function toaAcked(f: Family, done: string): Item[] {
+  const p = `ta${f.name}`;
+  return [
+    ldx("B", R1, R7, FlowValue.flags),
+    and(R1, FlowFlag.TOA_PENDING),
+    jeq(R1, 0, done),
+    ldx("W", R1, FP, S.tcpFlags),
+    and(R1, TCP.SYN | TCP.ACK),
+    jne(R1, TCP.ACK, done),
+    ...loadSeq(f, 8, done),
+    ldx("W", R1, R7, FlowValue.seqBase),
+    sub32(R0, R1), // how far past seq_base (mod 2^32)
+    jeq(R0, 0, done), // nothing of the client's acknowledged yet
+    jset(R0, 0x80000000 | 0, done), // behind seq_base: an old segment
+    ldx("B", R1, R7, FlowValue.flags),
+    and(R1, ~FlowFlag.TOA_PENDING & 0xff),
+    stx("B", R7, FlowValue.flags, R1),
+    ...reverseKey(f),
+    ldMap(R1, NatMapName.flows),
+    mov(R2, FP),
+    add(R2, S.rkey),
+    call("map_lookup_elem"),
+    jeq(R0, 0, done),
+    ldx("B", R1, R0, FlowValue.flags),
+    and(R1, ~FlowFlag.TOA_PENDING & 0xff),
+    stx("B", R0, FlowValue.flags, R1),
+    ja(done),
+  ];
+}
+
+/**
+ * Client → backend: the first ACK without SYN completes the handshake; the flow stops holding the
+ * half-open budget (nat_admission completed += 1, atomically: CPUs share it). r7 = flow.
+ */
+function handshakeDone(f: Family, done: string): Item[] {
+  const p = `hd${f.name}`;
+  return [
+    ldx("B", R1, R7, FlowValue.flags),
+    jset(R1, FlowFlag.HALF_OPEN, `${p}_half`),
+    ja(done),
+    label(`${p}_half`),
+    ldx("W", R2, FP, S.tcpFlags),
+    and(R2, TCP.SYN | TCP.ACK),
+    jne(R2, TCP.ACK, done),
+    and(R1, ~FlowFlag.HALF_OPEN & 0xff),
+    stx("B", R7, FlowValue.flags, R1),
+    ...admissionAdd(`${p}_c`, Admission.completed),
+    ja(done),
+  ];
+}
+
+/** nat_admission[slot] += 1, atomically. Clobbers r0-r2. */
+function admissionAdd(prefix: string, slot: number): Item[] {
+  return [
+    st("W", FP, S.u32, slot),
+    ldMap(R1, NatMapName.admission),
+    mov(R2, FP),
+    add(R2, S.u32),
+    call("map_lookup_elem"),
+    jeq(R0, 0, `${prefix}_done`),
+    mov(R1, 1),
+    atomicAdd("DW", R0, 0, R1),
+    label(`${prefix}_done`),
+  ];
+}
+
 /** Rewrite a packet of a known flow (r7 = its entry), count it and send it on. */
 function forward(f: Family): Item[] {
   const p = `f${f.name}`;
@@ -880,12 +1177,18 @@ function forward(f: Family): Item[] {
     ldx("W", R8, R6, Skb.len),
     jne(R2, FlowDir.TO_BACKEND, `${p}_to_client`),
     ...backendCounterAdd(`${p}_btb`, R9, NatBackendCounter.bytes_to_backend, R8),
-    // The TOA goes into the first ACK without SYN: the one that completes the handshake.
+    // Nothing the client wrote may pass for an address option: ours goes in after.
+    ...neutralise(f, `${p}_clean`),
+    label(`${p}_clean`),
+    ...handshakeDone(f, `${p}_toa`),
+    // The TOA goes into every ACK without SYN (the one that completes the handshake, then the data
+    // segments) until the backend acknowledges client data (toaAcked, the other way).
+    label(`${p}_toa`),
     ldx("B", R1, R7, FlowValue.flags),
     and(R1, FlowFlag.TOA_PENDING),
     jeq(R1, 0, `${p}_pxc`),
     ldx("W", R1, FP, S.tcpFlags),
-    and(R1, TCP.SYN | TCP.ACK),
+    and(R1, TCP.SYN | TCP.RST | TCP.ACK),
     jne(R1, TCP.ACK, `${p}_pxc`),
     ...insertToa(f),
     ja(`${p}_rewrite`),
@@ -893,6 +1196,8 @@ function forward(f: Family): Item[] {
     ...proxyToBackend(f, `${p}_rewrite`), // ends with a jump there
     label(`${p}_to_client`),
     ...backendCounterAdd(`${p}_btc`, R9, NatBackendCounter.bytes_to_client, R8),
+    ...toaAcked(f, `${p}_pcx`),
+    label(`${p}_pcx`),
     ...proxyToClient(f, `${p}_rewrite`),
     label(`${p}_rewrite`),
     // Old and new addresses and ports side by side for csum_diff.

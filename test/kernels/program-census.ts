@@ -58,7 +58,7 @@ export function programCensus(): CensusRow[] {
   const rows: CensusRow[] = [];
   try {
     for (const key of Object.keys(mapSpecs) as (keyof typeof mapSpecs)[]) maps.set(MapName[key], BpfMap.create(mapSpecs[key]));
-    const nat = natMapSpecs(1024);
+    const nat = natMapSpecs(1024, 256);
     for (const key of Object.keys(nat) as (keyof typeof nat)[]) maps.set(NatMapName[key], BpfMap.create(nat[key]));
     for (const { variant, spec } of variants()) {
       const instructions = encode(spec.instructions, (name) => maps.get(name)?.fd).length / 8; // ld_imm64 counts twice, as the kernel does

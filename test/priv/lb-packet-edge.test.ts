@@ -526,11 +526,11 @@ test("packet path: a flow table 80% full is warned on the status page, /status.j
   if (!requireRoot(t)) return;
   const topo = await createTopology(t);
   await startServer(t, topo, ADDR.backend4[0], 7000);
-  // 16 connections = 32 entries; 13 open = 26 entries (81%).
+  // 16 connections and 16 still opening = 64 entries; 26 open = 52 entries (81%).
   const config = writeConfig(topo, "lb-capacity.yaml", `
 admin: ${ADMIN}
 dataPath: packet
-packet: { maxConnections: 16, closedTimeout: 1s }
+packet: { maxConnections: 16, maxHalfOpen: 16, closedTimeout: 1s }
 listeners:
   - { name: web, listen: "${ADDR.lb4}:7000", pool: web, mode: none }
 pools:
@@ -539,7 +539,7 @@ pools:
   await startLb(t, topo, ["--config", config], [ADMIN]);
   const clients = topo.client.start(t, PY, ["-u", "-c", `
 import socket, sys
-cs = [socket.create_connection(("${ADDR.lb4}", 7000), timeout=5) for _ in range(13)]
+cs = [socket.create_connection(("${ADDR.lb4}", 7000), timeout=5) for _ in range(26)]
 for c in cs:
     c.sendall(b"x\\n"); c.recv(100)
 print("open", flush=True)
@@ -547,7 +547,7 @@ sys.stdin.readline()
 for c in cs: c.close()
 print("closed", flush=True)
 `], { stdio: ["pipe", "pipe", "pipe"] });
-  await waitFor("13 connections open", () => {
+  await waitFor("26 connections open", () => {
     if (clients.child.exitCode !== null) throw new Error(`client exited: ${clients.output()}`);
     return clients.output().includes("open");
   }, 10_000);
@@ -555,11 +555,11 @@ print("closed", flush=True)
     const s = await status(topo);
     return s.packet!.warnings.some((w) => w.includes("nat_flows")) ? s : undefined;
   }, 5000);
-  assert.equal(full!.packet!.entries, 26);
-  assert.ok(full!.packet!.warnings.some((w) => /nat_flows is 81% full \(26 of 32 entries.*raise packet\.maxConnections/.test(w)), full!.packet!.warnings.join(" | "));
+  assert.equal(full!.packet!.entries, 52);
+  assert.ok(full!.packet!.warnings.some((w) => /nat_flows is 81% full \(52 of 64 entries.*new connections are refused .*raise packet\.maxConnections/.test(w)), full!.packet!.warnings.join(" | "));
   const metrics = await topo.balancer.run("curl", ["-sS", `http://${ADMIN}/metrics`]);
-  assert.match(metrics, /^toa_lb_packet_table_capacity 32$/m);
-  assert.match(metrics, /^toa_lb_packet_table_entries 26$/m);
+  assert.match(metrics, /^toa_lb_packet_table_capacity 64$/m);
+  assert.match(metrics, /^toa_lb_packet_table_entries 52$/m);
   clients.child.stdin!.write("go\n");
   await waitFor("connections closed", () => clients.output().includes("closed"), 5000);
   const after = await waitFor("the warning to go", async () => {
@@ -814,7 +814,7 @@ print(json.dumps(r))
   writeFileSync(config, yaml("{ mtu: 1500, closedTimeout: 1s, maxConnections: 1000 }"));
   process.kill(lb.proc.pid, "SIGHUP");
   await waitFor("the refused reload", async () => (await status(topo)).reloadFailures === 1, 10_000);
-  assert.match(lb.proc.output(), /packet\.maxConnections \(65536 → 1000\): set when the packet data path starts/);
+  assert.match(lb.proc.output(), /packet\.maxConnections \(65536 → 1000\) and packet\.maxHalfOpen \(16384 → 250\): set when the packet data path starts/);
   const [third] = await crafted(topo, [conn(40033)]);
   assert.match(third.reply ?? "", /^peer=203\.0\.113\.1:\d+ len=1000\n$/, "mtu 576 still");
 });

@@ -52,7 +52,7 @@ function row(t: NatTables, id: number, filled: number): Map<number, number> {
 
 test("apply writes services, slots and backends at the layout's offsets", (t) => {
   if (!requireRoot(t)) return;
-  const nat = NatTables.create(1024);
+  const nat = NatTables.create(1024, 16);
   t.after(() => nat.close());
   const applied = nat.apply([web(), api6]);
   assert.deepEqual(applied, [
@@ -79,7 +79,7 @@ test("apply writes services, slots and backends at the layout's offsets", (t) =>
 
 test("health and config changes: slots follow, ids and indices stay, removed indices wait for a sweep", (t) => {
   if (!requireRoot(t)) return;
-  const nat = NatTables.create(1024);
+  const nat = NatTables.create(1024, 16);
   t.after(() => nat.close());
   nat.apply([web(), api6]);
   // The program keeps its round robin cursor in the service value's last 8 bytes: apply keeps it.
@@ -115,7 +115,7 @@ test("health and config changes: slots follow, ids and indices stay, removed ind
   applied = nat.apply([web([true, true], [third, fourth])]);
   assert.equal(applied[0].backends[3].index, 4, "not the retired index 2");
   // A sweep with no flow on index 2 frees it (and zeroes its entry); the next new backend gets it later.
-  nat.sweep({ connectMs: 1000, idleMs: 1000, closedMs: 1000 });
+  nat.sweep({ connectMs: 1000, synMs: 1000, idleMs: 1000, closedMs: 1000 });
   assert.equal(nat.maps.backends.lookup(2)!.toString("hex"), zeros(48));
   assert.equal(nat.indexOf({ addr: "2001:db8::2", port: 443, local: "2001:db8::1" }), undefined);
 
@@ -127,7 +127,7 @@ test("health and config changes: slots follow, ids and indices stay, removed ind
 
 test("bad services are refused before anything is written", (t) => {
   if (!requireRoot(t)) return;
-  const nat = NatTables.create(16);
+  const nat = NatTables.create(16, 16);
   t.after(() => nat.close());
   nat.apply([web()]);
   const before = [...nat.maps.services.entries()].map(([k, v]) => k.toString("hex") + v.toString("hex"));
@@ -144,8 +144,8 @@ test("bad services are refused before anything is written", (t) => {
 
 test("open() takes maps made elsewhere and keeps the ids and indices they hold", (t) => {
   if (!requireRoot(t)) return;
-  const specs = natMapSpecs(64);
-  const maps = { flows: BpfMap.create(specs.flows), services: BpfMap.create(specs.services), slots: BpfMap.create(specs.slots), backends: BpfMap.create(specs.backends), counters: BpfMap.create(specs.counters), scratch: BpfMap.create(specs.scratch) };
+  const specs = natMapSpecs(64, 16);
+  const maps = { flows: BpfMap.create(specs.flows), services: BpfMap.create(specs.services), slots: BpfMap.create(specs.slots), backends: BpfMap.create(specs.backends), counters: BpfMap.create(specs.counters), scratch: BpfMap.create(specs.scratch), admission: BpfMap.create(specs.admission) };
   t.after(() => Object.values(maps).forEach((m) => m.close()));
   const third = { id: "203.0.113.4:80", addr: "203.0.113.4", port: 80, weight: 1, healthy: true, local: "198.51.100.1", ifindex: 7 };
   const first = NatTables.open(maps);
@@ -195,11 +195,11 @@ function writeConn(m: BpfMap<Buffer, Buffer>, c: Conn, sides: { fwd?: boolean; r
 
 test("sweep deletes exactly the connections that are over, both entries, and counts the rest", (t) => {
   if (!requireRoot(t)) return;
-  const nat = NatTables.create(1024);
+  const nat = NatTables.create(1024, 16);
   t.after(() => nat.close());
   const now = 5_000_000_000_000n;
   const ms = (n: number) => BigInt(n) * 1_000_000n;
-  const timeouts = { connectMs: 3000, idleMs: 60_000, closedMs: 2000 };
+  const timeouts = { connectMs: 3000, synMs: 5000, idleMs: 60_000, closedMs: 2000 };
   let port = 40000;
   const conn = (index: number, toBackend: Conn["toBackend"], toClient: Conn["toClient"], created = now - ms(10_000)): Conn => ({
     client: `192.0.2.${(port % 200) + 1}`,
@@ -223,6 +223,8 @@ test("sweep deletes exactly the connections that are over, both entries, and cou
     { name: "idle one way only", c: conn(1, { last: now - ms(61_000) }, { last: now - ms(1000) }, now - ms(100_000)), gone: false },
     { name: "backend never answered (connect failed)", c: conn(1, { last: now - ms(3500) }, { last: 0n }, now - ms(3500)), gone: true },
     { name: "backend not answered yet", c: conn(1, { last: now - ms(1000) }, { last: 0n }, now - ms(1000)), gone: false },
+    { name: "client never completed the handshake (SYN flood)", c: conn(1, { last: now - ms(5500), flags: FlowFlag.HALF_OPEN }, { last: now - ms(5500) }, now - ms(5500)), gone: true },
+    { name: "handshake not completed yet", c: conn(0, { last: now - ms(1000), flags: FlowFlag.HALF_OPEN }, { last: now - ms(1000) }, now - ms(1000)), gone: false },
     { name: "lone backend side, fresh (the program inserts it first)", c: conn(0, { last: 0n }, { last: 0n }, now - ms(1)), sides: { rev: true }, gone: false },
     { name: "lone client side, old (its pair was evicted)", c: conn(0, { last: recent }, { last: recent }, now - ms(10_000)), sides: { fwd: true }, gone: true },
   ];
@@ -235,24 +237,25 @@ test("sweep deletes exactly the connections that are over, both entries, and cou
     if (sides.fwd) assert.equal(nat.maps.flows.lookup(fwd) === undefined, k.gone, `${k.name}: client side`);
     if (sides.rev) assert.equal(nat.maps.flows.lookup(rev) === undefined, k.gone, `${k.name}: backend side`);
   }
-  assert.equal(r.entries, 22);
-  assert.equal(r.removed, 6);
-  assert.deepEqual(r.removedBy, { rst: 2, closed: 1, idle: 1, connect_failed: 1, orphan: 1 });
+  assert.equal(r.entries, 26);
+  assert.equal(r.removed, 7);
+  assert.deepEqual(r.removedBy, { rst: 2, closed: 1, idle: 1, connect_failed: 1, syn_timeout: 1, orphan: 1 });
   assert.deepEqual(r.connectFailures, new Map([[1, 1]]));
   // The recent both-ways FIN is kept, but as closing, not active.
-  assert.deepEqual(r.active, new Map([[0, 2], [1, 3]]));
+  assert.deepEqual(r.active, new Map([[0, 3], [1, 3]]));
   assert.equal(r.closing, 1);
-  assert.equal([...nat.maps.flows.keys()].length, 11);
+  assert.equal(r.halfOpen, 1, "the handshake still in progress holds the budget");
+  assert.equal([...nat.maps.flows.keys()].length, 13);
 
   // A second sweep later: what was kept ages out the same way.
   const later = nat.sweep(timeouts, now + ms(120_000));
-  assert.equal(later.removed, 6);
+  assert.equal(later.removed, 7);
   assert.equal([...nat.maps.flows.keys()].length, 0);
 });
 
 test("sweep over 10k flow entries (timing: get-next-key + lookup per entry, no batch lookup)", (t) => {
   if (!requireRoot(t)) return;
-  const nat = NatTables.create(10_000);
+  const nat = NatTables.create(10_000, 16);
   t.after(() => nat.close());
   const now = process.hrtime.bigint();
   const t0 = performance.now();
@@ -274,13 +277,13 @@ test("sweep over 10k flow entries (timing: get-next-key + lookup per entry, no b
   const entries = [...nat.maps.flows.keys()].length;
   assert.equal(entries, 10_000, "no LRU eviction below the map's size");
   const t1 = performance.now();
-  const r = nat.sweep({ connectMs: 3000, idleMs: 60_000, closedMs: 2000 });
+  const r = nat.sweep({ connectMs: 3000, synMs: 5000, idleMs: 60_000, closedMs: 2000 });
   const swept = performance.now() - t1;
   assert.equal(r.entries, 10_000);
   assert.equal(r.removed, 2500);
   assert.deepEqual([...r.active.values()].reduce((a, b) => a + b, 0), 2500);
   const t2 = performance.now();
-  const r2 = nat.sweep({ connectMs: 3000, idleMs: 60_000, closedMs: 2000 });
+  const r2 = nat.sweep({ connectMs: 3000, synMs: 5000, idleMs: 60_000, closedMs: 2000 });
   const keptOnly = performance.now() - t2;
   assert.equal(r2.removed, 0);
   const line = `sweep: ${entries} entries (5000 connections, half expired) in ${swept.toFixed(1)} ms (${((swept * 1000) / entries).toFixed(1)} µs/entry incl. 2500×(2 lookups + 2 deletes)); 5000 entries, none expired: ${keptOnly.toFixed(1)} ms; writing 10k entries from JS: ${filled.toFixed(1)} ms`;
@@ -290,7 +293,7 @@ test("sweep over 10k flow entries (timing: get-next-key + lookup per entry, no b
 
 test("counters(): per-CPU values summed, global by name and per backend index", (t) => {
   if (!requireRoot(t)) return;
-  const nat = NatTables.create(16);
+  const nat = NatTables.create(16, 16);
   t.after(() => nat.close());
   nat.apply([web()]);
   const cpus = BigInt(possibleCpus());
@@ -303,7 +306,7 @@ test("counters(): per-CPU values summed, global by name and per backend index", 
   nat.maps.counters.update(natBackendCounterIndex(1, NatBackendCounter.toa_written), 3n);
   const c = nat.counters();
   const n = (v: bigint) => Number(v * cpus);
-  assert.deepEqual(c.global, { flows_created: n(5n), no_backend: 0, ports_exhausted: 0, toa_skipped_no_room: 0, toa_skipped_mtu: 0, toa_failed: 0, redirect_failed: n(2n), flows_replaced: 0, proxy_written: 0, proxy_skipped: 0 });
+  assert.deepEqual(c.global, { flows_created: n(5n), no_backend: 0, ports_exhausted: 0, toa_skipped_no_room: 0, toa_skipped_mtu: 0, toa_failed: 0, redirect_failed: n(2n), flows_replaced: 0, proxy_written: 0, proxy_skipped: 0, client_toa_removed: 0, syn_dropped: 0, table_full: 0, syn_data_dropped: 0, options_unreadable: 0 });
   assert.deepEqual(c.backends, new Map([
     [0, { connections: 0, bytesToBackend: 0, bytesToClient: 0, toaWritten: 0 }],
     [1, { connections: n(3n), bytesToBackend: n(1000n), bytesToClient: n(7000n), toaWritten: n(3n) }],

@@ -25,10 +25,17 @@ function refused(raw: unknown): string {
 test("dataPath packet: toa and none are accepted, with defaults for the packet block", () => {
   const c = validateConfig(base({}), "lb.yaml");
   assert.equal(c.listeners[0].dataPath, "packet");
-  assert.deepEqual({ ...c.packet, interfaces: [...c.packet.interfaces] }, { maxConnections: 65536, mtu: 1500, interfaces: [], closedTimeoutMs: 2_000 });
+  assert.deepEqual(
+    { ...c.packet, interfaces: [...c.packet.interfaces] },
+    { maxConnections: 65536, mtu: 1500, interfaces: [], closedTimeoutMs: 2_000, maxHalfOpen: 16384, synTimeoutMs: 5_000 },
+  );
   const n = validateConfig(base({ mode: "none" }, { scheduler: "source-hash" }, { packet: { maxConnections: 1000, mtu: 9000, interfaces: ["eth0"], closedTimeout: "2s" } }), "lb.yaml");
   assert.equal(n.packet.maxConnections, 1000);
   assert.equal(n.packet.closedTimeoutMs, 2000);
+  assert.equal(n.packet.maxHalfOpen, 250, "a quarter of maxConnections by default");
+  const h = validateConfig(base({}, {}, { packet: { maxConnections: 32, maxHalfOpen: 100, synTimeout: "1s" } }), "lb.yaml");
+  assert.deepEqual([h.packet.maxHalfOpen, h.packet.synTimeoutMs], [100, 1000]);
+  assert.equal(validateConfig(base({}, {}, { packet: { maxConnections: 32 } }), "lb.yaml").packet.maxHalfOpen, 16, "at least 16");
   assert.deepEqual([...n.packet.interfaces], ["eth0"]);
 });
 
@@ -40,6 +47,8 @@ test("dataPath packet refuses what it can't do, naming the field and the way out
   assert.match(refused(base({}, {}, { packet: { mtu: 100 } })), /packet\.mtu/);
   assert.match(refused(base({}, {}, { packet: { interfaces: "eth0" } })), /packet\.interfaces: must be a list of device names/);
   assert.match(refused(base({}, {}, { packet: { ports: 1 } })), /packet/);
+  assert.match(refused(base({}, {}, { packet: { maxHalfOpen: 3 } })), /packet\.maxHalfOpen/);
+  assert.match(refused(base({}, {}, { packet: { synTimeout: "10ms" } })), /packet\.synTimeout/);
   // 130 backends × 2 local addresses: 260 slot entries, 256 at most; one address is fine.
   const many = Array.from({ length: 130 }, (_, i) => `203.0.113.${i + 1}:80`);
   assert.match(

@@ -68,7 +68,7 @@ test("reverseFlowKey: the client side's value names the backend side's key, and 
 });
 
 test("flowVerdict: the rules in order", () => {
-  const limits = sweepLimits({ connectMs: 3, idleMs: 60, closedMs: 2 });
+  const limits = sweepLimits({ connectMs: 3, synMs: 5, idleMs: 60, closedMs: 2 });
   const ms = (n: number) => BigInt(n) * 1_000_000n;
   const now = ms(1000);
   const v = (last: bigint, flags = 0, created = now - ms(10)) =>
@@ -80,9 +80,11 @@ test("flowVerdict: the rules in order", () => {
     { name: "fin both, quiet", have: [v(now - ms(3), FlowFlag.FIN), v(now - ms(3), FlowFlag.FIN | FlowFlag.TOA_PENDING)], want: "closed" },
     { name: "fin one way, quiet", have: [v(now - ms(3), FlowFlag.FIN), v(now - ms(3))], want: undefined },
     { name: "idle (created counts as a packet)", have: [v(now - ms(61), 0, now - ms(100)), v(now - ms(61), 0, now - ms(100))], want: "idle" },
+    { name: "handshake never completed", have: [v(now, FlowFlag.HALF_OPEN, now - ms(6)), v(now, 0, now - ms(6))], want: "syn_timeout" },
+    { name: "handshake under way", have: [v(now, FlowFlag.HALF_OPEN, now - ms(4)), v(now, 0, now - ms(4))], want: undefined },
     { name: "lone and fresh", have: [undefined, v(0n, 0, now - ms(1))], want: undefined },
     { name: "lone and old", have: [v(now), undefined], want: "orphan" },
   ];
   for (const c of cases) assert.equal(flowVerdict(c.have[0], c.have[1], now, limits), c.want, c.name);
-  assert.throws(() => sweepLimits({ connectMs: -1, idleMs: 1, closedMs: 1 }), /connectMs must be a number of milliseconds >= 0/);
+  assert.throws(() => sweepLimits({ connectMs: -1, synMs: 1, idleMs: 1, closedMs: 1 }), /connectMs must be a number of milliseconds >= 0/);
 });

@@ -16,6 +16,7 @@ export const Helper = {
   skb_load_bytes: 26,
   csum_diff: 28,
   skb_change_tail: 38,
+  skb_pull_data: 39,
   get_socket_cookie: 46,
   setsockopt: 49,
   skb_adjust_room: 50,

@@ -47,6 +47,9 @@ export interface PacketStatus {
   active: number;
   /** nat_flows entries at the last sweep (two per connection). */
   entries: number;
+  /** Connections still opening at the last sweep, and the budget for them (packet.maxHalfOpen). */
+  halfOpen: number;
+  maxHalfOpen: number;
   counters: NatCounters["global"];
   removed: SweepResult["removedBy"];
   /** Kernel memory of the five maps (preallocated; fdinfo memlock). */
@@ -109,7 +112,7 @@ export class PacketDataPath {
   static async open(config: PacketConfig, log: Logger): Promise<PacketDataPath> {
     const devices = config.interfaces.length > 0 ? [...config.interfaces] : await upDevices();
     if (devices.length === 0) throw new LbError("LB_ERR_LISTEN", "dataPath packet: no network device is up (but lo) to attach to; list them in packet.interfaces");
-    const tables = NatTables.create(config.maxConnections);
+    const tables = NatTables.create(config.maxConnections, config.maxHalfOpen);
     const attachments: TcAttachment[] = [];
     let program: Program | undefined;
     try {
@@ -141,6 +144,7 @@ export class PacketDataPath {
   async prepare(listeners: readonly ListenerConfig[], pools: ReadonlyMap<string, { readonly backends: readonly { address: string }[] }>, config: PacketConfig = this.config): Promise<void> {
     const fixed: string[] = [];
     if (config.maxConnections !== this.config.maxConnections) fixed.push(`packet.maxConnections (${this.config.maxConnections} → ${config.maxConnections})`);
+    if (config.maxHalfOpen !== this.config.maxHalfOpen) fixed.push(`packet.maxHalfOpen (${this.config.maxHalfOpen} → ${config.maxHalfOpen})`);
     if (config.interfaces.join(",") !== this.config.interfaces.join(",")) fixed.push(`packet.interfaces ([${this.config.interfaces.join(", ")}] → [${config.interfaces.join(", ")}])`);
     if (fixed.length > 0) throw new LbError("LB_ERR_CONFIG", `${fixed.join(" and ")}: set when the packet data path starts (its tables and attachments); restart to change`);
     const routes = new Map<string, Route>();
@@ -251,7 +255,8 @@ export class PacketDataPath {
     const maxOf = (pick: (l: ListenerConfig) => number, dflt: number) => (this._listeners.length > 0 ? Math.max(...this._listeners.map(pick)) : dflt);
     // Each connection gets its listener's timeouts (by the service id the program stored in it);
     // a service gone in a reload falls back to the longest of the listeners left.
-    const fallback = { connectMs: maxOf((l) => l.connectTimeoutMs, 3000), idleMs: maxOf((l) => l.idleTimeoutMs, 300_000), closedMs: this.config.closedTimeoutMs };
+    const synMs = this.config.synTimeoutMs;
+    const fallback = { connectMs: maxOf((l) => l.connectTimeoutMs, 3000), synMs, idleMs: maxOf((l) => l.idleTimeoutMs, 300_000), closedMs: this.config.closedTimeoutMs };
     const byId = new Map<number, ListenerConfig>();
     for (const l of this._listeners) {
       const s = this.applied.get(l.name);
@@ -259,7 +264,7 @@ export class PacketDataPath {
     }
     const r = this.tables.sweep((id) => {
       const l = byId.get(id);
-      return l ? { connectMs: l.connectTimeoutMs, idleMs: l.idleTimeoutMs, closedMs: this.config.closedTimeoutMs } : fallback;
+      return l ? { connectMs: l.connectTimeoutMs, synMs, idleMs: l.idleTimeoutMs, closedMs: this.config.closedTimeoutMs } : fallback;
     });
     for (const [i, n] of r.connectFailures) this.connectFailures.set(i, (this.connectFailures.get(i) ?? 0) + n);
     for (const k of SWEEP_REASONS) this.removedTotal[k] += r.removedBy[k];
@@ -269,17 +274,16 @@ export class PacketDataPath {
   }
 
   /**
-   * Warn while nat_flows is nearly full: beyond its size the kernel's LRU evicts the least recently
-   * used entries, and those connections stop being forwarded with no error anywhere. On from
-   * CAPACITY_WARN_AT, off again below CAPACITY_CLEAR_AT (no flapping around one figure).
+   * Warn while nat_flows is nearly full: when it is, new connections are refused (table_full). On
+   * from CAPACITY_WARN_AT, off again below CAPACITY_CLEAR_AT (no flapping around one figure).
    */
   private checkCapacity(entries: number): void {
-    const size = this.config.maxConnections * 2;
+    const size = (this.config.maxConnections + this.config.maxHalfOpen) * 2;
     const was = this.capacityWarning;
     if (entries >= size * CAPACITY_WARN_AT) {
       this.capacityWarning =
         `packet data path: nat_flows is ${Math.round((100 * entries) / size)}% full (${entries} of ${size} entries, two per connection): ` +
-        `beyond it the kernel evicts the least recently used connections, which then break; raise packet.maxConnections (needs a restart)`;
+        `when it is full new connections are refused (counted as table_full); raise packet.maxConnections (needs a restart)`;
       if (!was) this.log.warn(this.capacityWarning);
     } else if (entries < size * CAPACITY_CLEAR_AT) this.capacityWarning = undefined;
   }
@@ -338,6 +342,8 @@ export class PacketDataPath {
       maxConnections: this.config.maxConnections,
       active: this.active,
       entries: this.lastSweep?.entries ?? 0,
+      halfOpen: this.lastSweep?.halfOpen ?? 0,
+      maxHalfOpen: this.config.maxHalfOpen,
       counters: counters.global,
       removed: { ...this.removedTotal },
       tableBytes: Object.values(this.tables.maps).reduce((n, m) => n + memlock(m.fd), 0),

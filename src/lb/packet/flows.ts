@@ -3,10 +3,9 @@
  * and the backend's) and only ever refreshes them; the control plane decides when a connection is
  * over and deletes both. {@link flowVerdict} is the rule, pure; {@link sweepFlows} applies it to the map.
  *
- * Cost: src/bpf/map.ts has no BPF_MAP_LOOKUP_BATCH, so a sweep walks the map with one
- * BPF_MAP_GET_NEXT_KEY and one BPF_MAP_LOOKUP_ELEM per entry, two syscalls per entry (about 40k
- * for 10k connections; the privileged test prints the time), plus two lookups and two deletes per
- * connection removed. Batch lookup (Linux 5.6) would cut that to a few syscalls per thousand.
+ * Cost: BpfMap.entries() reads the map with BPF_MAP_LOOKUP_BATCH (a few syscalls per thousand
+ * entries; a walk of GET_NEXT_KEY + LOOKUP where that is missing), plus two lookups and two deletes
+ * per connection removed.
  */
 import type { BpfMap } from "../../bpf/index.js";
 import { LbError } from "../errors.js";
@@ -17,6 +16,11 @@ import { reverseFlowKey } from "./structs.js";
 export interface SweepTimeouts {
   /** From the SYN to the backend's first packet; past it the connect failed. */
   readonly connectMs: number;
+  /**
+   * From the SYN to the client's ACK (the handshake's end); past it the half-open connection goes
+   * and gives its place in the half-open budget back. Spoofed SYNs never complete.
+   */
+  readonly synMs: number;
   /** No packet either way for this long: the connection is dropped. */
   readonly idleMs: number;
   /** Both sides sent FIN and nothing moved for this long (TIME_WAIT-like linger for the last ACK). */
@@ -24,8 +28,8 @@ export interface SweepTimeouts {
 }
 
 /** Why a connection was removed. */
-export type SweepReason = "rst" | "closed" | "idle" | "connect_failed" | "orphan";
-export const SWEEP_REASONS: readonly SweepReason[] = ["rst", "closed", "idle", "connect_failed", "orphan"];
+export type SweepReason = "rst" | "closed" | "idle" | "connect_failed" | "syn_timeout" | "orphan";
+export const SWEEP_REASONS: readonly SweepReason[] = ["rst", "closed", "idle", "connect_failed", "syn_timeout", "orphan"];
 
 /** What a sweep found and did. */
 export interface SweepResult {
@@ -40,11 +44,14 @@ export interface SweepResult {
   readonly connectFailures: Map<number, number>;
   /** nat_flows entries seen. */
   readonly entries: number;
+  /** Connections left whose handshake has not completed (they hold the half-open budget). */
+  readonly halfOpen: number;
 }
 
 /** Timeouts in nanoseconds (CLOCK_MONOTONIC, the program's bpf_ktime_get_ns). */
 export interface SweepLimitsNs {
   connect: bigint;
+  syn: bigint;
   idle: bigint;
   closed: bigint;
 }
@@ -55,7 +62,7 @@ export function sweepLimits(t: SweepTimeouts): SweepLimitsNs {
     if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new LbError("LB_ERR_CONFIG", `sweep: ${name} must be a number of milliseconds >= 0, got ${v}`);
     return BigInt(Math.round(v * 1e6));
   };
-  return { connect: ns(t.connectMs, "connectMs"), idle: ns(t.idleMs, "idleMs"), closed: ns(t.closedMs, "closedMs") };
+  return { connect: ns(t.connectMs, "connectMs"), syn: ns(t.synMs, "synMs"), idle: ns(t.idleMs, "idleMs"), closed: ns(t.closedMs, "closedMs") };
 }
 
 const flagsOf = (v: Buffer | undefined): number => (v ? v[FlowValue.flags] : 0);
@@ -68,9 +75,10 @@ const max = (...xs: bigint[]): bigint => xs.reduce((a, b) => (b > a ? b : a));
  * direction that is missing), or undefined to keep it. In order:
  *   rst             an RST went either way
  *   connect_failed  the backend's direction never saw a packet (last_ns 0) connectMs after the SYN
+ *   syn_timeout     the client never completed the handshake (HALF_OPEN) synMs after its SYN
  *   closed          FIN both ways and the last packet older than closedMs
  *   idle            no packet either way for idleMs
- *   orphan          one direction missing (evicted by the LRU, or the pair is mid-insertion) and
+ *   orphan          one direction missing (the pair is mid-insertion or mid-removal) and
  *                   the other older than connectMs: the program inserts the backend's direction
  *                   first, then the client's, so a fresh lone entry is left alone
  */
@@ -79,6 +87,7 @@ export function flowVerdict(toBackend: Buffer | undefined, toClient: Buffer | un
   const created = toBackend ? createdOf(toBackend) : createdOf(toClient);
   if (!toBackend || !toClient) return nowNs - created > limits.connect ? "orphan" : undefined;
   if (lastOf(toClient) === 0n && nowNs - created > limits.connect) return "connect_failed";
+  if (flagsOf(toBackend) & FlowFlag.HALF_OPEN && nowNs - created > limits.syn) return "syn_timeout";
   const last = max(lastOf(toBackend), lastOf(toClient), created);
   if (flagsOf(toBackend) & flagsOf(toClient) & FlowFlag.FIN && nowNs - last > limits.closed) return "closed";
   if (nowNs - last > limits.idle) return "idle";
@@ -107,6 +116,7 @@ export function sweepFlows(flows: BpfMap<Buffer, Buffer>, timeouts: SweepTimeout
   const removedBy = Object.fromEntries(SWEEP_REASONS.map((r) => [r, 0])) as Record<SweepReason, number>;
   let removed = 0;
   let closing = 0;
+  let halfOpen = 0;
   const done = new Set<string>();
   const bump = (m: Map<number, number>, k: number) => m.set(k, (m.get(k) ?? 0) + 1);
 
@@ -130,10 +140,11 @@ export function sweepFlows(flows: BpfMap<Buffer, Buffer>, timeouts: SweepTimeout
     let verdict = flowVerdict(toBackend, toClient, nowNs, limits);
     if (verdict) {
       [toBackend, toClient] = pick(flows.lookup(e.key), other ? flows.lookup(rkey) : undefined);
-      if (!toBackend && !toClient) continue; // gone meanwhile (LRU eviction)
+      if (!toBackend && !toClient) continue; // gone meanwhile
       verdict = flowVerdict(toBackend, toClient, nowNs, limits);
     }
     if (!verdict) {
+      if (flagsOf(toBackend) & FlowFlag.HALF_OPEN) halfOpen++;
       if (flagsOf(toBackend) & flagsOf(toClient) & FlowFlag.FIN) closing++;
       else bump(active, backend);
       continue;
@@ -144,5 +155,5 @@ export function sweepFlows(flows: BpfMap<Buffer, Buffer>, timeouts: SweepTimeout
     removedBy[verdict]++;
     if (verdict === "connect_failed") bump(connectFailures, backend);
   }
-  return { active, closing, removed, removedBy, connectFailures, entries: seen.size };
+  return { active, closing, removed, removedBy, connectFailures, entries: seen.size, halfOpen };
 }

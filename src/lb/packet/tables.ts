@@ -14,6 +14,7 @@ import type { PortRange, SchedulerName } from "../config.js";
 import { formatEndpoint } from "../endpoint.js";
 import { LbError } from "../errors.js";
 import {
+  Admission,
   BackendValue,
   MAX_BACKENDS,
   MAX_SERVICES,
@@ -98,6 +99,8 @@ export interface NatMaps {
   counters: BpfMap<number, bigint>;
   /** The program's per-CPU buffer; nothing to fill. */
   scratch: BpfMap<number, Buffer>;
+  /** The half-open budget (nat-layout.ts Admission). */
+  admission: BpfMap<number, bigint>;
 }
 
 const codecs = {
@@ -107,6 +110,7 @@ const codecs = {
   backends: { key: codec.u32 },
   counters: { key: codec.u32, value: codec.u64 },
   scratch: { key: codec.u32 },
+  admission: { key: codec.u32, value: codec.u64 },
 } as const;
 
 const MAP_NAMES = Object.keys(NatMapName) as (keyof typeof NatMapName)[];
@@ -165,10 +169,15 @@ export class NatTables {
     for (let i = 0; i < MAX_BACKENDS; i++) if (!takenIndices.has(i)) this.freeIndices.push(i);
   }
 
-  /** Create the five maps; `maxConnections` bounds nat_flows (two entries each). Closed by {@link close}. */
-  static create(maxConnections: number): NatTables {
-    if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new LbError("LB_ERR_CONFIG", `maxConnections must be a positive integer, got ${maxConnections}`);
-    const specs = natMapSpecs(maxConnections);
+  /**
+   * Create the maps: nat_flows holds `maxConnections` connections plus `maxHalfOpen` still opening
+   * (two entries each), and the half-open budget is `maxHalfOpen`. Closed by {@link close}.
+   */
+  static create(maxConnections: number, maxHalfOpen: number): NatTables {
+    for (const [name, v] of [["maxConnections", maxConnections], ["maxHalfOpen", maxHalfOpen]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new LbError("LB_ERR_CONFIG", `${name} must be a positive integer, got ${v}`);
+    }
+    const specs = natMapSpecs(maxConnections, maxHalfOpen);
     const made: Partial<Record<keyof typeof NatMapName, BpfMap<any, any>>> = {};
     try {
       for (const name of MAP_NAMES) made[name] = BpfMap.create<any, any>(specs[name], codecs[name]);
@@ -176,7 +185,16 @@ export class NatTables {
       for (const m of Object.values(made)) m?.close();
       throw e;
     }
-    return new NatTables(made as NatMaps, true);
+    const tables = new NatTables(made as NatMaps, true);
+    tables.setHalfOpenBudget(maxHalfOpen);
+    return tables;
+  }
+
+  /** SYNs beyond this many connections still opening are dropped (counted: syn_dropped). */
+  setHalfOpenBudget(n: number): void {
+    this.checkOpen();
+    if (!Number.isInteger(n) || n < 1) throw new LbError("LB_ERR_CONFIG", `maxHalfOpen must be a positive integer, got ${n}`);
+    this.maps.admission.update(Admission.budget, BigInt(n));
   }
 
   /**
@@ -185,7 +203,7 @@ export class NatTables {
    * {@link close} leaves them open, and the caller must not close them while this object is used.
    */
   static open(maps: Record<keyof typeof NatMapName, BpfMap<any, any>>): NatTables {
-    const want = natMapSpecs(1);
+    const want = natMapSpecs(1, 1);
     const views: Partial<Record<keyof typeof NatMapName, BpfMap<any, any>>> = {};
     for (const name of MAP_NAMES) {
       const m = maps[name];
@@ -291,7 +309,13 @@ export class NatTables {
    */
   sweep(timeouts: SweepTimeouts | ((service: number) => SweepTimeouts), nowNs: bigint = process.hrtime.bigint()): SweepResult {
     this.checkOpen();
+    // The program's two counters first, then the walk: a connection opened meanwhile is then in
+    // neither, one completed meanwhile errs towards refusing (see nat-layout.ts Admission).
+    const opened = this.maps.admission.lookup(Admission.opened) ?? 0n;
+    const completed = this.maps.admission.lookup(Admission.completed) ?? 0n;
     const result = sweepFlows(this.maps.flows, timeouts, nowNs);
+    // Modular, like the program's arithmetic: tables written by hand (tests) can make it "negative".
+    this.maps.admission.update(Admission.settled, BigInt.asUintN(64, opened - completed - BigInt(result.halfOpen)));
     for (const [key, i] of [...this.retired]) {
       if (result.active.has(i)) continue;
       this.retired.delete(key);
