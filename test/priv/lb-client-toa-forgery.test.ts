@@ -6,6 +6,8 @@
  * and trusts the balancer. The backend's server reports the peer accept() gave it: always the real
  * client, through the packet data path (which rewrites the client's own packets: the options are
  * overwritten with NOPs and counted) and through the JS relay (which never forwards them).
+ * In proxy-v2 mode the same goes for a PROXY header a client sends itself: in data carried by its
+ * SYN (TCP Fast Open; the SYN is dropped) or as its first bytes (ours comes first).
  */
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
@@ -15,7 +17,7 @@ import { requireRoot, uniqueName } from "../harness/privileged.js";
 import { createTestCgroup } from "../harness/cgroup.js";
 import { waitFor } from "../harness/exec.js";
 import { requireTool } from "../harness/topology.js";
-import { ADDR, createTopology, lbStatus, startLb, type Topology } from "../../bench/lb/topology.js";
+import { ADDR, clientPy, createTopology, lbStatus, startLb, startNginx, type Topology } from "../../bench/lb/topology.js";
 import { run } from "../../src/cli/main.js";
 import { unloadReceiver } from "../../src/agent/receiver.js";
 import { receiverCounters } from "../../src/agent/stats.js";
@@ -207,4 +209,54 @@ test("JS relay: the same forged options never reach the backend (the balancer's 
   writeFileSync(file, config("js"));
   await startLb(t, topo, ["--config", file, "--cgroup", lbCg.path], [`${ADDR.lb4}:7000`], { cgroup: lbCg.path });
   assertRealClients(await forge(topo));
+});
+
+/** A PROXY v2 header for 192.0.2.99:4242 → VIP:80, as a client might send it itself (hex). */
+const FORGED_PROXY_V2 = "0d0a0d0a000d0a515549540a" + "21" + "11" + "000c" + "c0000263" + "c6336401" + "1092" + "0050";
+
+test("packet path, proxy-v2: a SYN carrying data (a forged PROXY header) is dropped and counted; a forged header sent as the first bytes comes after ours: nginx's $proxy_protocol_addr is the client", T, async (t) => {
+  if (!requireRoot(t) || !(await ready(t))) return;
+  const topo = await createTopology(t);
+  const nginx = await startNginx(t, topo, [{ index: 0, proxyProtocol: true }]);
+  const file = join(topo.dir, "lb.yaml");
+  writeFileSync(
+    file,
+    `admin: ${ADMIN}
+dataPath: packet
+listeners:
+  - { name: v4, listen: "${ADDR.lb4}:80", pool: v4, mode: proxy-v2 }
+pools:
+  v4: { backends: [ "${ADDR.backend4[0]}:80" ] }
+`,
+  );
+  await startLb(t, topo, ["--config", file], [ADMIN]);
+  await topo.client.run("nft", ["-f", "-"], {
+    input: "table inet toa_scapy {\n chain out {\n  type filter hook output priority 0;\n  tcp sport 42000-42999 tcp flags & rst == rst drop\n }\n}\n",
+  });
+  // A SYN with data (what a Fast Open client sends once it has a cookie): no SYN-ACK comes back.
+  const syn = await clientPy<{ answered: boolean }>(topo, `
+import json
+from scapy.all import IP, TCP, Raw, conf, sr1
+conf.verb = 0
+a = sr1(IP(src="${ADDR.client4}", dst="${ADDR.lb4}") / TCP(sport=42001, dport=80, flags="S", seq=5000, options=[("MSS", 1400)]) / Raw(bytes.fromhex("${FORGED_PROXY_V2}") + b"GET / HTTP/1.0\\r\\n\\r\\n"), timeout=3)
+print(json.dumps({"answered": a is not None}))
+`);
+  assert.equal(syn.answered, false, "the SYN carrying data was dropped");
+  // The forged header as the client's first bytes: the backend parses ours first.
+  const forged = await clientPy<string>(topo, `
+import json, socket
+c = socket.create_connection(("${ADDR.lb4}", 80), timeout=5)
+c.sendall(bytes.fromhex("${FORGED_PROXY_V2}") + b"GET / HTTP/1.0\\r\\n\\r\\n")
+out = b""
+while True:
+    d = c.recv(4096)
+    if not d: break
+    out += d
+print(json.dumps(out.decode(errors="replace").split("\\r\\n")[0]))
+`);
+  t.diagnostic(`nginx answered the forged-header request with: ${forged}`);
+  const lines = (await waitFor("nginx's log", () => (nginx.lines().length >= 1 ? nginx.lines() : undefined)))!;
+  assert.deepEqual(lines.map((l) => l.split(" ")[1]), [ADDR.client4], `nginx's $proxy_protocol_addr: ${lines.join(" | ")}`);
+  const s = await lbStatus(topo, ADMIN);
+  assert.equal(s.packet!.counters.syn_data_dropped, 1, JSON.stringify(s.packet!.counters));
 });
