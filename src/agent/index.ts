@@ -5,6 +5,7 @@
 export { clientAddress, requestClient, closeClientAddressMaps, decodePeer, type ClientAddress, type ClientAddressOptions } from "./client-address.js";
 export { loadReceiver, unloadReceiver, readLoadedSettings, defaultCgroup, RECEIVER_FEATURES, type LoadResult, type UnloadResult } from "./receiver.js";
 export { receiverCounters, readCounters, type Counters } from "./stats.js";
+export { measureReceiverCost, type ReceiverCost, type ProgramCost } from "./cost.js";
 export { ToaSender, type ConnectionKey, type SenderOptions } from "./sender.js";
 export { parseKinds, parseTrust, parseCidr, SettingsError, type ReceiverSettings, type StoredSettings, type Cidr } from "./settings.js";
 export { DEFAULT_PIN_DIR } from "./pins.js";

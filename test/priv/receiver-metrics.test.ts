@@ -6,6 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { requireRoot, uniqueName } from "../harness/privileged.js";
 import { createTestCgroup } from "../harness/cgroup.js";
@@ -102,4 +103,57 @@ test("clientAddress() follows an unload + load: a long-running process reads the
     sender.close();
     unloadReceiver(pinDir);
   }
+});
+
+test("toa stats --bpf: each program's runs and ns per connection from the kernel's run statistics, switched on only for the measurement", async (t) => {
+  if (!requireRoot(t)) return;
+  const clientCg = createTestCgroup(t, "toa-bpf-c");
+  const serverCg = createTestCgroup(t, "toa-bpf-s");
+  const pinDir = join("/sys/fs/bpf", uniqueName("toa-bpf"));
+  const sender = ToaSender.open({ cgroupPath: clientCg.path });
+  t.after(() => sender.close());
+  t.after(() => unloadReceiver(pinDir));
+  loadReceiver({ cgroup: serverCg.path, pinDir, kinds: [254], trust: [], syn: false });
+  const server = await serverCg.inside(async () => {
+    const s = net.createServer((c) => c.end(`${c.remoteAddress}`));
+    await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+    return s;
+  });
+  t.after(() => server.close());
+  const port = (server.address() as net.AddressInfo).port;
+  const statsBefore = readFileSync("/proc/sys/kernel/bpf_stats_enabled", "utf8").trim();
+  // 10 connections with a TOA and 10 without, while `toa stats --bpf 3` measures.
+  const connect = (lport: number) =>
+    clientCg.inside(async () => {
+      const c = net.connect({ host: "127.0.0.1", port, localAddress: "127.0.0.1", localPort: lport });
+      let got = "";
+      c.on("data", (d) => (got += d.toString()));
+      await new Promise((r) => c.on("close", r));
+      return got;
+    });
+  let out = "";
+  const measuring = run(["stats", "--pin-dir", pinDir, "--bpf", "3", "--json"], { out: (x) => void (out += x), err: () => undefined });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(readFileSync("/proc/sys/kernel/bpf_stats_enabled", "utf8").trim(), statsBefore, "the sysctl itself is left alone (the fd switches the statistics on)");
+  for (let i = 0; i < 10; i++) {
+    sender.register({ localAddress: "127.0.0.1", localPort: 43000 + i, remoteAddress: "127.0.0.1", remotePort: port }, { address: "192.0.2.45", port: 4500 + i });
+    assert.equal(await connect(43000 + i), "192.0.2.45");
+    assert.equal(await connect(43100 + i), "127.0.0.1");
+  }
+  assert.equal(await measuring, 0);
+  const cost = JSON.parse(out) as { connections: number; withToa: number; programs: { name: string; runs: number; nsPerRun: number; runsPerConnection: number; nsPerConnection: number }[]; nsPerConnection: number };
+  t.diagnostic(JSON.stringify(cost));
+  assert.equal(cost.connections, 20);
+  assert.equal(cost.withToa, 10);
+  const receiver = cost.programs.find((p) => p.name === "toa_receiver")!;
+  assert.ok(receiver.runs >= 20 && receiver.nsPerRun > 0, JSON.stringify(receiver));
+  const getpeer = cost.programs.find((p) => p.name === "toa_getpeer4")!;
+  assert.ok(getpeer.runs >= 20, `Node's accept() asks for the peer of each connection: ${JSON.stringify(getpeer)}`);
+  assert.ok(Math.abs(cost.nsPerConnection - cost.programs.reduce((n, p) => n + p.nsPerConnection, 0)) < 1e-6);
+  // Off again once the measurement is over: the programs' counts stop moving.
+  const again = await connect(43200);
+  assert.equal(again, "127.0.0.1");
+  let out2 = "";
+  assert.equal(await run(["stats", "--pin-dir", pinDir, "--bpf", "abc"], { out: () => undefined, err: (x) => void (out2 += x) }), 2);
+  assert.match(out2, /--bpf: "abc" is not a number of seconds above 0/);
 });

@@ -5,6 +5,7 @@ import { jsonOption, pinDirOption } from "./common.js";
 import type { CommandFactory } from "./index.js";
 import { UsageError } from "../io.js";
 import { receiverRegistry, serveMetrics } from "../../agent/exporter.js";
+import { measureReceiverCost, type ReceiverCost } from "../../agent/cost.js";
 
 const descriptions: Record<string, string> = {
   syn_recv_sock_toa: "connections that got a client address from a TOA",
@@ -22,6 +23,14 @@ const descriptions: Record<string, string> = {
   data_search_stopped: "stopped looking in data segments",
 };
 
+function renderCost(c: ReceiverCost): string {
+  const n = (x: number, d = 0) => x.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
+  const head = `${c.connections} connections in ${n(c.seconds, 1)} s (${c.withToa} with a TOA)`;
+  if (c.connections === 0) return `${head}: nothing to divide by; measure while connections come in (a longer --bpf, or during a load test)`;
+  const rows = c.programs.map((p) => `${p.name.padEnd(14)} ${n(p.runsPerConnection, 2).padStart(8)} ${n(p.nsPerRun).padStart(8)} ${n(p.nsPerConnection).padStart(10)}`);
+  return [head, `${"program".padEnd(14)} ${"runs/conn".padStart(8)} ${"ns/run".padStart(8)} ${"ns/conn".padStart(10)}`, ...rows, `${"all".padEnd(14)} ${"".padStart(8)} ${"".padStart(8)} ${n(c.nsPerConnection).padStart(10)}`].join("\n");
+}
+
 function render(c: Counters): string {
   return receiverCounterNames.map((n) => `${n.padEnd(22)} ${String(c[n]).padStart(12)}  ${descriptions[n] ?? ""}`).join("\n");
 }
@@ -35,8 +44,23 @@ export const statsCommand: CommandFactory = (io, exit) =>
     .option("--watch [seconds]", "print again every N seconds (default 1) with the change since the last print; Ctrl-C stops")
     .option("--prometheus", "print the counters in the Prometheus text format")
     .option("--serve <addr:port>", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9101) until stopped")
-    .addHelpText("after", "\nExamples:\n  toa stats --watch 5\n  toa stats --json | jq .untrusted\n  toa stats --serve 127.0.0.1:9101      # Prometheus scrapes http://127.0.0.1:9101/metrics")
-    .action(async (opts: { pinDir: string; json?: boolean; watch?: string | boolean; prometheus?: boolean; serve?: string }) => {
+    .option("--bpf [seconds]", "measure what the programs cost, from the kernel's own run statistics, over N seconds of this host's traffic (default 10); switched on for the measurement only")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  toa stats --watch 5\n  toa stats --json | jq .untrusted\n  toa stats --serve 127.0.0.1:9101      # Prometheus scrapes http://127.0.0.1:9101/metrics\n  toa stats --bpf 30                    # ns per connection of each program, over 30 s",
+    )
+    .action(async (opts: { pinDir: string; json?: boolean; watch?: string | boolean; prometheus?: boolean; serve?: string; bpf?: string | boolean }) => {
+      if (opts.bpf !== undefined) {
+        const secs = opts.bpf === true ? 10 : Number(opts.bpf);
+        if (typeof opts.bpf === "string" && (!/^\d+(\.\d+)?$/.test(opts.bpf.trim()) || !(secs > 0))) {
+          throw new UsageError(`--bpf: "${opts.bpf}" is not a number of seconds above 0: write e.g. --bpf 30 (or --bpf alone for 10 s)`);
+        }
+        if (!receiverCounters(opts.pinDir)) throw new UsageError(`nothing loaded at ${opts.pinDir}: run \`toa load\` first`, 3);
+        if (!opts.json) io.err(`measuring for ${secs} s (kernel run statistics on meanwhile)…`);
+        const cost = await measureReceiverCost(opts.pinDir, { seconds: secs });
+        io.out(opts.json ? JSON.stringify(cost) : renderCost(cost));
+        return exit(0);
+      }
       // Checked before anything is read, so a wrong value never passes silently.
       const seconds = opts.watch === undefined || opts.watch === true ? 1 : Number(opts.watch);
       if (typeof opts.watch === "string" && (!/^\d+(\.\d+)?$/.test(opts.watch.trim()) || !(seconds > 0))) {
