@@ -14,11 +14,11 @@
  *
  * Run: `sudo npm run bench:agent`. Knobs: ROUNDS (10), CPS_MS (2000), BULK_MS (2500), MEM_N (2000).
  */
-import { closeSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
-import { bpf, BpfCommand, objectInfo } from "../../src/bpf/index.js";
-import { loadReceiver, readLoadedSettings, receiverCounters, ToaSender, unloadReceiver } from "../../src/agent/index.js";
+import { asm, attachCgroup, enableRunStats, Program, programInfo } from "../../src/bpf/index.js";
+import { loadReceiver, measureReceiverCost, receiverCounters, ToaSender, unloadReceiver } from "../../src/agent/index.js";
 import { createTestCgroup, ownCgroup, type TestCgroup } from "../../test/harness/cgroup.js";
 import { sh, waitFor, type Started } from "../../test/harness/exec.js";
 import { link, Netns } from "../../test/harness/netns.js";
@@ -43,6 +43,8 @@ const SIDES: Side[] = ["a", "b"];
 // Server ports per pipeline; client local ports (registered with the sender) per pipeline.
 const PORT = { a: { cps: 8080, down: 8081, up: 8082, gp: 8083, mem: 8084 }, b: { cps: 8090, down: 8091, up: 8092, gp: 8093, mem: 8094 } } as const;
 const LPORT = { a: { cps: 20000, down: 29000, up: 29001, gp: 29002, mem: 30000 }, b: { cps: 25000, down: 29100, up: 29101, gp: 29102, mem: 30000 } } as const;
+/** Client ports of the conn/s runs without a TOA: never registered with the sender. */
+const LPORT_PLAIN = { a: 36000, b: 37000 } as const;
 const CPS_PORTS = CONCURRENCY * 4;
 
 // ---- cleanup: everything made is registered here, undone in reverse, also on SIGINT/SIGTERM ----
@@ -174,6 +176,8 @@ interface Cps {
   cps: number;
   done: number;
   errors: number;
+  /** Exchanges over the whole run, warm-up included. */
+  total: number;
   cpuUs: number;
 }
 
@@ -187,19 +191,20 @@ async function nginxBoth(env: Env): Promise<Started[]> {
   return servers;
 }
 
-function cpsClient(env: Env, s: Side, w: { start: number; stop: number }): Started {
+/** The conn/s client of pipeline `s`; `toa` false: from ports the sender has not registered. */
+function cpsClient(env: Env, s: Side, w: { start: number; stop: number }, toa = true): Started {
   return startIn(env, "client", s, process.execPath, [
     join(env.dir, "cps.mjs"),
-    JSON.stringify({ host: SERVER, port: PORT[s].cps, local: CLIENT, lport: LPORT[s].cps, ports: CPS_PORTS, concurrency: CONCURRENCY, ...w, cgroups: [env.client[s].path, env.server[s].path] }),
+    JSON.stringify({ host: SERVER, port: PORT[s].cps, local: CLIENT, lport: toa ? LPORT[s].cps : LPORT_PLAIN[s], ports: CPS_PORTS, concurrency: CONCURRENCY, ...w, cgroups: [env.client[s].path, env.server[s].path] }),
   ]);
 }
 
-async function cps(env: Env, withSide: Side): Promise<{ r: Record<Side, Cps>; toa: number }> {
+async function cps(env: Env, withSide: Side, toa = true): Promise<{ r: Record<Side, Cps>; toa: number }> {
   return under(env, withSide, async () => {
     const servers = await nginxBoth(env);
     try {
       const w = window(CPS_MS);
-      const clients = SIDES.map((s) => cpsClient(env, s, w));
+      const clients = SIDES.map((s) => cpsClient(env, s, w, toa));
       const [a, b] = await Promise.all(clients.map((c) => json<Cps>(c)));
       return { a, b };
     } finally {
@@ -249,42 +254,54 @@ async function getpeername(env: Env, withSide: Side): Promise<{ ns: Record<Side,
   return r;
 }
 
-/** Run time the kernel accounts to the receiver's programs (BPF_ENABLE_STATS while one pipeline runs). */
-async function programCost(env: Env): Promise<{ sockopsNsPerConn: number; sockopsRunsPerConn: number; getpeerNsPerCall: number; getpeerCallsPerConn: number; conns: number }> {
-  const statsAttr = Buffer.alloc(4); // BPF_STATS_RUN_TIME = 0
-  const statsFd = bpf(32 /* BPF_ENABLE_STATS */, statsAttr);
-  try {
-    const { r, toa } = await under(env, "a", async () => {
-      const servers = await nginxBoth(env);
-      try {
-        await json<Cps>(cpsClient(env, "a", window(1000)));
-      } finally {
-        for (const p of servers) await stop(p);
-      }
-      const ids = readLoadedSettings(env.pinDir)!.programs;
-      const stats = (id: number) => {
-        const attr = Buffer.alloc(12);
-        attr.writeUInt32LE(id, 0);
-        const fd = bpf(BpfCommand.PROG_GET_FD_BY_ID, attr);
-        try {
-          const info = objectInfo(fd, 232); // struct bpf_prog_info: run_time_ns at 192, run_cnt at 200
-          return { ns: Number(info.readBigUInt64LE(192)), runs: Number(info.readBigUInt64LE(200)) };
-        } finally {
-          closeSync(fd);
-        }
-      };
-      return { sockops: stats(ids.receiver), getpeer: stats(ids.getpeer4) };
-    });
-    return {
-      sockopsNsPerConn: r.sockops.ns / toa,
-      sockopsRunsPerConn: r.sockops.runs / toa,
-      getpeerNsPerCall: r.getpeer.ns / Math.max(1, r.getpeer.runs),
-      getpeerCallsPerConn: r.getpeer.runs / toa,
-      conns: toa,
-    };
-  } finally {
-    closeSync(statsFd);
+/** The kernel's run time per connection during a 1 s conn/s run on pipeline a. */
+interface RunCost {
+  /** Connections counted (by the receiver, or by the client for the empty program). */
+  conns: number;
+  /** sock_ops runs per connection and ns per connection (all of them). */
+  sockopsRuns: number;
+  sockopsNs: number;
+  /** getpeername calls per connection and ns per call (nginx asks accept() for the peer). */
+  getpeerCalls: number;
+  getpeerNsPerCall: number;
+}
+
+/**
+ * Run time the kernel accounts to the receiver's programs (measureReceiverCost, as `toa stats --bpf`)
+ * while pipeline a makes connections with or without a TOA; and the same for an empty sock_ops program
+ * (`return 1`): the floor the statistics themselves add to every run (two clock reads), which the
+ * receiver's figures include too.
+ */
+async function programCost(env: Env, what: "toa" | "plain" | "empty"): Promise<RunCost> {
+  const run = async () => {
+    const servers = await nginxBoth(env);
+    try {
+      return await json<Cps>(cpsClient(env, "a", window(1000), what !== "plain"));
+    } finally {
+      for (const p of servers) await stop(p);
+    }
+  };
+  if (what === "empty") {
+    const p = Program.load({ name: "bench_empty", type: "SOCK_OPS", instructions: [asm.mov(asm.R0, 1), asm.exit()] });
+    const a = attachCgroup(env.server.a.path, p, "CGROUP_SOCK_OPS");
+    const stats = enableRunStats();
+    try {
+      const before = programInfo(p.fd);
+      const c = await run();
+      const after = programInfo(p.fd);
+      // Connections the server completed: the client's count of exchanges in the whole run.
+      const conns = c.total;
+      return { conns, sockopsRuns: Number(after.runCount - before.runCount) / conns, sockopsNs: Number(after.runTimeNs - before.runTimeNs) / conns, getpeerCalls: 0, getpeerNsPerCall: 0 };
+    } finally {
+      stats.close();
+      a.detach();
+      p.close();
+    }
   }
+  const { r } = await under(env, "a", () => measureReceiverCost(env.pinDir, { during: run }));
+  const of = (name: string) => r.programs.find((p) => p.name === name);
+  const gp = of("toa_getpeer4");
+  return { conns: r.connections, sockopsRuns: of("toa_receiver")?.runsPerConnection ?? 0, sockopsNs: of("toa_receiver")?.nsPerConnection ?? 0, getpeerCalls: gp?.runsPerConnection ?? 0, getpeerNsPerCall: gp?.nsPerRun ?? 0 };
 }
 
 /** Bytes of every slab cache in use, by cache (active objects × object size). */
@@ -445,17 +462,35 @@ method: two identical pipelines A and B run at the same time, each a client (net
     ${BULK_MS / 1000} s window; down = server sends, up = client sends.
   - getpeername: one Python process, one accepted socket per server cgroup, ${GP_REPS} × ${GP_CALLS} sock.getpeername()
     on each in turn; per round the fastest turn of each, difference of the two.
-  - program run time: BPF_ENABLE_STATS during a 1 s conn/s run on one pipeline (kernel's run_time_ns / run_cnt).
+  - program run time: BPF_ENABLE_STATS during a 1 s conn/s run on one pipeline (kernel's run_time_ns / run_cnt,
+    as \`toa stats --bpf\`): with a TOA in every connection, with none, and for an empty sock_ops program (the
+    floor the statistics add to every run: two clock reads).
   - memory: ${MEM_N} connections held open on one pipeline; /proc/slabinfo (active objects × size) delta / ${MEM_N},
     both ends; ${MEM_ROUNDS} rounds of: no receiver, receiver, receiver with syn: false (order rotated).
 `);
 
-    const cpsR = await rounds("conn/s", (s) => cps(e, s));
+    // conn/s with a TOA in every connection and without one, interleaved round by round.
+    const cpsR: Awaited<ReturnType<typeof cps>>[] = [];
+    const plainR: Awaited<ReturnType<typeof cps>>[] = [];
+    const cpsRounds: { withSide: Side; r: Awaited<ReturnType<typeof cps>> }[] = [];
+    const plainRounds: { withSide: Side; r: Awaited<ReturnType<typeof cps>> }[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      const withSide: Side = i % 2 ? "b" : "a";
+      process.stderr.write(`  conn/s with and without a TOA: round ${i + 1}/${ROUNDS}, receiver on ${withSide}\n`);
+      const t = await cps(e, withSide, true);
+      const n = await cps(e, withSide, false);
+      cpsR.push(t);
+      plainR.push(n);
+      cpsRounds.push({ withSide, r: t });
+      plainRounds.push({ withSide, r: n });
+    }
     const downR = await rounds("bulk down", (s) => bulk(e, s, "down"));
     const upR = await rounds("bulk up", (s) => bulk(e, s, "up"));
     const gpR = await rounds("getpeername", (s) => getpeername(e, s));
-    process.stderr.write("  program run time\n");
-    const cost = await programCost(e);
+    process.stderr.write("  program run time: receiver (TOA, no TOA), empty program\n");
+    const costToa = await programCost(e, "toa");
+    const costPlain = await programCost(e, "plain");
+    const costEmpty = await programCost(e, "empty");
     const mem: Record<MemCond, Mem[]> = { none: [], toa: [], "toa-nosyn": [] };
     for (let i = 0; i < MEM_ROUNDS; i++) {
       const conds: MemCond[] = ["none", "toa", "toa-nosyn"];
@@ -472,8 +507,9 @@ method: two identical pipelines A and B run at the same time, each a client (net
       without: rs.map((x) => f(x.r[other(x.withSide)])),
     });
     const ratio = (p: { with: number[]; without: number[] }) => p.with.map((w, i) => w / p.without[i]);
-    const cpsP = pick(cpsR.map((x) => ({ withSide: x.withSide, r: x.r.r })), (c) => c.cps);
-    const cpuP = pick(cpsR.map((x) => ({ withSide: x.withSide, r: x.r.r })), (c) => c.cpuUs / c.done);
+    const cpsP = pick(cpsRounds.map((x) => ({ withSide: x.withSide, r: x.r.r })), (c) => c.cps);
+    const plainP = pick(plainRounds.map((x) => ({ withSide: x.withSide, r: x.r.r })), (c) => c.cps);
+    const cpuP = pick(cpsRounds.map((x) => ({ withSide: x.withSide, r: x.r.r })), (c) => c.cpuUs / c.done);
     const downP = pick(downR, (x) => x);
     const upP = pick(upR, (x) => x);
     // Per round the fastest turn of each socket: the least disturbed by other work on the machine.
@@ -497,12 +533,23 @@ method: two identical pipelines A and B run at the same time, each a client (net
 
     console.log("| measure | without | with | with/without or difference (range over rounds) | goal |");
     console.log("|---|---:|---:|---:|---|");
-    row("new connections/s (nginx), per pipeline", cpsP, 0, 0.97);
+    row("new connections/s (nginx), every one with a TOA", cpsP, 0, 0.98);
+    row("new connections/s (nginx), none with a TOA", plainP, 0, 0.98);
     row("CPU per connection, client + server (µs)", cpuP, 1, undefined, true);
     row("bulk, server → client (MB/s)", downP, 0, 0.99);
     row("bulk, client → server (MB/s)", upP, 0, 0.99);
     console.log(`| getpeername() in a Python loop (ns per call) | ${fmt(median(gpWithout), 1)} | ${fmt(median(gpWith), 1)} | **+${fmt(median(gpD), 1)} ns** (${spread(gpD, 1)}) | - |`);
-    console.log(`| receiver programs' own run time per connection (ns) | - | ${fmt(cost.sockopsNsPerConn + cost.getpeerNsPerCall * cost.getpeerCallsPerConn, 0)} | sock_ops ${fmt(cost.sockopsNsPerConn, 0)} (${fmt(cost.sockopsRunsPerConn, 1)} runs) + getpeername4 ${fmt(cost.getpeerNsPerCall, 0)} per call | - |`);
+    const floorPerRun = costEmpty.sockopsNs / Math.max(1, costEmpty.sockopsRuns);
+    const bpfRow = (name: string, c: RunCost, goal: number) => {
+      const total = c.sockopsNs + c.getpeerNsPerCall * c.getpeerCalls;
+      const net = total - floorPerRun * (c.sockopsRuns + c.getpeerCalls);
+      console.log(
+        `| BPF run time per connection, ${name} (ns, kernel run_time_ns) | ${fmt(costEmpty.sockopsNs, 0)} (empty program) | ${fmt(total, 0)} | sock_ops ${fmt(c.sockopsRuns, 1)} runs ${fmt(c.sockopsNs, 0)} + getpeername ${fmt(c.getpeerCalls, 1)} × ${fmt(c.getpeerNsPerCall, 0)}; **${fmt(net, 0)} above the statistics' floor** | ≤ ${goal}: ${total <= goal ? "met" : net <= goal ? "met above the floor" : "**missed**"} |`,
+      );
+    };
+    bpfRow("TOA", costToa, 500);
+    bpfRow("no TOA", costPlain, 100);
+    console.log(`| getpeername program per call (ns) | ${fmt(floorPerRun, 0)} (floor) | ${fmt(costToa.getpeerNsPerCall, 0)} | ${fmt(costToa.getpeerNsPerCall - floorPerRun, 0)} above the floor | ≤ 100: ${costToa.getpeerNsPerCall <= 100 ? "met" : "**missed**"} |`);
     console.log(`| kernel memory per connection with a TOA (bytes, kmalloc caches) | ${fmt(memK("none"))} | ${fmt(memK("toa"))} | **+${fmt(median(memAdded))} B** (${spread(memAdded, 0)}) | - |`);
     const cgK = (c: MemCond) => median(mem[c].map((m) => m.kmallocCg));
     const plainK = (c: MemCond) => median(mem[c].map(plain));
@@ -519,9 +566,12 @@ method: two identical pipelines A and B run at the same time, each a client (net
       .map((k) => ({ k, store: perCache("toa-nosyn", k) - perCache("none", k), syn: perCache("toa", k) - perCache("toa-nosyn", k) }))
       .filter((d) => Math.abs(d.store) >= 16 || Math.abs(d.syn) >= 16);
     console.log("kmalloc caches that grew (B per connection, medians, sk_storage / saved SYN): " + diffs.map((d) => `${d.k} ${fmt(d.store)} / ${fmt(d.syn)}`).join("; "));
-    const toaPerConn = cpsR.map((x) => x.r.toa / Math.max(1, x.r.r[x.withSide].done));
-    const errors = cpsR.reduce((a, x) => a + x.r.r.a.errors + x.r.r.b.errors, 0);
-    console.log(`checks: getpeername() and accept() returned ${gpR[0].r.peer[gpR[0].withSide]} with the receiver, ${gpR[0].r.peer[other(gpR[0].withSide)]} without; TOAs found per counted conn/s exchange (warm-up included): ${spread(toaPerConn, 2)}; conn/s errors: ${errors}; program run time over ${fmt(cost.conns)} connections.`);
+    const toaPerConn = cpsRounds.map((x) => x.r.toa / Math.max(1, x.r.r[x.withSide].total));
+    const toaPlain = plainRounds.map((x) => x.r.toa);
+    const errors = [...cpsR, ...plainR].reduce((a, x) => a + x.r.a.errors + x.r.b.errors, 0);
+    console.log(
+      `checks: getpeername() and accept() returned ${gpR[0].r.peer[gpR[0].withSide]} with the receiver, ${gpR[0].r.peer[other(gpR[0].withSide)]} without; TOAs found per conn/s exchange: ${spread(toaPerConn, 2)} with a TOA, ${spread(toaPlain, 0)} without; conn/s errors: ${errors}; run time over ${fmt(costToa.conns)} / ${fmt(costPlain.conns)} / ${fmt(costEmpty.conns)} connections; the statistics' floor: ${fmt(floorPerRun, 1)} ns per run (an empty program).`,
+    );
   } finally {
     await cleanup();
     if (env) {

@@ -119,7 +119,7 @@ import { readFileSync } from "node:fs";
 const a = JSON.parse(process.argv[2]);
 const req = Buffer.from("GET / HTTP/1.0\\r\\nHost: bench\\r\\n\\r\\n");
 const free = Array.from({ length: a.ports }, (_, i) => a.lport + i);
-let done = 0, errors = 0, counting = false;
+let done = 0, errors = 0, total = 0, counting = false;
 const one = (port) => new Promise((resolve) => {
   const s = net.connect({ host: a.host, port: a.port, localAddress: a.local, localPort: port, noDelay: true });
   let got = 0;
@@ -142,10 +142,11 @@ await Promise.all(Array.from({ length: a.concurrency }, async () => {
     free.push(port);
     if (Date.now() >= a.stop) stopWindow();
     if (counting) ok ? done++ : errors++;
+    if (ok) total++;
   }
 }));
 stopWindow(); clearTimeout(stopTimer);
-console.log(JSON.stringify({ cps: done / ((a.stop - a.start) / 1000), done, errors, cpuUs }));
+console.log(JSON.stringify({ cps: done / ((a.stop - a.start) / 1000), done, errors, total, cpuUs }));
 `;
 
 /** nginx answering `return 200` with nothing logged per request, one process, in the foreground. */

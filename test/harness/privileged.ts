@@ -36,3 +36,17 @@ export function requireKernelFeature(t: TestContext, id: string): boolean {
   t.skip(reason);
   return false;
 }
+
+/**
+ * For test/vm/: tests that change the machine (install a .deb, write under /etc). They run only in
+ * the kernel matrix's VMs (TOA_IN_VM=1, set by test/kernels/matrix.ts), whose root file system is a
+ * throwaway overlay; anywhere else they skip with the reason, CI included (npm test never runs them).
+ */
+export function requireVm(t: TestContext): boolean {
+  if (!requireRoot(t)) return false;
+  if (process.env.TOA_IN_VM === "1") return true;
+  const reason = "changes the machine (installs packages): runs only inside the kernel matrix's VMs (npm run test:kernels)";
+  console.log(`# skip ${t.name}: ${reason}`);
+  t.skip(reason);
+  return false;
+}

@@ -18,6 +18,11 @@ const here = dirname(fileURLToPath(import.meta.url)); // dist/test/kernels
 const ROOT = resolve(here, "../../..");
 const SCRIPTS = join(ROOT, "test/kernels");
 const PRIV = join(ROOT, "dist/test/priv");
+/**
+ * Tests that change the machine (install a package, ...): they run only inside the VMs, whose root
+ * file system is a throwaway overlay; npm test never runs them.
+ */
+const VM_ONLY = join(ROOT, "dist/test/vm");
 
 /**
  * A copy of the built tree for the run (node_modules linked): the legs run for many minutes, and a
@@ -47,18 +52,23 @@ interface Options {
   cpus: string;
 }
 
-/** The priv test files whose names contain one of the comma-separated patterns ("" = all). */
+/**
+ * The test files (dist/test/priv, then dist/test/vm) whose names contain one of the comma-separated
+ * patterns ("" = all).
+ */
 export function selectFiles(patterns: string): string[] {
-  const all = readdirSync(PRIV).filter((f) => f.endsWith(".test.js")).sort();
+  const list = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith(".test.js")).sort().map((f) => join(dir, f)) : []);
+  const all = [...list(PRIV), ...list(VM_ONLY)];
+  const name = (f: string) => basename(f).replace(/\.test\.js$/, "");
   const wanted = patterns.split(",").map((p) => p.trim()).filter(Boolean);
-  if (wanted.length === 0) return all.map((f) => join(PRIV, f));
+  if (wanted.length === 0) return all;
   const chosen = new Set<string>();
   for (const p of wanted) {
-    const hits = all.filter((f) => f === p || f.replace(/\.test\.js$/, "") === p || f.includes(p));
-    if (hits.length === 0) throw new Error(`--files: "${p}" matches no file in dist/test/priv (${all.length} files: ${all.map((f) => f.replace(/\.test\.js$/, "")).join(", ")})`);
+    const hits = all.filter((f) => name(f) === p || basename(f).includes(p));
+    if (hits.length === 0) throw new Error(`--files: "${p}" matches no file in dist/test/priv or dist/test/vm (${all.length} files: ${all.map(name).join(", ")})`);
     hits.forEach((h) => chosen.add(h));
   }
-  return all.filter((f) => chosen.has(f)).map((f) => join(PRIV, f));
+  return all.filter((f) => chosen.has(f));
 }
 
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, onLine?: (line: string) => void): Promise<{ code: number | null; output: string }> {
@@ -120,7 +130,9 @@ async function runLeg(k: KernelTarget, files: string[], o: Options, tree: string
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, "results.jsonl"), "");
   const started = Date.now();
-  const guestArgs = ["--files", files.map((f) => join(tree, "dist/test/priv", basename(f))).join(","), ...(o.census ? [] : ["--no-census"])];
+  // The host leg runs no machine-changing tests (dist/test/vm): only the VMs' overlays may take them.
+  const legFiles = k.suite ? files : files.filter((f) => !f.startsWith(VM_ONLY));
+  const guestArgs = ["--files", legFiles.map((f) => join(tree, f.slice(ROOT.length + 1))).join(","), ...(o.census ? [] : ["--no-census"])];
   const guest = join(tree, "dist/test/kernels/guest.js");
   const stop = follow(join(out, "results.jsonl"), k.id, o.json);
   let error: string | undefined;
@@ -133,7 +145,7 @@ async function runLeg(k: KernelTarget, files: string[], o: Options, tree: string
     if (f.code !== 0 || !existsSync(kdir)) {
       error = `fetching ${k.suite}'s kernel failed: ${f.output.slice(-1000)}`;
     } else {
-      const cmd = `cd ${tree} && TOA_TEST_TIME_FACTOR=${o.timeFactor} ${process.execPath} ${guest} --out /mnt ${guestArgs.map((a) => `'${a}'`).join(" ")}`;
+      const cmd = `cd ${tree} && TOA_IN_VM=1 TOA_TEST_TIME_FACTOR=${o.timeFactor} ${process.execPath} ${guest} --out /mnt ${guestArgs.map((a) => `'${a}'`).join(" ")}`;
       const r = await run(join(SCRIPTS, "run-kernel.sh"), [kdir, out, cmd], { ...process.env, VM_MEM: o.mem, VM_CPUS: o.cpus });
       if (r.code !== 0 && r.code !== 1) error = `the VM gave no result (exit ${r.code}); console: ${join(out, "console")}\n${r.output.slice(-1500)}`;
       else if (r.code === 1 && existsSync(join(out, "log"))) {
