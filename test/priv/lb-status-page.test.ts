@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { existsSync, statSync, readFileSync, copyFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { requireRoot } from "../harness/privileged.js";
-import { sh } from "../harness/exec.js";
+import { sh, waitFor } from "../harness/exec.js";
 import { ADDR, createTopology, curl, startLb, startNginx, writeConfig } from "../../bench/lb/topology.js";
 
 test("status page: listeners, pools, backends with health colours, in headless Chromium", async (t) => {
@@ -31,9 +31,13 @@ pools:
 `,
   );
   await startLb(t, topo, ["--config", config], [`${ADDR.lb4}:80`]);
+  // Backend 2 has no nginx: until its first check fails it may take a request, which is reset.
+  await waitFor("backend 2 DOWN", async () => {
+    const s = JSON.parse(await topo.balancer.run("curl", ["-sS", "http://127.0.0.1:9100/status.json"])) as { pools: { backends: { state: string }[] }[] };
+    return s.pools[0].backends[2].state === "DOWN";
+  });
   for (let i = 0; i < 6; i++) await curl(topo, `http://${ADDR.lb4}/`);
   await curl(topo, `http://[${ADDR.lb6}]/`);
-  await new Promise((r) => setTimeout(r, 600)); // backend 2 (no nginx) is DOWN by now
   const html = await topo.balancer.run("curl", ["-sS", "http://127.0.0.1:9100/"]);
   assert.match(html, /<tr class="up"><td class="name">203\.0\.113\.10:80<\/td><td class="state">UP<\/td>/);
   assert.match(html, /<tr class="down"><td class="name">203\.0\.113\.12:80<\/td><td class="state">DOWN<\/td><td>ECONNREFUSED<\/td>/);
