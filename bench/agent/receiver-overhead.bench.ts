@@ -19,6 +19,7 @@ import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { asm, attachCgroup, enableRunStats, Program, programInfo } from "../../src/bpf/index.js";
 import { loadReceiver, measureReceiverCost, receiverCounters, ToaSender, unloadReceiver } from "../../src/agent/index.js";
+import { synDefault } from "../../src/agent/settings.js";
 import { createTestCgroup, ownCgroup, type TestCgroup } from "../../test/harness/cgroup.js";
 import { sh, waitFor, type Started } from "../../test/harness/exec.js";
 import { link, Netns } from "../../test/harness/netns.js";
@@ -152,10 +153,12 @@ function py(env: Env, where: "client" | "server", side: Side, args: Record<strin
   return startIn(env, where, side, env.python, [join(env.dir, "roles.py"), JSON.stringify({ ...base, ...args })], stdin);
 }
 
-const receiverSettings = (env: Env, cgroup: string, syn = true) => ({ cgroup, pinDir: env.pinDir, kinds: [254, 253, 200], trust: [], syn });
+const KINDS = [254, 253, 200];
+/** `toa load`'s defaults: kinds 254,253,200, so no saved SYN (synDefault); the memory rows set it both ways. */
+const receiverSettings = (env: Env, cgroup: string, syn = synDefault(KINDS)) => ({ cgroup, pinDir: env.pinDir, kinds: KINDS, trust: [], syn });
 
 /** Load the receiver on server cgroup `side` (none: nothing), run fn, unload. Returns fn's result and the TOAs found. */
-async function under<T>(env: Env, side: Side | "none", fn: () => Promise<T>, syn = true): Promise<{ r: T; toa: number }> {
+async function under<T>(env: Env, side: Side | "none", fn: () => Promise<T>, syn = synDefault(KINDS)): Promise<{ r: T; toa: number }> {
   if (side !== "none") loadReceiver(receiverSettings(env, env.server[side].path, syn));
   try {
     const r = await fn();
@@ -452,8 +455,8 @@ async function main(): Promise<void> {
 machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Linux ${release()}, Node ${process.version}, ${pyVersion}, ${nginxVersion}
 method: two identical pipelines A and B run at the same time, each a client (netns ${CLIENT}, cgroup client/a|b)
   talking over one veth pair to its own server (netns ${SERVER}, cgroup srv-a|srv-b). The TOA sender on the
-  client cgroups writes a TOA (${TOA_CLIENT}) into every connection of both; the receiver (kinds 254,253,200,
-  no trust list, saved SYN on) is loaded on one server cgroup before its server starts, A in even rounds,
+  client cgroups writes a TOA (${TOA_CLIENT}) into every connection of both; the receiver (toa load's defaults:
+  kinds 254,253,200, so no saved SYN; no trust list) is loaded on one server cgroup before its server starts, A in even rounds,
   B in odd ones. ${ROUNDS} rounds; ratio = median of per-round ratios with/without; range = min–max over rounds.
   - conn/s: nginx (return 200, 1 process, no access log) ← Node client, ${CONCURRENCY} loops of connect/GET/
     read to FIN/RST close, per pipeline; counted in the same ${CPS_MS / 1000} s window after ${WARM_MS / 1000} s warm-up. CPU = usage_usec

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { parse as parseYaml } from "yaml";
-import { parseKinds, parseTrust, SettingsError, type Cidr } from "./settings.js";
+import { parseKinds, parseTrust, SettingsError, synDefault, type Cidr } from "./settings.js";
 import { parseTarget, parseUnit, type Target, TargetError } from "./targets.js";
 
 /** Where the agent pins its receivers: one folder per target cgroup below it. */
@@ -145,7 +145,7 @@ export function resolveAgentConfig(input: AgentInput, mount: string, source = "c
     targets,
     kinds,
     trust,
-    syn: merged.syn ?? true,
+    syn: merged.syn ?? synDefault(kinds),
     pinBase,
     listen,
     keepGoneSeconds: seconds(merged.keepGone, fieldOf("--keep-gone", "keepGone"), 600, 0),

@@ -4,7 +4,7 @@
  * loaded.
  */
 import { isIP } from "node:net";
-import { DEFAULT_KINDS, SETTINGS_SIZE } from "../programs/layout.js";
+import { ALIBABA_CDN_KIND, DEFAULT_KINDS, SETTINGS_SIZE } from "../programs/layout.js";
 import { parseToaKinds } from "../wire/toa.js";
 
 /** An address prefix of the trust list. */
@@ -41,6 +41,16 @@ export class SettingsError extends Error {
     super(`${field}: ${message}`);
     this.name = "SettingsError";
   }
+}
+
+/**
+ * Whether to read the saved SYN when neither --syn nor --no-syn is given: only when kind 28 is
+ * accepted, since Alibaba Cloud CDN writes its option in the SYN alone; every other writer puts the
+ * TOA in the handshake ACK (toa.ko reads nothing else). Saving SYNs costs every connection of the
+ * cgroup an allocation and about 100 bytes until close, whether it carries a TOA or not.
+ */
+export function synDefault(kinds: readonly number[]): boolean {
+  return kinds.includes(ALIBABA_CDN_KIND);
 }
 
 /** Parse `--kinds 254,253,200` (the range every command shares: wire/toa.ts TOA_KIND_RANGE). */

@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { findCgroup2Mount } from "../bpf/cgroup.js";
 import { loadReceiver, unloadReceiver } from "../agent/receiver.js";
 import { receiverCounters, type Counters } from "../agent/stats.js";
-import { parseTrust } from "../agent/settings.js";
+import { parseTrust, synDefault } from "../agent/settings.js";
 import { DEFAULT_KINDS } from "../programs/layout.js";
 import { createNetns, deleteNetns, listening, nsRun, type Proc, removeCgroup, startIn, stopPid, vethLink, waitUntil as waitUntil0 } from "./system.js";
 
@@ -312,7 +312,7 @@ ${opts.ipv4Only ? "" : `  web6: { backends: ["[${A.backend6}]:${BACKEND_PORT}"] 
   for (const f of families) await request(f, false);
 
   say(`toa load…                on ${s.cgroups.backend} only (trust ${A.lbInside4}, ${A.lbInside6}), pins ${s.pinDir}`);
-  loadReceiver({ cgroup: s.cgroups.backend, pinDir: s.pinDir, kinds: [...DEFAULT_KINDS], trust: parseTrust(`${A.lbInside4}/32,${A.lbInside6}/128`), syn: true });
+  loadReceiver({ cgroup: s.cgroups.backend, pinDir: s.pinDir, kinds: [...DEFAULT_KINDS], trust: parseTrust(`${A.lbInside4}/32,${A.lbInside6}/128`), syn: synDefault(DEFAULT_KINDS) });
 
   say("requests with toa…");
   for (const f of families) await request(f, true);

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { addressBytes, decodeSettings, encodeSettings, formatAddress, parseCidr, parseKinds, parseTrust, SettingsError, type StoredSettings } from "../../src/agent/settings.js";
+import { addressBytes, decodeSettings, encodeSettings, formatAddress, parseCidr, parseKinds, parseTrust, SettingsError, synDefault, type StoredSettings } from "../../src/agent/settings.js";
+import { agentConfigFromFlags } from "../../src/cli/commands/agent.js";
 import { decodePeer } from "../../src/agent/client-address.js";
 import { senderKey, senderValue } from "../../src/agent/sender.js";
 import { Peer, SenderKey, SenderValue } from "../../src/programs/layout.js";
@@ -107,4 +108,14 @@ test("systemd unit runs toa agent from boot, ready before the target units, leav
   assert.match(u, /^Before=network-pre\.target nginx\.service$/m);
   assert.match(u, /^Restart=on-failure$/m);
   assert.match(u, /^WantedBy=multi-user\.target$/m);
+});
+
+test("the saved SYN is read by default only with kind 28 (Alibaba CDN writes there alone); --syn and --no-syn decide otherwise", () => {
+  assert.equal(synDefault([254, 253, 200]), false);
+  assert.equal(synDefault([254, 28]), true);
+  const agent = (flags: Record<string, unknown>) => agentConfigFromFlags({ target: ["/"], ...flags } as never, "/sys/fs/cgroup").syn;
+  assert.equal(agent({}), false);
+  assert.equal(agent({ kinds: "254,28" }), true);
+  assert.equal(agent({ syn: true }), true);
+  assert.equal(agent({ kinds: "254,28", syn: false }), false);
 });

@@ -53,7 +53,7 @@ interface AgentOptions {
   unit?: string[];
   trust?: string;
   kinds?: string;
-  syn: boolean;
+  syn?: boolean;
   pinBase?: string;
   listen?: string;
   keepGone?: string;
@@ -70,7 +70,7 @@ export function agentInputFromFlags(o: AgentOptions): AgentInput {
     unit: o.unit,
     trust: o.trust,
     kinds: o.kinds,
-    syn: o.syn === false ? false : undefined,
+    syn: o.syn,
     pinBase: o.pinBase,
     listen: o.listen === "off" ? false : o.listen,
     keepGone: o.keepGone,
@@ -105,7 +105,8 @@ export function addAgentOptions(cmd: Command): Command {
     .option("--unit <name>", "systemd unit whose cgroup to keep the receiver on (repeatable)", collect)
     .option("--trust <cidrs>", "load balancer source addresses allowed to send a TOA, comma separated; without it every source is believed")
     .option("--kinds <kinds>", "TCP option kinds to accept, comma separated (default 254,253,200)")
-    .option("--no-syn", "don't look for the TOA in the SYN")
+    .option("--syn", "also look for the TOA in the SYN (balancers that write it there only); on by default only with kind 28")
+    .option("--no-syn", "don't look for the TOA in the SYN, even with kind 28")
     .option("--pin-base <dir>", `bpffs folder holding one pin folder per target cgroup (default ${DEFAULT_AGENT_PIN_BASE})`)
     .option("--listen <addr:port>", `serve /metrics and /healthz here (default ${DEFAULT_AGENT_LISTEN}; "off": none)`)
     .option("--keep-gone <seconds>", "keep a removed cgroup's pins this long for it to come back (default 600)")

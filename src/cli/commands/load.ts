@@ -1,7 +1,7 @@
 /** `toa load`: build, load, attach and pin the receiver; a second run replaces it in place. */
 import { Command } from "commander";
 import { defaultCgroup, loadReceiver } from "../../agent/receiver.js";
-import { parseKinds, parseTrust, SettingsError } from "../../agent/settings.js";
+import { parseKinds, parseTrust, SettingsError, synDefault } from "../../agent/settings.js";
 import { UsageError } from "../io.js";
 import { cgroupOption, jsonOption, pinDirOption } from "./common.js";
 import type { CommandFactory } from "./index.js";
@@ -17,7 +17,8 @@ export const loadCommand: CommandFactory = (io, exit) =>
     )
     .option("--trust <cidrs>", "load balancer source addresses allowed to send a TOA, comma separated (e.g. 100.125.0.0/16,2001:db8::/32); without it every source is believed")
     .option("--kinds <kinds>", "TCP option kinds to accept, comma separated (lengths 8 = IPv4, 20 = IPv6; add 28 for Alibaba CDN's 7/19-byte form without port)", "254,253,200")
-    .option("--no-syn", "don't look for the TOA in the SYN (saves the SYN's headers per connection)")
+    .option("--syn", "also look for the TOA in the SYN, for balancers that write it there only (keeps the SYN's headers per connection until close); on by default only with kind 28 (Alibaba CDN)")
+    .option("--no-syn", "don't look for the TOA in the SYN, even with kind 28")
     .addOption(cgroupOption())
     .addOption(pinDirOption())
     .addOption(jsonOption())
@@ -33,10 +34,11 @@ Examples:
 Needs root (or CAP_BPF + CAP_NET_ADMIN), cgroup v2 and Linux 5.10+ (or a distribution kernel with the
 same eBPF features: \`toa doctor\` checks). The line it prints also goes to the kernel log (dmesg | grep TOA).`,
     )
-    .action((opts: { trust?: string; kinds: string; syn: boolean; cgroup?: string; pinDir: string; json?: boolean }) => {
+    .action((opts: { trust?: string; kinds: string; syn?: boolean; cgroup?: string; pinDir: string; json?: boolean }) => {
       let settings;
       try {
-        settings = { cgroup: opts.cgroup ?? defaultCgroup(), pinDir: opts.pinDir, kinds: parseKinds(opts.kinds), trust: parseTrust(opts.trust), syn: opts.syn };
+        const kinds = parseKinds(opts.kinds);
+        settings = { cgroup: opts.cgroup ?? defaultCgroup(), pinDir: opts.pinDir, kinds, trust: parseTrust(opts.trust), syn: opts.syn ?? synDefault(kinds) };
       } catch (e) {
         if (e instanceof SettingsError) throw new UsageError(e.message);
         throw e;

@@ -51,7 +51,7 @@ interface ServiceOptions {
   cgroup?: string;
   trust?: string;
   kinds?: string;
-  syn: boolean;
+  syn?: boolean;
   pinBase?: string;
   listen?: string;
   keepGone?: string;
@@ -72,6 +72,7 @@ export function serviceAgentArgs(o: ServiceOptions): string[] {
   for (const u of o.unit ?? []) args.push("--unit", u);
   if (o.trust) args.push("--trust", o.trust);
   if (o.kinds) args.push("--kinds", o.kinds);
+  if (o.syn === true) args.push("--syn");
   if (o.syn === false) args.push("--no-syn");
   if (o.pinBase) args.push("--pin-base", o.pinBase);
   if (o.listen) args.push("--listen", o.listen);
