@@ -17,7 +17,8 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
-import { asm, attachCgroup, enableRunStats, Program, programInfo } from "../../src/bpf/index.js";
+import { asm, attachCgroup, BpfMap, enableRunStats, Program, programInfo } from "../../src/bpf/index.js";
+import { mapSpecs } from "../../src/programs/layout.js";
 import { loadReceiver, measureReceiverCost, receiverCounters, ToaSender, unloadReceiver } from "../../src/agent/index.js";
 import { synDefault } from "../../src/agent/settings.js";
 import { createTestCgroup, ownCgroup, type TestCgroup } from "../../test/harness/cgroup.js";
@@ -275,7 +276,7 @@ interface RunCost {
  * (`return 1`): the floor the statistics themselves add to every run (two clock reads), which the
  * receiver's figures include too.
  */
-async function programCost(env: Env, what: "toa" | "plain" | "empty"): Promise<RunCost> {
+async function programCost(env: Env, what: "toa" | "plain" | "empty" | "storage"): Promise<RunCost> {
   const run = async () => {
     const servers = await nginxBoth(env);
     try {
@@ -284,8 +285,19 @@ async function programCost(env: Env, what: "toa" | "plain" | "empty"): Promise<R
       for (const p of servers) await stop(p);
     }
   };
-  if (what === "empty") {
-    const p = Program.load({ name: "bench_empty", type: "SOCK_OPS", instructions: [asm.mov(asm.R0, 1), asm.exit()] });
+  if (what === "empty" || what === "storage") {
+    const { mov, exit, R0, R1, R2, R3, R4, R6, ldx, jeq, label, ldMap, call, st } = asm;
+    // "storage": only what no receiver can avoid: at PASSIVE_ESTABLISHED, bpf_sk_storage_get(F_CREATE)
+    // on the toa_peers map and one store into it.
+    const body = what === "empty"
+      ? [mov(R0, 1), exit()]
+      : [
+          mov(R6, R1), ldx("W", R2, R6, 0), jeq(R2, 5, "p"), mov(R0, 1), exit(), label("p"),
+          ldx("DW", R2, R6, 184), jeq(R2, 0, "out"), ldMap(R1, "toa_peers"), mov(R3, 0), mov(R4, 1), call("sk_storage_get"), jeq(R0, 0, "out"), st("W", R0, 0, 1),
+          label("out"), mov(R0, 1), exit(),
+        ];
+    const peers = what === "storage" ? BpfMap.create(mapSpecs.peers) : undefined;
+    const p = Program.load({ name: `bench_${what}`, type: "SOCK_OPS", instructions: body }, { maps: peers ? { toa_peers: peers } : {} });
     const a = attachCgroup(env.server.a.path, p, "CGROUP_SOCK_OPS");
     const stats = enableRunStats();
     try {
@@ -299,6 +311,7 @@ async function programCost(env: Env, what: "toa" | "plain" | "empty"): Promise<R
       stats.close();
       a.detach();
       p.close();
+      peers?.close();
     }
   }
   const { r } = await under(env, "a", () => measureReceiverCost(env.pinDir, { during: run }));
@@ -490,10 +503,11 @@ method: two identical pipelines A and B run at the same time, each a client (net
     const downR = await rounds("bulk down", (s) => bulk(e, s, "down"));
     const upR = await rounds("bulk up", (s) => bulk(e, s, "up"));
     const gpR = await rounds("getpeername", (s) => getpeername(e, s));
-    process.stderr.write("  program run time: receiver (TOA, no TOA), empty program\n");
+    process.stderr.write("  program run time: receiver (TOA, no TOA), empty program, storage only\n");
     const costToa = await programCost(e, "toa");
     const costPlain = await programCost(e, "plain");
     const costEmpty = await programCost(e, "empty");
+    const costStorage = await programCost(e, "storage");
     const mem: Record<MemCond, Mem[]> = { none: [], toa: [], "toa-nosyn": [] };
     for (let i = 0; i < MEM_ROUNDS; i++) {
       const conds: MemCond[] = ["none", "toa", "toa-nosyn"];
@@ -551,6 +565,9 @@ method: two identical pipelines A and B run at the same time, each a client (net
       );
     };
     bpfRow("TOA", costToa, 500);
+    console.log(
+      `| of which bpf_sk_storage_get(F_CREATE), the storage no receiver can do without (a program doing only that) | ${fmt(costEmpty.sockopsNs, 0)} (empty program) | ${fmt(costStorage.sockopsNs, 0)} | **${fmt(costStorage.sockopsNs - costEmpty.sockopsNs, 0)} above the floor**; the receiver's own work on top: ${fmt(costToa.sockopsNs - costStorage.sockopsNs, 0)} | - |`,
+    );
     bpfRow("no TOA", costPlain, 100);
     console.log(`| getpeername program per call (ns) | ${fmt(floorPerRun, 0)} (floor) | ${fmt(costToa.getpeerNsPerCall, 0)} | ${fmt(costToa.getpeerNsPerCall - floorPerRun, 0)} above the floor | ≤ 100: ${costToa.getpeerNsPerCall <= 100 ? "met" : "**missed**"} |`);
     console.log(`| kernel memory per connection with a TOA (bytes, kmalloc caches) | ${fmt(memK("none"))} | ${fmt(memK("toa"))} | **+${fmt(median(memAdded))} B** (${spread(memAdded, 0)}) | - |`);
