@@ -2,6 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fileStatus, parseEvents, parseTapSummary } from "../kernels/results.js";
+import { censusTable, matrixTable, type Leg } from "../kernels/report.js";
 
 const TAP = `TAP version 13
 # Subtest: a
@@ -42,5 +43,31 @@ test("parseEvents: one JSON object per line; a half-written last line is left fo
   assert.deepEqual(
     parseEvents(text).map((e) => e.type),
     ["kernel", "start"],
+  );
+});
+
+test("matrixTable and censusTable: one column per kernel, a missing file is a dash, a refused program says so", () => {
+  const k = (id: string) => ({ id, label: id, arch: "amd64" as const });
+  const legs: Leg[] = [
+    {
+      kernel: k("5.10"),
+      release: "5.10.0-32-amd64",
+      ms: 61_000,
+      events: [
+        { type: "program", program: "toa_receiver", variant: "default", instructions: 3174, processed: 35240, ms: 400 },
+        { type: "program", program: "toa_nat", variant: "", instructions: 8537, processed: -1, ms: 20, error: "R3 min value is outside of the allowed memory range" },
+        { type: "file", file: "a.test.js", status: "pass", pass: 3, fail: 0, skipped: 0, todo: 0, ms: 12_400, failures: [] },
+        { type: "file", file: "b.test.js", status: "fail", pass: 1, fail: 2, skipped: 0, todo: 0, ms: 30_000, failures: ["x", "y"] },
+      ],
+    },
+    { kernel: k("host"), ms: 2000, events: [{ type: "file", file: "a.test.js", status: "skip", pass: 0, fail: 0, skipped: 3, todo: 0, ms: 100, failures: [] }] },
+  ];
+  assert.equal(
+    matrixTable(legs, ["/x/a.test.js", "/x/b.test.js"]),
+    ["| test file | 5.10 (5.10.0-32-amd64) | host |", "|---|---|---|", "| a | pass 12s | skip 0s |", "| b | FAIL 2/3 30s | — |", "| **leg time** | 61 s | 2 s |"].join("\n"),
+  );
+  assert.equal(
+    censusTable(legs),
+    ["| program | insns | 5.10 | host |", "|---|---:|---:|---:|", "| toa_receiver default | 3174 | 35240 | — |", "| toa_nat | 8537 | refused | — |"].join("\n"),
   );
 });
