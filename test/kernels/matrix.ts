@@ -51,6 +51,7 @@ interface Options {
   markdown?: string;
   mem: string;
   cpus: string;
+  vmTimeout?: number;
 }
 
 /**
@@ -139,8 +140,12 @@ async function runLeg(k: KernelTarget, files: string[], o: Options, tree: string
       error = `fetching ${k.suite}'s kernel failed: ${f.output.slice(-1000)}`;
     } else {
       const cmd = `cd ${tree} && TOA_IN_VM=1 TOA_TEST_TIME_FACTOR=${o.timeFactor} ${process.execPath} ${guest} --out /mnt ${guestArgs.map((a) => `'${a}'`).join(" ")}`;
-      const r = await run(join(SCRIPTS, "run-kernel.sh"), [kdir, out, cmd], { ...process.env, VM_MEM: o.mem, VM_CPUS: o.cpus });
-      if (r.code !== 0 && r.code !== 1) error = `the VM gave no result (exit ${r.code}); console: ${join(out, "console")}\n${r.output.slice(-1500)}`;
+      // A VM that hangs must not hold the run forever, but a long file list on a busy machine is slow:
+      // 15 minutes plus 5 per file (time factor 4), unless --vm-timeout says otherwise.
+      const timeout = o.vmTimeout ?? Math.round((900 + 300 * legFiles.length) * (o.timeFactor / 4));
+      const r = await run(join(SCRIPTS, "run-kernel.sh"), [kdir, out, cmd], { ...process.env, VM_MEM: o.mem, VM_CPUS: o.cpus, VM_TIMEOUT: String(timeout) });
+      const timedOut = /terminating on signal 15 from pid \d+ \(timeout\)/.test(existsSync(join(out, "console")) ? readFileSync(join(out, "console"), "utf8") : "");
+      if (r.code !== 0 && r.code !== 1) error = `the VM gave no result (exit ${r.code}${timedOut ? `: stopped after --vm-timeout ${timeout} s` : ""}); console: ${join(out, "console")}\n${r.output.slice(-1500)}`;
       else if (r.code === 1 && existsSync(join(out, "log"))) {
         const log = readFileSync(join(out, "log"), "utf8");
         if (!parseEvents(readFileSync(join(out, "results.jsonl"), "utf8")).some((e) => e.type === "done")) error = `the guest runner failed:\n${log.slice(-2000)}`;
@@ -170,6 +175,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--no-census", "skip loading each program with verifier statistics")
     .option("--mem <size>", "VM memory", "6G")
     .option("--cpus <n>", "VM CPUs", "2")
+    .option("--vm-timeout <seconds>", "stop a VM after this long (default: 900 + 300 per test file, scaled by the time factor)", positive)
     .option("--markdown <file>", "also write the tables as markdown to this file")
     .option("--json", "print the results as JSON on stdout (progress stays on stderr)")
     .addHelpText("after", "\nNeeds root and the Debian packages qemu-system-x86, busybox-static, cpio, kmod, xz-utils, zstd.\nExit status 0 only when every file passed (or skipped) on every kernel and every program loaded.");

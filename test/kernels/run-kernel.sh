@@ -6,12 +6,12 @@
 # OUTDIR gets: log (the command's output), rc (its exit code), console (the VM's console). It is
 # mounted read-write at /mnt in the guest, so the command can leave result files there.
 # Exit code: the command's, or 3 when the guest gave no result (crash, timeout: see OUTDIR/console).
-# Settings (environment): VM_MEM (6G), VM_CPUS (2), VM_TIMEOUT seconds (3000), VM_QUIET (quiet; empty
+# Settings (environment): VM_MEM (6G), VM_CPUS (2), VM_TIMEOUT seconds (10800), VM_QUIET (quiet; empty
 # shows the boot log), VM_ACCEL (-accel tcg,thread=multi -cpu max: nested KVM does not work on these
 # machines, "KVM internal error ... emulation failure").
 set -euo pipefail
 kdir=$(readlink -f "$1"); out=$(readlink -f "$2"); cmd=$3
-mem=${VM_MEM:-6G}; cpus=${VM_CPUS:-2}; tmo=${VM_TIMEOUT:-3000}
+mem=${VM_MEM:-6G}; cpus=${VM_CPUS:-2}; tmo=${VM_TIMEOUT:-10800}
 kver=$(ls "$kdir/lib/modules")
 vmlinuz=$(ls "$kdir"/boot/vmlinuz-*)
 [ -f "$kdir/lib/modules/$kver/modules.dep" ] || depmod -b "$kdir" "$kver"
