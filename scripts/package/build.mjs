@@ -86,7 +86,7 @@ const unit = await unitFile(root);
 const man = gzipSync(await manPage(root, version, date), { level: 9 });
 const { summary, body } = description();
 const copyright = (nodeLicense) =>
-  `toa ${version}\n\ntoa is licensed under the ${pkg.license} license (package.json "license").\n\n` + notices(root, { nodeLicense, packages });
+  `toa ${version}\n\ntoa is licensed under the ${pkg.license} license (package.json "license").\n\n` + notices({ nodeLicense, packages });
 
 /** The tree both packages install, for one target. */
 function stage(t, exe, nodeLicense) {
@@ -138,7 +138,7 @@ for (const t of targets) {
   rmSync(dir, { recursive: true, force: true });
 }
 // Beside the executables: what the packages carry as /usr/share/doc/toa/copyright.
-writeFileSync(join(OUT, "THIRD-PARTY-NOTICES.txt"), notices(root, { nodeLicense: runtimes.get(targets[0].arch).nodeLicense, packages }));
+writeFileSync(join(OUT, "THIRD-PARTY-NOTICES.txt"), notices({ nodeLicense: runtimes.get(targets[0].arch).nodeLicense, packages }));
 
 const sha256 = (f) => createHash("sha256").update(readFileSync(f)).digest("hex");
 for (const f of outputs) manifest.files[f] = { bytes: statSync(join(OUT, f)).size, sha256: sha256(join(OUT, f)) };

@@ -213,7 +213,7 @@ export function description() {
 }
 
 /** Third-party notices: the runtime's license and each bundled npm package's. */
-export function notices(root, { nodeLicense, packages }) {
+export function notices({ nodeLicense, packages }) {
   const parts = [
     "toa bundles the following software. Their licenses follow.\n",
     `== Node.js (the runtime inside the executable)\n\n${readFileSync(nodeLicense, "utf8")}`,
