@@ -10,6 +10,7 @@
 //
 // The build is skipped when its inputs (the bundle, these scripts, the pinned runtimes) are those of
 // the last one: dist/package/manifest.json keeps their fingerprint.
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -39,6 +40,13 @@ if (targets.length !== (wanted.length || TARGETS.length)) {
 if (!existsSync(join(root, "dist/src/executable/main.js"))) {
   console.error("dist/src/executable/main.js is missing: `npm run build` first (npm run package does)");
   process.exit(1);
+}
+
+for (const [tool, pkgName] of [["dpkg-deb", "dpkg"], ["rpmbuild", "rpm"], ["tar", "tar"]]) {
+  if (spawnSync(tool, ["--version"], { stdio: "ignore" }).error) {
+    console.error(`${tool} is missing: apt-get install ${pkgName} (scripts/install-test-deps.sh installs what the package build needs)`);
+    process.exit(1);
+  }
 }
 
 const t0 = Date.now();
