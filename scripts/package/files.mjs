@@ -87,8 +87,11 @@ async function helpOf(root, args) {
 /** toa(1): the overview, then each command's own --help (the one place help text lives), files, environment. */
 export async function manPage(root, version, date) {
   const { buildProgram } = await importDist(root, "src/cli/main.js");
-  const program = buildProgram({ out: () => undefined, err: () => undefined }, () => undefined);
-  const commands = program.commands.filter((c) => !c._hidden).map((c) => c.name());
+  const { commandFactories } = await importDist(root, "src/cli/commands/index.js");
+  const quiet = { out: () => undefined, err: () => undefined };
+  const program = buildProgram(quiet, () => undefined);
+  // The listed commands, in --help's order (the hidden ones are toa's own helpers).
+  const commands = commandFactories.map((f) => f(quiet, () => undefined).name());
   const sections = [];
   for (const name of commands) sections.push(`.SS toa ${name}\n.nf\n${roff(await helpOf(root, [name]))}\n.fi`);
   return `.TH TOA 1 "${date}" "toa ${version}" "User Commands"
