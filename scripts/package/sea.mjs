@@ -6,7 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { chmodSync, copyFileSync, renameSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { KOFFI_ASSET } from "./bundle.mjs";
 
 /** The fuse every SEA-capable node binary carries (Node's docs, "Single executable applications"). */
@@ -18,13 +18,15 @@ const SENTINEL_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
  */
 export function seaBlob(hostNode, work, bundleFile, addon, name) {
   const config = join(work, `sea-config-${name}.json`);
-  const blob = join(work, `sea-${name}.blob`);
+  const blob = `sea-${name}.blob`;
+  // The blob keeps `main` as written (it names the script in stack traces): relative to `work`, so
+  // the executable holds no path of the machine that built it.
   writeFileSync(
     config,
-    JSON.stringify({ main: bundleFile, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, assets: { [KOFFI_ASSET]: addon } }, null, 2),
+    JSON.stringify({ main: relative(work, bundleFile), output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, assets: { [KOFFI_ASSET]: addon } }, null, 2),
   );
-  execFileSync(hostNode, ["--experimental-sea-config", config], { stdio: ["ignore", "ignore", "inherit"] });
-  return blob;
+  execFileSync(hostNode, ["--experimental-sea-config", config], { cwd: work, stdio: ["ignore", "ignore", "inherit"] });
+  return join(work, blob);
 }
 
 /** Inject `blob` into a copy of `node` at `out` (written under a temporary name, then renamed). */
