@@ -66,12 +66,15 @@ before(async () => {
   if (r.code !== 0) throw new Error(`scripts/package/build.mjs failed (exit ${r.code}):\n${r.stderr.slice(-4000)}`);
 });
 
-test("npm run package makes an executable, a .deb and an .rpm per architecture, listed with their SHA-256 in SHA256SUMS", () => {
+test("npm run package makes an executable, a .deb and an .rpm per architecture, listed with their SHA-256 in SHA256SUMS, with the notices", () => {
   const sums = readFileSync(join(OUT, "SHA256SUMS"), "utf8");
   for (const f of [...Object.values(FILES.exe), ...Object.values(FILES.deb), ...Object.values(FILES.rpm)]) {
     assert.ok(existsSync(f), `${f} was built`);
     const name = f.slice(OUT.length + 1);
     assert.match(sums, new RegExp(`^${sha256(readFileSync(f))}  ${name.replace(/\./g, "\\.")}$`, "m"), `${name} in SHA256SUMS`);
+  }
+  for (const exe of Object.values(FILES.exe)) {
+    assert.equal(readFileSync(exe).includes(root), false, `${exe} holds no path of the machine that built it`);
   }
   const notices = readFileSync(join(OUT, "THIRD-PARTY-NOTICES.txt"), "utf8");
   for (const p of ["Node.js", "koffi", "commander", "pino", "prom-client", "yaml"]) assert.match(notices, new RegExp(`^== ${p}`, "m"), `${p}'s license is in the notices`);
