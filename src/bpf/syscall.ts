@@ -49,8 +49,21 @@ export interface SyscallBackend {
 const SYS_BPF: Record<string, number> = { x64: 321, arm64: 280, riscv64: 280, ia32: 357, arm: 386, ppc64: 361, s390x: 351, loong64: 280 };
 const RLIMIT_MEMLOCK = 8;
 
-type Koffi = typeof import("koffi");
+/** The koffi module (its JS API over the native FFI binary). */
+export type Koffi = typeof import("koffi");
 let loaded: { koffi: Koffi; lib: ReturnType<Koffi["load"]> } | undefined;
+
+// koffi ships prebuilt binaries in its npm package (no compiler at install), found next to this module.
+let koffiSource: () => Koffi = () => createRequire(import.meta.url)("koffi") as Koffi;
+
+/**
+ * Where koffi comes from, when not from node_modules: the single executable (src/executable) hands
+ * in its bundled copy, whose native binary it carries inside. Call before the first syscall.
+ */
+export function useKoffi(source: () => Koffi): void {
+  if (loaded) throw new Error("useKoffi: koffi is already loaded");
+  koffiSource = source;
+}
 
 /**
  * koffi and libc, loaded once for the whole process, on first use (importing the toolkit never loads
@@ -58,9 +71,7 @@ let loaded: { koffi: Koffi; lib: ReturnType<Koffi["load"]> } | undefined;
  */
 export function loadLibc(): { koffi: Koffi; lib: ReturnType<Koffi["load"]> } {
   if (!loaded) {
-    const require = createRequire(import.meta.url);
-    // koffi ships prebuilt binaries in its npm package: no compiler at install.
-    const koffi = require("koffi") as Koffi;
+    const koffi = koffiSource();
     loaded = { koffi, lib: koffi.load("libc.so.6") };
   }
   return loaded;

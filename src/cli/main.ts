@@ -5,7 +5,7 @@
  */
 import { Command, CommanderError } from "commander";
 import { type Io, processIo, UsageError } from "./io.js";
-import { commandFactories } from "./commands/index.js";
+import { commandFactories, hiddenCommandFactories } from "./commands/index.js";
 
 /** Build the command tree; `exit` records the exit code an action wants. */
 export function buildProgram(io: Io, exit: (code: number) => void): Command {
@@ -18,10 +18,10 @@ export function buildProgram(io: Io, exit: (code: number) => void): Command {
     .showHelpAfterError("(run with --help for usage)")
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
     .exitOverride();
-  for (const factory of commandFactories) {
+  for (const factory of [...commandFactories, ...hiddenCommandFactories]) {
     const cmd = factory(io, exit);
     cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
-    program.addCommand(cmd);
+    program.addCommand(cmd, { hidden: hiddenCommandFactories.includes(factory) });
   }
   return program;
 }
@@ -44,4 +44,19 @@ export async function run(argv: string[], io: Io = processIo): Promise<number> {
     if (process.env.TOA_DEBUG) io.err(String(err.stack));
     return 1;
   }
+}
+
+/**
+ * The process's CLI, as `toa` runs it (bin.ts for the npm install, src/executable/main.ts for the single
+ * executable): runs `argv` and sets process.exitCode. `toa ... | head` closes the pipe early: that is
+ * the reader's choice, not an error.
+ */
+export async function main(argv: string[]): Promise<void> {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
+      throw e;
+    });
+  }
+  process.exitCode = await run(argv);
 }

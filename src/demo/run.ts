@@ -6,13 +6,14 @@
  */
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { findCgroup2Mount } from "../bpf/cgroup.js";
 import { loadReceiver, unloadReceiver } from "../agent/receiver.js";
 import { receiverCounters, type Counters } from "../agent/stats.js";
 import { parseTrust, synDefault } from "../agent/settings.js";
 import { DEFAULT_KINDS } from "../programs/layout.js";
+import { toaArgv } from "../shared/self.js";
+import type { PeerResponse } from "./peers.js";
 import { createNetns, deleteNetns, listening, nsRun, type Proc, removeCgroup, startIn, stopPid, vethLink, waitUntil as waitUntil0 } from "./system.js";
 
 /** Documentation prefixes only. */
@@ -29,8 +30,6 @@ export const DEMO_ADDR = {
 
 const BACKEND_PORT = 8080;
 const ADMIN = "127.0.0.1:9100";
-/** The CLI executable, next to this file in dist/src. */
-export const TOA_BIN = join(dirname(fileURLToPath(import.meta.url)), "../cli/bin.js");
 /** Where `--keep` leaves the description of a run for `--cleanup ID`. */
 export const STATE_DIR = "/run/toa-demo";
 
@@ -97,28 +96,18 @@ export function demoState(id: string, mount = findCgroup2Mount()): DemoState {
   };
 }
 
-/** The backend: a Node HTTP server that answers with the peer accept()/getpeername() gave it. */
-const BACKEND_JS = `
-const http = require("http");
-http.createServer((req, res) => {
-  const address = req.socket.remoteAddress, port = req.socket.remotePort;
-  res.setHeader("content-type", "application/json");
-  res.end(JSON.stringify({ address, port }) + "\\n");
-}).listen({ host: "::", port: ${BACKEND_PORT} }, () => console.log("backend listening"));
-process.on("SIGTERM", () => process.exit(0));
-`;
+/** Start `toa ARGS` (this same toa, npm install or single executable) in a namespace and cgroup. */
+function startToa(name: string, s: DemoState, netns: string, cgroup: string, args: string[], log: string): Proc {
+  const [file, ...rest] = toaArgv(...args);
+  return startIn(name, netns, cgroup, file, rest, join(s.tmpDir, log));
+}
 
-/** The client: GET a URL, print the body and the local address:port it connected from. */
-const CLIENT_JS = `
-const http = require("http");
-const req = http.get(process.argv[1], { timeout: 5000, agent: false }, (res) => {
-  let body = "";
-  res.on("data", (d) => (body += d));
-  res.on("end", () => console.log(JSON.stringify({ status: res.statusCode, body, local: { address: req.socket.localAddress, port: req.socket.localPort } })));
-});
-req.on("timeout", () => req.destroy(new Error("timed out after 5s")));
-req.on("error", (e) => { console.error(e.message); process.exit(1); });
-`;
+/** `toa demo-peer get URL` in a namespace: the response and the client's own address:port. */
+async function getIn(netns: string, url: string): Promise<PeerResponse> {
+  const [file, ...rest] = toaArgv("demo-peer", "get", url);
+  const out = await nsRun(netns, file, rest, 60_000);
+  return JSON.parse(out.trim().split("\n").pop()!) as PeerResponse;
+}
 
 /** "::ffff:198.51.100.2" → "198.51.100.2". */
 const plain = (a: string): string => (a.startsWith("::ffff:") && a.includes(".") ? a.slice(7) : a);
@@ -187,7 +176,7 @@ export function leftoverIds(mount = findCgroup2Mount()): string[] {
 /** Run the demo. Cleans up unless `keep`; on failure it cleans up and rethrows. */
 export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const say = opts.progress ?? (() => undefined);
-  if (process.getuid?.() !== 0) throw new Error("toa demo needs root (network namespaces, cgroups, eBPF): run `sudo npx toa demo`");
+  if (process.getuid?.() !== 0) throw new Error("toa demo needs root (network namespaces, cgroups, eBPF): run `sudo toa demo`");
   const mount = findCgroup2Mount();
   const s = demoState(newDemoId(), mount);
   const abort = new AbortController();
@@ -262,8 +251,8 @@ async function demoSteps(s: DemoState, say0: (l: string) => void, opts: DemoOpti
   mkdirSync(s.cgroups.backend);
   s.tmpDir = mkdtempSync(join(tmpdir(), `toa-demo-${s.id}-`));
 
-  say(`starting backend…        node HTTP server on [::]:${BACKEND_PORT} that answers with the peer address it sees`);
-  const backend = startIn("backend", s.netns.backend, s.cgroups.backend, process.execPath, ["-e", BACKEND_JS], join(s.tmpDir, "backend.log"));
+  say(`starting backend…        Node HTTP server on [::]:${BACKEND_PORT} that answers with the peer address it sees`);
+  const backend = startToa("backend", s, s.netns.backend, s.cgroups.backend, ["demo-peer", "backend", String(BACKEND_PORT)], "backend.log");
   s.pids.backend = backend.pid;
   await waitUntil("the backend to listen", () => alive(backend) && listening(s.netns.backend, `*:${BACKEND_PORT}`).then((l) => l || listening(s.netns.backend, `[::]:${BACKEND_PORT}`)));
 
@@ -284,7 +273,7 @@ ${opts.ipv4Only ? "" : `  - { name: web6, listen: "[${A.lb6}]:80", pool: web6, m
   web4: { backends: ["${A.backend4}:${BACKEND_PORT}"] }
 ${opts.ipv4Only ? "" : `  web6: { backends: ["[${A.backend6}]:${BACKEND_PORT}"] }\n`}`,
   );
-  const lb = startIn("toa lb", s.netns.balancer, s.cgroups.balancer, process.execPath, [TOA_BIN, "lb", "--config", config, "--cgroup", s.cgroups.balancer, "--log-level", "warn"], join(s.tmpDir, "lb.log"));
+  const lb = startToa("toa lb", s, s.netns.balancer, s.cgroups.balancer, ["lb", "--config", config, "--cgroup", s.cgroups.balancer, "--log-level", "warn"], "lb.log");
   s.pids.lb = lb.pid;
   // The packet path has no listening socket: its admin listener says it is up.
   try {
@@ -299,8 +288,7 @@ ${opts.ipv4Only ? "" : `  web6: { backends: ["[${A.backend6}]:${BACKEND_PORT}"] 
   const observations: Observation[] = [];
   const request = async (family: 4 | 6, toa: boolean): Promise<void> => {
     const url = family === 4 ? `http://${A.lb4}/` : `http://[${A.lb6}]/`;
-    const out = await nsRun(s.netns.client, process.execPath, ["-e", CLIENT_JS, url], 60_000);
-    const r = JSON.parse(out.trim().split("\n").pop()!) as { status: number; body: string; local: { address: string; port: number } };
+    const r = await getIn(s.netns.client, url);
     const saw = JSON.parse(r.body) as { address: string; port: number };
     const address = plain(saw.address);
     const client = { address: plain(r.local.address), port: r.local.port };
@@ -320,7 +308,7 @@ ${opts.ipv4Only ? "" : `  web6: { backends: ["[${A.backend6}]:${BACKEND_PORT}"] 
   const counters = receiverCounters(s.pinDir);
   let lbToa: DemoResult["lb"] = null;
   try {
-    const st = JSON.parse(await nsRun(s.netns.balancer, process.execPath, ["-e", CLIENT_JS, `http://${ADMIN}/status.json`])) as { body: string };
+    const st = await getIn(s.netns.balancer, `http://${ADMIN}/status.json`);
     const toa = (JSON.parse(st.body) as { toa: { written: number; skippedNoSpace: number } | null }).toa;
     lbToa = toa && { toaWritten: toa.written, skippedNoSpace: toa.skippedNoSpace };
   } catch (e) {

@@ -1,7 +1,7 @@
 /**
  * The real {@link ClientAddressWriter}: the lead's eBPF sock_ops sender (src/agent/sender.ts),
  * attached to the cgroup v2 folder the balancer runs in (or `--cgroup DIR`). Imported lazily, so the
- * proxy modes never touch bpf(2) and the lb builds even where the sender is not there yet.
+ * proxy modes never touch bpf(2).
  */
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -39,8 +39,8 @@ interface SenderModule {
 export async function loadToaSender(opts: { cgroupPath?: string; kind: number }): Promise<() => ClientAddressWriter> {
   let mod: SenderModule;
   try {
-    const spec = "../agent/sender.js"; // a variable: tsc must not require the file at build time
-    mod = (await import(spec)) as SenderModule;
+    // A literal specifier: the single executable's bundler must see the module to carry it.
+    mod = (await import("../agent/sender.js")) as SenderModule;
     if (typeof mod.ToaSender?.open !== "function") throw new Error("src/agent/sender.ts does not export ToaSender.open");
   } catch (e) {
     throw new LbError("LB_ERR_TOA_SENDER", `TOA sender unavailable: ${(e as Error).message}; use --mode proxy-v2, proxy-v1 or none until it is built`, { cause: e });

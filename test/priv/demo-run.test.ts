@@ -11,7 +11,7 @@ import { promisify } from "node:util";
 import { requireRoot } from "../harness/privileged.js";
 import { sh } from "../harness/exec.js";
 import { findCgroup2Mount } from "../../src/bpf/cgroup.js";
-import { TOA_BIN } from "../../src/demo/run.js";
+import { toaArgv } from "../../src/shared/self.js";
 import { scaled } from "../harness/time.js";
 
 const execFileP = promisify(execFile);
@@ -20,13 +20,14 @@ async function snapshot(): Promise<{ netns: string[]; cgroups: string[]; pins: s
   const netns = (await sh("ip", ["netns", "list"])).split("\n").map((l) => l.split(" ")[0]).filter((n) => n.startsWith("toa-demo-"));
   const cgroups = readdirSync(findCgroup2Mount()).filter((n) => n.startsWith("toa-demo-"));
   const pins = readdirSync("/sys/fs/bpf").filter((n) => n.startsWith("toa-demo-"));
-  const procs = (await sh("ps", ["-eo", "pid=,args="])).split("\n").filter((l) => l.includes("lb --config /tmp/toa-demo-") || l.includes('port: 8080 }, () => console.log("backend'));
+  const procs = (await sh("ps", ["-eo", "pid=,args="])).split("\n").filter((l) => l.includes("lb --config /tmp/toa-demo-") || l.includes("demo-peer backend 8080"));
   return { netns, cgroups, pins, procs };
 }
 
 async function toa(args: string[], timeoutMs = 90_000): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await execFileP(process.execPath, [TOA_BIN, ...args], { timeout: scaled(timeoutMs) });
+    const [file, ...rest] = toaArgv(...args);
+    const { stdout, stderr } = await execFileP(file, rest, { timeout: scaled(timeoutMs) });
     return { code: 0, stdout, stderr };
   } catch (e) {
     const err = e as { code?: number; stdout?: string; stderr?: string };
@@ -99,7 +100,8 @@ test("toa demo --keep leaves it running; --cleanup ID removes it", async (t) => 
 test("toa demo: Ctrl-C (SIGINT) midway removes everything", async (t) => {
   if (!requireRoot(t)) return;
   const before = await snapshot();
-  const child = spawn(process.execPath, [TOA_BIN, "demo"], { stdio: ["ignore", "pipe", "pipe"] });
+  const [file, ...rest] = toaArgv("demo");
+  const child = spawn(file, rest, { stdio: ["ignore", "pipe", "pipe"] });
   let err = "";
   let sent = false;
   const code = new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));

@@ -101,13 +101,15 @@ test("sender key and value match the layout the sender program builds", () => {
 });
 
 test("systemd unit runs toa agent from boot, ready before the target units, leaving the receivers on stop", () => {
-  const u = unitText("/usr/bin/node", "/usr/lib/node_modules/toa/dist/src/cli/bin.js", ["--unit", "nginx.service", "--trust", "100.125.0.0/16"], ["nginx.service"]);
+  const u = unitText(["/usr/bin/node", "/usr/lib/node_modules/toa/dist/src/cli/bin.js"], ["--unit", "nginx.service", "--trust", "100.125.0.0/16"], ["nginx.service"]);
   assert.match(u, /^ExecStart=\/usr\/bin\/node \/usr\/lib\/node_modules\/toa\/dist\/src\/cli\/bin\.js agent --unit nginx\.service --trust 100\.125\.0\.0\/16$/m);
   assert.doesNotMatch(u, /^ExecStop=/m);
   assert.match(u, /^Type=notify$/m);
   assert.match(u, /^Before=network-pre\.target nginx\.service$/m);
   assert.match(u, /^Restart=on-failure$/m);
   assert.match(u, /^WantedBy=multi-user\.target$/m);
+  // The single executable is its own runtime: toa alone, no node in front.
+  assert.match(unitText(["/usr/bin/toa"], ["--config", "/etc/toa/agent.yaml"]), /^ExecStart=\/usr\/bin\/toa agent --config \/etc\/toa\/agent\.yaml$/m);
 });
 
 test("the saved SYN is read by default only with kind 28 (Alibaba CDN writes there alone); --syn and --no-syn decide otherwise", () => {

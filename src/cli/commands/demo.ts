@@ -1,6 +1,7 @@
 /** `toa demo`: see TOA work in ten seconds, in network namespaces that are removed afterwards. */
-import { Command, Option } from "commander";
+import { Argument, Command, Option } from "commander";
 import { cleanupById, formatDemo, leftoverIds, runDemo } from "../../demo/run.js";
+import { getOnce, serveWhoAmI } from "../../demo/peers.js";
 import { jsonOption } from "./common.js";
 import type { CommandFactory } from "./index.js";
 
@@ -73,4 +74,39 @@ export const demoCommand: CommandFactory = (io, exit) =>
         }
       }
       exit(result.ok ? 0 : 1);
+    });
+
+/**
+ * `toa demo-peer`, hidden: the demo's backend and client, which the demo starts as toa itself inside
+ * its namespaces (the single executable has no node to run scripts with).
+ *
+ *   toa demo-peer backend PORT   HTTP server on [::]:PORT answering with the peer accept() gave it
+ *   toa demo-peer get URL        one GET; prints JSON: status, body, the local address:port used
+ */
+export const demoPeerCommand: CommandFactory = (io, exit) =>
+  new Command("demo-peer")
+    .summary("the demo's backend and client (started by `toa demo`)")
+    .addArgument(new Argument("<role>", "backend or get").choices(["backend", "get"]))
+    .argument("<target>", "backend: the port; get: the URL")
+    .action(async (role: "backend" | "get", target: string) => {
+      if (role === "get") {
+        try {
+          io.out(JSON.stringify(await getOnce(target)));
+          return exit(0);
+        } catch (e) {
+          io.err((e as Error).message);
+          return exit(1);
+        }
+      }
+      const server = serveWhoAmI(Number(target), () => io.out("backend listening"));
+      const code = await new Promise<number>((resolve) => {
+        process.once("SIGTERM", () => resolve(0));
+        server.once("error", (e) => {
+          io.err(`toa demo-peer backend: ${e.message}`);
+          resolve(1);
+        });
+      });
+      server.close();
+      server.closeAllConnections();
+      exit(code);
     });

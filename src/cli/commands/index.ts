@@ -9,7 +9,7 @@ import { installServiceCommand, uninstallServiceCommand } from "./service.js";
 import { lbCommand } from "./lb.js";
 import { inspectCommand } from "./inspect.js";
 import { doctorCommand } from "./doctor.js";
-import { demoCommand } from "./demo.js";
+import { demoCommand, demoPeerCommand } from "./demo.js";
 import { agentCommand } from "./agent.js";
 
 /** A command factory: builds the commander Command; `exit` sets the process exit code. */
@@ -28,3 +28,6 @@ export const commandFactories: CommandFactory[] = [
   installServiceCommand,
   uninstallServiceCommand,
 ];
+
+/** Commands `toa --help` does not list: toa's own helpers, which it starts as child processes. */
+export const hiddenCommandFactories: CommandFactory[] = [demoPeerCommand];

@@ -4,15 +4,20 @@
  * receiver whenever a target service's cgroup is made again (every `systemctl restart`).
  */
 import { Command } from "commander";
-import { existsSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import type { CommandFactory } from "./index.js";
 import { addAgentOptions, agentConfigFromFlags } from "./agent.js";
 import { checkCgroupFolder } from "../../agent/receiver.js";
 import { UsageError } from "../io.js";
+import { toaArgv } from "../../shared/self.js";
 
-/** The unit text for an agent with these arguments; `before` are units to start only once it watches. */
-export function unitText(node: string, bin: string, agentArgs: string[], before: string[] = []): string {
+/**
+ * The unit text for an agent with these arguments; `toa` is the argv that runs toa ({@link toaArgv}:
+ * node and the CLI script, or the single executable alone); `before` are units to start only once it
+ * watches. The .deb and .rpm ship the same unit (scripts/package).
+ */
+export function unitText(toa: string[], agentArgs: string[], before: string[] = []): string {
   const q = (s: string) => (/^[A-Za-z0-9_.,:/=@+-]+$/.test(s) ? s : `"${s.replace(/(["\\])/g, "\\$1")}"`);
   return `[Unit]
 Description=toa agent: real client addresses from TCP Option Address (eBPF receiver, kept attached through restarts)
@@ -26,9 +31,13 @@ Wants=network-pre.target
 [Service]
 Type=notify
 NotifyAccess=all
-ExecStart=${q(node)} ${q(bin)} agent ${agentArgs.map(q).join(" ")}
+ExecStart=${[...toa, "agent", ...agentArgs].map(q).join(" ")}
+# SIGHUP: the agent re-reads --config.
+ExecReload=/bin/kill -HUP $MAINPID
 # Stopping the agent leaves the receivers attached (they live in the kernel); \`toa unload\` removes them.
 Restart=on-failure
+# Exit 2 is a refused configuration (no target yet, a wrong value): restarting would not fix it.
+RestartPreventExitStatus=2
 RestartSec=2
 LimitMEMLOCK=infinity
 
@@ -107,9 +116,10 @@ Examples:
     )
     .action((opts: ServiceOptions) => {
       const args = serviceAgentArgs(opts);
-      const bin = realpathSync(process.argv[1] ?? "toa");
-      if (!existsSync(bin)) throw new UsageError(`cannot find the toa executable (${bin}): run install-service through the installed \`toa\``);
-      writeFileSync(opts.unitPath, unitText(process.execPath, bin, args, opts.unit ?? []));
+      const toa = toaArgv();
+      const missing = toa.find((f) => !existsSync(f));
+      if (missing) throw new UsageError(`cannot find the toa executable (${missing}): run install-service through the installed \`toa\``);
+      writeFileSync(opts.unitPath, unitText(toa, args, opts.unit ?? []));
       io.out(`wrote ${opts.unitPath}`);
       if (opts.enable) {
         systemctl(io, ["daemon-reload"]);
