@@ -14,6 +14,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { selectKernels, type KernelTarget } from "./kernels.js";
 import { parseEvents, type LegEvent } from "./results.js";
 import { censusTable, matrixTable, type Leg } from "./report.js";
+import { collectLegs, filesOf } from "./collect.js";
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/test/kernels
 const ROOT = resolve(here, "../../..");
@@ -52,6 +53,7 @@ interface Options {
   mem: string;
   cpus: string;
   vmTimeout?: number;
+  report?: string;
 }
 
 /**
@@ -178,9 +180,14 @@ async function main(argv: string[]): Promise<number> {
     .option("--vm-timeout <seconds>", "stop a VM after this long (default: 900 + 300 per test file, scaled by the time factor)", positive)
     .option("--markdown <file>", "also write the tables as markdown to this file")
     .option("--json", "print the results as JSON on stdout (progress stays on stderr)")
+    .option("--report <dirs>", "run nothing: print one table from earlier runs' --out folders (comma list), e.g. legs run one at a time")
     .addHelpText("after", "\nNeeds root and the Debian packages qemu-system-x86, busybox-static, cpio, kmod, xz-utils, zstd.\nExit status 0 only when every file passed (or skipped) on every kernel and every program loaded.");
   program.parse(argv, { from: "user" });
   const o = program.opts<Options>();
+  if (o.report) {
+    const legs = collectLegs(o.report.split(",").map((d) => d.trim()).filter(Boolean));
+    return report(legs, filesOf(legs), o, `--report ${o.report}`);
+  }
   if (process.getuid?.() !== 0) throw new Error("the kernel matrix runs tests as root: run it with sudo");
   const kernels = selectKernels(o.kernels);
   const files = selectFiles(o.files);
@@ -195,11 +202,17 @@ async function main(argv: string[]): Promise<number> {
   const legs: Leg[] = [];
   const tree = snapshot(o.out);
   for (const k of kernels) legs.push(await runLeg(k, files, o, tree));
+  writeFileSync(join(o.out, "matrix.md"), "");
+  return report(legs, files.map((f) => basename(f)), o, `--kernels ${o.kernels}${o.files ? ` --files ${o.files}` : ""}`, join(o.out, "matrix.md"));
+}
+
+/** Print the tables (and write them as markdown); 0 only when every file passed on every leg. */
+function report(legs: Leg[], files: string[], o: Options, how: string, mdFile?: string): number {
   const table = matrixTable(legs, files);
   const census = censusTable(legs);
   const date = new Date().toISOString().slice(0, 10);
-  const md = `Kernel matrix, ${date}: \`npm run test:kernels -- --kernels ${o.kernels}${o.files ? ` --files ${o.files}` : ""}\` (time factor ${o.timeFactor})\n\n${table}\n${census ? `\nVerifier: instructions processed per program\n\n${census}\n` : ""}`;
-  writeFileSync(join(o.out, "matrix.md"), md);
+  const md = `Kernel matrix, ${date}: \`npm run test:kernels -- ${how}\` (time factor ${o.timeFactor})\n\n${table}\n${census ? `\nVerifier: instructions processed per program\n\n${census}\n` : ""}`;
+  if (mdFile) writeFileSync(mdFile, md);
   if (o.markdown) writeFileSync(o.markdown, md);
   const failed = legs.filter((l) => l.error || l.events.some((e) => (e.type === "file" && e.status === "fail") || (e.type === "program" && e.error)));
   if (o.json) {

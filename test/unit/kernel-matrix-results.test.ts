@@ -71,3 +71,33 @@ test("matrixTable and censusTable: one column per kernel, a missing file is a da
     ["| program | insns | 5.10 | host |", "|---|---:|---:|---:|", "| toa_receiver default | 3174 | 35240 | — |", "| toa_nat | 8537 | refused | — |"].join("\n"),
   );
 });
+
+test("collectLegs: legs run in parts (separate --out folders) come back as one matrix, in kernel order", async () => {
+  const { mkdtempSync, mkdirSync, writeFileSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const { collectLegs, filesOf } = await import("../kernels/collect.js");
+  const a = mkdtempSync(join(tmpdir(), "toa-matrix-a-"));
+  const b = mkdtempSync(join(tmpdir(), "toa-matrix-b-"));
+  try {
+    const leg = (dir: string, id: string, lines: object[]) => {
+      mkdirSync(join(dir, id));
+      writeFileSync(join(dir, id, "results.jsonl"), lines.map((l) => JSON.stringify(l)).join("\n") + "\n");
+    };
+    const file = (name: string, status: string, ms: number) => ({ type: "file", file: name, status, pass: 1, fail: status === "fail" ? 1 : 0, skipped: 0, todo: 0, ms, failures: [] });
+    leg(a, "6.1", [{ type: "kernel", release: "6.1.0-x", machine: "x86_64" }, file("x.test.js", "pass", 1000), file("y.test.js", "fail", 2000), { type: "done", ms: 5000 }]);
+    leg(b, "5.10", [{ type: "kernel", release: "5.10.0-y", machine: "x86_64" }, file("y.test.js", "pass", 3000)]);
+    mkdirSync(join(b, "tree")); // the snapshot folder of a run is not a leg
+    const legs = collectLegs([a, b]);
+    assert.deepEqual(legs.map((l) => l.kernel.id), ["5.10", "6.1"]);
+    assert.equal(legs[1].ms, 5000);
+    assert.match(legs[0].error ?? "", /has no end/, "a leg without its done event is reported as unfinished");
+    assert.equal(legs[0].ms, 3000);
+    assert.deepEqual(filesOf(legs), ["y.test.js", "x.test.js"]);
+    assert.match(matrixTable(legs, filesOf(legs)), /\| y \| pass 3s \| FAIL 1\/2 2s \|/);
+    assert.throws(() => collectLegs([join(a, "missing")]), /does not exist/);
+  } finally {
+    rmSync(a, { recursive: true, force: true });
+    rmSync(b, { recursive: true, force: true });
+  }
+});
