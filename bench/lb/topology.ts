@@ -15,12 +15,12 @@ import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { TestContext } from "node:test";
 import { Netns, link } from "../../test/harness/netns.js";
-import { start, waitFor, type Started } from "../../test/harness/exec.js";
+import { start, waitFor, waitForProcess, type Started } from "../../test/harness/exec.js";
 import { nginxConf } from "../../test/harness/nginx-conf.js";
 import type { StatusSnapshot } from "../../src/lb/status.js";
 
 /** Run-time context: a node:test TestContext or a bench's own cleanup list. */
-export type Ctx = Pick<TestContext, "after">;
+export type Ctx = Pick<TestContext, "after"> & Partial<Pick<TestContext, "diagnostic">>;
 
 export const ADDR = {
   client4: "198.51.100.2",
@@ -154,15 +154,18 @@ export async function startLb(t: Ctx, topo: Topology, args: string[], waitListen
     ? start("nsenter", [`--net=/run/netns/${topo.balancer.name}`, "sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', opts.cgroup, process.execPath, ...node, ...args])
     : topo.balancer.start(t as TestContext, process.execPath, [...node, ...args]);
   if (opts.cgroup) t.after(() => proc.stop());
-  await waitFor(
+  // Loading toa_nat is the slow part of a packet-path start: seconds under emulation on old kernels.
+  const t0 = Date.now();
+  await waitForProcess(
     "toa lb to listen",
+    proc,
     async () => {
-      if (proc.child.exitCode !== null) throw new Error(`toa lb exited ${proc.child.exitCode}: ${proc.output()}`);
       const ss = await topo.balancer.run("ss", ["-Htln"]);
       return waitListen.every((a) => ss.includes(a)) && proc.output().includes("running (pid");
     },
-    15_000,
+    30_000,
   );
+  t.diagnostic?.(`toa lb listening ${Date.now() - t0} ms after its start`);
   const i = args.indexOf("--config");
   return { proc, configFile: i >= 0 ? args[i + 1] : undefined };
 }

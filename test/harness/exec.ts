@@ -82,3 +82,29 @@ export async function waitFor<T>(what: string, check: () => Promise<T> | T, time
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/**
+ * Wait for a started process to be ready: `ready()` returns a truthy value. Fails at once if the
+ * process exits, and on time-out: both errors end with the process's last output, so a slow or
+ * failing start (under emulation, on an old kernel) shows what the process was doing.
+ */
+export async function waitForProcess<T>(what: string, proc: Pick<Started, "child" | "output">, ready: () => Promise<T> | T, timeoutMs = 10_000): Promise<T> {
+  const tail = () => `\n--- its output (last 3000 characters) ---\n${proc.output().slice(-3000)}`;
+  const deadline = Date.now() + scaled(timeoutMs);
+  let last: unknown;
+  for (;;) {
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null) {
+      throw new Error(`${what}: the process exited (${proc.child.exitCode ?? proc.child.signalCode}) before it was ready${tail()}`);
+    }
+    try {
+      const v = await ready();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${scaled(timeoutMs)} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}${tail()}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -24,7 +24,7 @@ import { fileURLToPath } from "node:url";
 import type { TestContext } from "node:test";
 import type { SpawnOptions } from "node:child_process";
 import { Netns, link } from "./netns.js";
-import { sh, start, waitFor, type Started } from "./exec.js";
+import { sh, start, waitFor, waitForProcess, type Started } from "./exec.js";
 import { nginxConf } from "./nginx-conf.js";
 import { createTestCgroup, type TestCgroup } from "./cgroup.js";
 import { uniqueName } from "./privileged.js";
@@ -172,8 +172,7 @@ export function counterDelta(before: Counters, after: Counters): Partial<Counter
 }
 
 async function waitListening(host: Host, proc: Started, what: string, addrs: string[]): Promise<void> {
-  await waitFor(`${what} to listen on ${addrs.join(", ")}`, async () => {
-    if (proc.child.exitCode !== null) throw new Error(`${what} exited ${proc.child.exitCode}: ${proc.output()}`);
+  await waitForProcess(`${what} to listen on ${addrs.join(", ")}`, proc, async () => {
     const ss = await host.listening();
     return addrs.every((a) => ss.includes(a));
   });
@@ -287,10 +286,7 @@ export async function startBalancer(topo: Topology, fronts: Front[], opts: { inS
   const local6 = ADDR.lb6;
   const args = JSON.stringify({ agent: AGENT_MODULE, cgroupPath: cgroup.path, fronts, local4, local6, inSyn: opts.inSyn ?? false });
   const proc = topo.balancer.start(process.execPath, [join(HARNESS_SRC, "toa-balancer.mjs"), args], { cgroup: cgroup.path });
-  await waitFor("balancer proxy to be ready", () => {
-    if (proc.child.exitCode !== null) throw new Error(`balancer exited ${proc.child.exitCode}: ${proc.output()}`);
-    return proc.output().includes('"ready"');
-  });
+  await waitForProcess("balancer proxy to be ready", proc, () => proc.output().includes('"ready"'));
   return { proc, cgroup, log: () => proc.output() };
 }
 

@@ -8,8 +8,44 @@ import { KERNELS } from "./kernels.js";
 import { parseEvents, type LegEvent } from "./results.js";
 import type { Leg } from "./report.js";
 
-/** Every leg found in `dirs` (each an --out folder holding <kernel id>/results.jsonl), in matrix order. */
+/**
+ * Every leg found in `dirs` (each an --out folder holding <kernel id>/results.jsonl), in matrix order.
+ * A kernel found in several folders is one leg: its parts in the order of `dirs`, a file run again in
+ * a later part taking that part's result (the earlier statuses kept in `earlier`), times summed.
+ */
 export function collectLegs(dirs: string[]): Leg[] {
+  const parts = collectParts(dirs);
+  const legs: Leg[] = [];
+  for (const part of parts) {
+    const same = legs.find((l) => l.kernel.id === part.kernel.id);
+    if (same) Object.assign(same, mergeLegs(same, part));
+    else legs.push(part);
+  }
+  const order = (l: Leg) => KERNELS.findIndex((k) => k.id === l.kernel.id);
+  return legs.sort((a, b) => order(a) - order(b));
+}
+
+type FileEvent = Extract<LegEvent, { type: "file" }>;
+
+function mergeLegs(a: Leg, b: Leg): Leg {
+  const events: LegEvent[] = [...a.events];
+  for (const e of b.events) {
+    if (e.type === "file") {
+      const i = events.findIndex((x) => x.type === "file" && x.file === e.file);
+      if (i >= 0) {
+        const old = events[i] as FileEvent;
+        events[i] = { ...e, earlier: [...(old.earlier ?? []), old.status] };
+        continue;
+      }
+    }
+    // One kernel line and one census per leg: the first part's.
+    if ((e.type === "kernel" || e.type === "program" || e.type === "done") && events.some((x) => x.type === e.type && (e.type !== "program" || (x as typeof e).program === e.program && (x as typeof e).variant === e.variant))) continue;
+    events.push(e);
+  }
+  return { kernel: a.kernel, release: a.release ?? b.release, events, error: a.error ?? b.error, ms: a.ms + b.ms };
+}
+
+function collectParts(dirs: string[]): Leg[] {
   const legs: Leg[] = [];
   for (const dir of dirs) {
     if (!existsSync(dir)) throw new Error(`--report: ${dir} does not exist (give the --out folders of earlier runs)`);
@@ -26,8 +62,7 @@ export function collectLegs(dirs: string[]): Leg[] {
     }
   }
   if (legs.length === 0) throw new Error(`--report: no <kernel>/results.jsonl under ${dirs.join(", ")}`);
-  const order = (l: Leg) => KERNELS.findIndex((k) => k.id === l.kernel.id);
-  return legs.sort((a, b) => order(a) - order(b));
+  return legs;
 }
 
 /** The test files the legs ran, in the order they first appear. */

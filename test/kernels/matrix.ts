@@ -197,6 +197,7 @@ async function main(argv: string[]): Promise<number> {
       if (r.code !== 0) throw new Error(`${bin} is missing: apt-get install -y ${pkg} (scripts/install-test-deps.sh installs everything)`);
     }
   }
+  await ensurePackages(files, kernels);
   mkdirSync(o.out, { recursive: true });
   console.error(`kernel matrix: ${kernels.map((k) => k.id).join(", ")} × ${files.length} test files; logs in ${o.out}`);
   const legs: Leg[] = [];
@@ -204,6 +205,24 @@ async function main(argv: string[]): Promise<number> {
   for (const k of kernels) legs.push(await runLeg(k, files, o, tree));
   writeFileSync(join(o.out, "matrix.md"), "");
   return report(legs, files.map((f) => basename(f)), o, `--kernels ${o.kernels}${o.files ? ` --files ${o.files}` : ""}`, join(o.out, "matrix.md"));
+}
+
+/**
+ * The package tests (dist/test/vm/package-*) install dist/package's .deb: when one is selected for
+ * a VM leg and the package of that architecture is not built yet, build it first (`npm run package
+ * -- --arch ...`, several minutes), so a fresh clone's matrix run tests the package, not its absence.
+ */
+async function ensurePackages(files: string[], kernels: KernelTarget[]): Promise<void> {
+  if (!files.some((f) => f.startsWith(VM_ONLY) && basename(f).startsWith("package-"))) return;
+  const version = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+  // Debian's architecture name (the kernel's, the .deb's) → the packager's (Node's).
+  const nodeArch: Record<string, string> = { amd64: "x64", arm64: "arm64" };
+  const debArchs = [...new Set(kernels.filter((k) => k.suite).map((k) => k.arch as string))];
+  const missing = debArchs.filter((a) => !existsSync(join(ROOT, "dist/package", `toa_${version}_${a}.deb`))).map((a) => nodeArch[a] ?? a);
+  if (missing.length === 0) return;
+  console.error(`building the package for ${missing.join(", ")} first (the package tests install it): node scripts/package/build.mjs --arch ${missing.join(",")}`);
+  const r = await run(process.execPath, [join(ROOT, "scripts/package/build.mjs"), "--arch", missing.join(",")], process.env, (l) => console.error(`  package: ${l}`));
+  if (r.code !== 0) throw new Error(`building the package failed (exit ${r.code}); run \`npm run package\` to see why`);
 }
 
 /** Print the tables (and write them as markdown); 0 only when every file passed on every leg. */

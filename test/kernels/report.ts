@@ -13,8 +13,11 @@ export interface Leg {
   ms: number;
 }
 
+// A file run again in a later part says so, with what the earlier runs gave: a rerun is never hidden.
 const cell = (e: Extract<LegEvent, { type: "file" }> | undefined) =>
-  !e ? "—" : `${e.status === "fail" ? "FAIL" : e.status} ${e.status === "fail" ? `${e.fail}/${e.pass + e.fail}` : ""} ${(e.ms / 1000).toFixed(0)}s`.replace(/\s+/g, " ");
+  !e
+    ? "—"
+    : `${e.status === "fail" ? "FAIL" : e.status} ${e.status === "fail" ? `${e.fail}/${e.pass + e.fail}` : ""} ${(e.ms / 1000).toFixed(0)}s${e.earlier?.length ? ` (run ${e.earlier.length + 1}; before: ${e.earlier.join(", ")})` : ""}`.replace(/\s+/g, " ");
 
 /** The table kernel × file, as markdown. */
 export function matrixTable(legs: Leg[], files: string[]): string {

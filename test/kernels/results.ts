@@ -5,7 +5,19 @@
 export type LegEvent =
   | { type: "kernel"; release: string; machine: string }
   | { type: "start"; file: string }
-  | { type: "file"; file: string; status: FileStatus; pass: number; fail: number; skipped: number; todo: number; ms: number; failures: string[] }
+  | {
+      type: "file";
+      file: string;
+      status: FileStatus;
+      pass: number;
+      fail: number;
+      skipped: number;
+      todo: number;
+      ms: number;
+      failures: string[];
+      /** Set by `--report` when a later part ran this file again: the statuses it replaced, oldest first. */
+      earlier?: FileStatus[];
+    }
   | { type: "program"; program: string; variant: string; instructions: number; processed: number; ms: number; error?: string }
   | { type: "done"; ms: number };
 

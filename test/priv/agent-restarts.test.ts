@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { requireRoot, uniqueName } from "../harness/privileged.js";
 import { createTestCgroup } from "../harness/cgroup.js";
-import { waitFor } from "../harness/exec.js";
+import { waitFor, waitForProcess } from "../harness/exec.js";
 import { scaled } from "../harness/time.js";
 import { ADDR, clientConnections, createTopology, startBalancer, startNodeServer, type Receiver, type Topology, type Host } from "../harness/topology.js";
 import { attachmentHealth, unloadReceiver } from "../../src/agent/receiver.js";
@@ -48,10 +48,7 @@ function testTree(topo: Topology): { parent: string; rel: string; base: string; 
 /** The agent, started in the backend namespace (its endpoints stay there); stopped at teardown. */
 async function startAgent(topo: Topology, args: string[]) {
   const proc = topo.backend.start(process.execPath, [BIN, "agent", "--listen", "127.0.0.1:0", "--resync", "3600", ...args]);
-  const line = await waitFor("the agent to serve", () => {
-    if (proc.child.exitCode !== null) throw new Error(`agent exited ${proc.child.exitCode}: ${proc.output()}`);
-    return proc.output().split("\n").find((l) => l.includes("serving /metrics"));
-  });
+  const line = await waitForProcess("the agent to serve", proc, () => proc.output().split("\n").find((l) => l.includes("serving /metrics")), 20_000);
   const port = (JSON.parse(line!) as { port: number }).port;
   const get = (path: string) => topo.backend.run("curl", ["-sS", "-w", "\n%{http_code}", `http://127.0.0.1:${port}${path}`]);
   return { proc, get };

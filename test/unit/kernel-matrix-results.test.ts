@@ -96,6 +96,19 @@ test("collectLegs: legs run in parts (separate --out folders) come back as one m
     assert.deepEqual(filesOf(legs), ["y.test.js", "x.test.js"]);
     assert.match(matrixTable(legs, filesOf(legs)), /\| y \| pass 3s \| FAIL 1\/2 2s \|/);
     assert.throws(() => collectLegs([join(a, "missing")]), /does not exist/);
+
+    // A second part for 6.1 that ran y again: one 6.1 column, y from the rerun and marked so.
+    const c = mkdtempSync(join(tmpdir(), "toa-matrix-c-"));
+    try {
+      leg(c, "6.1", [{ type: "kernel", release: "6.1.0-x", machine: "x86_64" }, file("y.test.js", "pass", 4000), { type: "done", ms: 4500 }]);
+      const merged = collectLegs([a, c]);
+      assert.deepEqual(merged.map((l) => l.kernel.id), ["6.1"]);
+      assert.equal(merged[0].ms, 9500);
+      assert.equal(merged[0].error, undefined);
+      assert.match(matrixTable(merged, filesOf(merged)), /\| x \| pass 1s \|\n\| y \| pass 4s \(run 2; before: fail\) \|/);
+    } finally {
+      rmSync(c, { recursive: true, force: true });
+    }
   } finally {
     rmSync(a, { recursive: true, force: true });
     rmSync(b, { recursive: true, force: true });
