@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { requireRoot, uniqueName } from "../harness/privileged.js";
 import { createTestCgroup } from "../harness/cgroup.js";
 import { waitFor, waitForProcess } from "../harness/exec.js";
-import { scaled } from "../harness/time.js";
+import { scaled, TIME_FACTOR } from "../harness/time.js";
 import { ADDR, clientConnections, createTopology, startBalancer, startNodeServer, type Receiver, type Topology, type Host } from "../harness/topology.js";
 import { attachmentHealth, unloadReceiver } from "../../src/agent/receiver.js";
 import { targetPinDir } from "../../src/agent/targets.js";
@@ -130,7 +130,11 @@ test("pods: a glob with several cgroups appearing at once, twice (new container 
     const pinDirs = folders.map((f) => targetPinDir(tree.base, f.slice(tree.mount.length + 1).split("/")));
     const ms = await Promise.all(pinDirs.map((d) => attachedWithin(d, made)));
     t.diagnostic(`round ${gen}: 3 pod cgroups made at once, attached after ${ms.join(", ")} ms`);
-    assert.ok(Math.max(...ms) < scaled(1000), `attached after ${ms.join(", ")} ms`);
+    // Each target gets its own receiver, loaded in turn: on the host all three are in within a second.
+    // Under emulation one load (the verifier's CPU work) alone takes 1-2 s, so the budget there is a
+    // scaled second per pod (measured on 5.10 under TCG with a second VM running: 4.5, 6.5, 8.6 s).
+    const budget = TIME_FACTOR > 1 ? scaled(1000) * folders.length : 1000;
+    assert.ok(Math.max(...ms) < budget, `attached after ${ms.join(", ")} ms (budget ${budget} ms)`);
     for (let i = 0; i < 3; i++) servers.push(await startNodeServer(topo, receiverAt(folders[i], pinDirs[i]), "::", ports[i]));
     for (let i = 0; i < 3; i++) await checkClient(t, topo, ports[i] - 8000, `round ${gen}, pod ${"abc"[i]}`);
     // The pods restart: their containers go, new ones come (new folder names, as the runtime makes them).
