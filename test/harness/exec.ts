@@ -89,22 +89,15 @@ export async function waitFor<T>(what: string, check: () => Promise<T> | T, time
  * failing start (under emulation, on an old kernel) shows what the process was doing.
  */
 export async function waitForProcess<T>(what: string, proc: Pick<Started, "child" | "output">, ready: () => Promise<T> | T, timeoutMs = 10_000): Promise<T> {
+  const exited = () => proc.child.exitCode !== null || proc.child.signalCode !== null;
   const tail = () => `\n--- its output (last 3000 characters) ---\n${proc.output().slice(-3000)}`;
-  const deadline = Date.now() + scaled(timeoutMs);
-  let last: unknown;
-  for (;;) {
-    if (proc.child.exitCode !== null || proc.child.signalCode !== null) {
-      throw new Error(`${what}: the process exited (${proc.child.exitCode ?? proc.child.signalCode}) before it was ready${tail()}`);
-    }
-    try {
-      const v = await ready();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${scaled(timeoutMs)} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}${tail()}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
+  let result: T | undefined;
+  try {
+    // waitFor retries a check that throws, so an exit ends the wait by returning, not throwing.
+    await waitFor(what, async () => exited() || (result = await ready()), timeoutMs);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}${tail()}`);
   }
+  if (exited()) throw new Error(`${what}: the process exited (${proc.child.exitCode ?? proc.child.signalCode}) before it was ready${tail()}`);
+  return result as T;
 }

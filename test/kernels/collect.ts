@@ -38,11 +38,18 @@ function mergeLegs(a: Leg, b: Leg): Leg {
         continue;
       }
     }
-    // One kernel line and one census per leg: the first part's.
-    if ((e.type === "kernel" || e.type === "program" || e.type === "done") && events.some((x) => x.type === e.type && (e.type !== "program" || (x as typeof e).program === e.program && (x as typeof e).variant === e.variant))) continue;
+    // One kernel line, one census entry per program variant and one end per leg: the first part's.
+    if (events.some((x) => sameSlot(x, e))) continue;
     events.push(e);
   }
   return { kernel: a.kernel, release: a.release ?? b.release, events, error: a.error ?? b.error, ms: a.ms + b.ms };
+}
+
+/** Whether `e` repeats an event a leg holds once: its kernel, a program's census, its end. */
+function sameSlot(x: LegEvent, e: LegEvent): boolean {
+  if (x.type !== e.type || e.type === "file" || e.type === "start") return false;
+  if (e.type === "program") return x.type === "program" && x.program === e.program && x.variant === e.variant;
+  return true;
 }
 
 function collectParts(dirs: string[]): Leg[] {
