@@ -7,7 +7,7 @@
  *   npm run test:kernels -- --kernels 5.10,6.1 --files receiver,demo --time-factor 4
  */
 import { spawn } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError } from "commander";
@@ -15,6 +15,7 @@ import { selectKernels, type KernelTarget } from "./kernels.js";
 import { parseEvents, type LegEvent } from "./results.js";
 import { censusTable, matrixTable, type Leg } from "./report.js";
 import { collectLegs, filesOf } from "./collect.js";
+import { makeProjectDisk } from "./project-disk.js";
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/test/kernels
 const ROOT = resolve(here, "../../..");
@@ -27,8 +28,9 @@ const PRIV = join(ROOT, "dist/test/priv");
 const VM_ONLY = join(ROOT, "dist/test/vm");
 
 /**
- * A copy of the built tree for the run (node_modules linked): the legs run for many minutes, and a
- * rebuild meanwhile would change files under a test that is reading them.
+ * A copy of the built tree for the run, node_modules included: the legs run for many minutes, and a
+ * rebuild meanwhile would change files under a test that is reading them; the VM legs get it as a
+ * disk of its own (project-disk.ts).
  */
 function snapshot(out: string): string {
   const tree = join(out, "tree");
@@ -37,7 +39,7 @@ function snapshot(out: string): string {
   for (const entry of ["dist", "test", "src", "docs", "scripts", "README.md", "package.json", "package-lock.json"]) {
     if (existsSync(join(ROOT, entry))) cpSync(join(ROOT, entry), join(tree, entry), { recursive: true });
   }
-  symlinkSync(join(ROOT, "node_modules"), join(tree, "node_modules"));
+  cpSync(join(ROOT, "node_modules"), join(tree, "node_modules"), { recursive: true, verbatimSymlinks: true });
   return tree;
 }
 
@@ -145,7 +147,9 @@ async function runLeg(k: KernelTarget, files: string[], o: Options, tree: string
       // A VM that hangs must not hold the run forever, but a long file list on a busy machine is slow:
       // 15 minutes plus 5 per file (time factor 4), unless --vm-timeout says otherwise.
       const timeout = o.vmTimeout ?? Math.round((900 + 300 * legFiles.length) * (o.timeFactor / 4));
-      const r = await run(join(SCRIPTS, "run-kernel.sh"), [kdir, out, cmd], { ...process.env, VM_MEM: o.mem, VM_CPUS: o.cpus, VM_TIMEOUT: String(timeout) });
+      const disk = makeProjectDisk(tree, join(out, "project.img"));
+      const r = await run(join(SCRIPTS, "run-kernel.sh"), [kdir, out, cmd], { ...process.env, VM_MEM: o.mem, VM_CPUS: o.cpus, VM_TIMEOUT: String(timeout), VM_DISK: disk, VM_DISK_AT: tree });
+      rmSync(disk, { force: true });
       const timedOut = /terminating on signal 15 from pid \d+ \(timeout\)/.test(existsSync(join(out, "console")) ? readFileSync(join(out, "console"), "utf8") : "");
       if (r.code !== 0 && r.code !== 1) error = `the VM gave no result (exit ${r.code}${timedOut ? `: stopped after --vm-timeout ${timeout} s` : ""}); console: ${join(out, "console")}\n${r.output.slice(-1500)}`;
       else if (r.code === 1 && existsSync(join(out, "log"))) {
@@ -181,7 +185,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--markdown <file>", "also write the tables as markdown to this file")
     .option("--json", "print the results as JSON on stdout (progress stays on stderr)")
     .option("--report <dirs>", "run nothing: print one table from earlier runs' --out folders (comma list), e.g. legs run one at a time")
-    .addHelpText("after", "\nNeeds root and the Debian packages qemu-system-x86, busybox-static, cpio, kmod, xz-utils, zstd.\nExit status 0 only when every file passed (or skipped) on every kernel and every program loaded.");
+    .addHelpText("after", "\nNeeds root and the Debian packages qemu-system-x86, busybox-static, cpio, kmod, xz-utils, zstd, e2fsprogs.\nExit status 0 only when every file passed (or skipped) on every kernel and every program loaded.");
   program.parse(argv, { from: "user" });
   const o = program.opts<Options>();
   if (o.report) {
@@ -192,7 +196,7 @@ async function main(argv: string[]): Promise<number> {
   const kernels = selectKernels(o.kernels);
   const files = selectFiles(o.files);
   if (kernels.some((k) => k.suite)) {
-    for (const [bin, pkg] of [["qemu-system-x86_64", "qemu-system-x86"], ["busybox", "busybox-static"], ["cpio", "cpio"], ["zstd", "zstd"]]) {
+    for (const [bin, pkg] of [["qemu-system-x86_64", "qemu-system-x86"], ["busybox", "busybox-static"], ["cpio", "cpio"], ["zstd", "zstd"], ["mkfs.ext4", "e2fsprogs"]]) {
       const r = await run("sh", ["-c", `command -v ${bin}`], process.env);
       if (r.code !== 0) throw new Error(`${bin} is missing: apt-get install -y ${pkg} (scripts/install-test-deps.sh installs everything)`);
     }
