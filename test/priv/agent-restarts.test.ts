@@ -131,9 +131,10 @@ test("pods: a glob with several cgroups appearing at once, twice (new container 
     const ms = await Promise.all(pinDirs.map((d) => attachedWithin(d, made)));
     t.diagnostic(`round ${gen}: 3 pod cgroups made at once, attached after ${ms.join(", ")} ms`);
     // Each target gets its own receiver, loaded in turn: on the host all three are in within a second.
-    // Under emulation one load (the verifier's CPU work) alone takes 1-2 s, so the budget there is a
-    // scaled second per pod (measured on 5.10 under TCG with a second VM running: 4.5, 6.5, 8.6 s).
-    const budget = TIME_FACTOR > 1 ? scaled(1000) * folders.length : 1000;
+    // Under emulation one load (the verifier's CPU work) alone takes 1-4 s, so the budget there only
+    // says "no pod is left out": two scaled seconds per pod (measured under TCG with a second VM
+    // running: 4.5, 6.5, 8.6 s on 5.10; 8.0, 10.1, 12.3 s on 6.12).
+    const budget = TIME_FACTOR > 1 ? scaled(2000) * folders.length : 1000;
     assert.ok(Math.max(...ms) < budget, `attached after ${ms.join(", ")} ms (budget ${budget} ms)`);
     for (let i = 0; i < 3; i++) servers.push(await startNodeServer(topo, receiverAt(folders[i], pinDirs[i]), "::", ports[i]));
     for (let i = 0; i < 3; i++) await checkClient(t, topo, ports[i] - 8000, `round ${gen}, pod ${"abc"[i]}`);
