@@ -9,10 +9,9 @@ import { parse as parseYaml } from "yaml";
 import { parseKinds, parseTrust, SettingsError, synDefault, type Cidr } from "./settings.js";
 import { parseTarget, parseUnit, type Target, TargetError } from "./targets.js";
 
-/** Where the agent pins its receivers: one folder per target cgroup below it. */
-export const DEFAULT_AGENT_PIN_BASE = "/sys/fs/bpf/toa-agent";
-/** Where /metrics and /healthz are served. */
-export const DEFAULT_AGENT_LISTEN = "127.0.0.1:9102";
+import { DEFAULT_AGENT_LISTEN, DEFAULT_AGENT_PIN_BASE } from "./defaults.js";
+
+export { DEFAULT_AGENT_LISTEN, DEFAULT_AGENT_PIN_BASE } from "./defaults.js";
 
 /** What the agent was asked to do, checked. */
 export interface AgentConfig {

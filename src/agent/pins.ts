@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { LinkType, MapType, type ExpectedPin } from "../bpf/index.js";
 import { MapName } from "../programs/layout.js";
 
-export const DEFAULT_PIN_DIR = "/sys/fs/bpf/toa";
+export { DEFAULT_PIN_DIR } from "./defaults.js";
 
 /** The receiver's attachments: pin name, attach type, program builder key. */
 export const Attachments = [

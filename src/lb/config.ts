@@ -11,18 +11,11 @@ import { type Endpoint, formatEndpoint, parseEndpoint } from "./endpoint.js";
 import { parseDuration } from "./duration.js";
 import { ConfigError, type ConfigIssue } from "./errors.js";
 import { SLOTS as PACKET_SLOTS } from "../programs/nat-layout.js";
+import { type ClientAddressMode, type DataPath, type SchedulerName, CLIENT_ADDRESS_MODES, DATA_PATHS, DEFAULTS, SCHEDULERS } from "./choices.js";
 
-/** How a listener passes the client address to the backend. */
-export type ClientAddressMode = "toa" | "proxy-v1" | "proxy-v2" | "none";
-export const CLIENT_ADDRESS_MODES: readonly ClientAddressMode[] = ["toa", "proxy-v1", "proxy-v2", "none"];
+export { type ClientAddressMode, type DataPath, type SchedulerName, CLIENT_ADDRESS_MODES, DATA_PATHS, SCHEDULERS, DEFAULTS } from "./choices.js";
 
-/**
- * How a listener forwards: `packet` (no socket on the balancer: a tc program rewrites each packet,
- * full NAT like LVS FULLNAT, src/programs/nat.ts + src/lb/packet/) or `js` (two sockets per
- * connection, bytes relayed by src/lb/relay.ts).
- */
-export type DataPath = "packet" | "js";
-export const DATA_PATHS: readonly DataPath[] = ["packet", "js"];
+
 /**
  * Values earlier versions took, with why they are gone: a config that still names one is refused
  * with this text rather than a bare "must be one of".
@@ -53,9 +46,6 @@ export interface PacketConfig {
   readonly synTimeoutMs: number;
 }
 
-/** How a pool picks a backend for a new connection. */
-export type SchedulerName = "round-robin" | "weighted-round-robin" | "least-connections" | "source-hash";
-export const SCHEDULERS: readonly SchedulerName[] = ["round-robin", "weighted-round-robin", "least-connections", "source-hash"];
 
 /** One backend of a pool; `id` is its `addr:port` text, unique within the pool. */
 export interface BackendConfig extends Endpoint {
@@ -123,21 +113,6 @@ export interface LbConfig {
   readonly packet: PacketConfig;
 }
 
-export const DEFAULTS = Object.freeze({
-  mode: "toa" as ClientAddressMode,
-  dataPath: "js" as DataPath,
-  toaKind: 254,
-  scheduler: "round-robin" as SchedulerName,
-  weight: 1,
-  connectTimeoutMs: 3000,
-  idleTimeoutMs: 300_000,
-  drainTimeoutMs: 30_000,
-  packet: Object.freeze({ maxConnections: 65536, mtu: 1500, interfaces: Object.freeze([]) as readonly string[], closedTimeoutMs: 2_000, maxHalfOpen: 16384, synTimeoutMs: 5_000 }),
-  // Below Linux's default ephemeral range (32768-60999): the packet path's NAT ports must not be
-  // ports the kernel hands out itself (health checks, relayed connections).
-  sourcePorts: Object.freeze({ first: 10000, last: 32767 }),
-  health: Object.freeze({ intervalMs: 2000, timeoutMs: 1000, rise: 2, fall: 3, path: "/", expectStatus: 200 }),
-});
 
 const MAX_WEIGHT = 256;
 

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { addressBytes, decodeSettings, encodeSettings, formatAddress, parseCidr, parseKinds, parseTrust, SettingsError, synDefault, type StoredSettings } from "../../src/agent/settings.js";
-import { agentConfigFromFlags } from "../../src/cli/commands/agent.js";
+import { agentConfigFromFlags } from "../../src/cli/commands/agent-flags.js";
 import { decodePeer } from "../../src/agent/client-address.js";
 import { senderKey, senderValue } from "../../src/agent/sender.js";
 import { Peer, SenderKey, SenderValue } from "../../src/programs/layout.js";

@@ -1,15 +1,8 @@
 /** `toa agent`: keep the receiver attached to target cgroups as services and pods come and go. */
 import { execFile } from "node:child_process";
 import { Command, Option } from "commander";
-import { pino } from "pino";
-import { Agent } from "../../agent/agent.js";
-import { AgentConfigError, type AgentConfig, type AgentInput, DEFAULT_AGENT_LISTEN, DEFAULT_AGENT_PIN_BASE, readAgentFile, resolveAgentConfig } from "../../agent/agent-config.js";
-import { serveAgent } from "../../agent/agent-server.js";
-import { formatCidr } from "../../agent/settings.js";
-import { targetPinDir } from "../../agent/targets.js";
-import { findCgroup2Mount } from "../../bpf/index.js";
-import { CgroupWatcher } from "../../agent/cgroup-watch.js";
-import { UsageError } from "../io.js";
+import { DEFAULT_AGENT_LISTEN, DEFAULT_AGENT_PIN_BASE } from "../../agent/defaults.js";
+import type { AgentOptions } from "./agent-flags.js";
 import type { CommandFactory } from "./index.js";
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -46,57 +39,6 @@ Examples:
   toa agent --target 'kubepods.slice/**/cri-containerd-*.scope' --trust 10.0.0.0/8 --listen 0.0.0.0:9102
   toa agent --check --config /etc/toa/agent.yaml     # validate, show what matches now, exit
   toa install-service --unit nginx.service --trust 100.125.0.0/16   # run it from systemd`;
-
-interface AgentOptions {
-  config?: string;
-  target?: string[];
-  unit?: string[];
-  trust?: string;
-  kinds?: string;
-  syn?: boolean;
-  pinBase?: string;
-  listen?: string;
-  keepGone?: string;
-  resync?: string;
-  logLevel?: string;
-  check?: boolean;
-  json?: boolean;
-}
-
-/** The inputs of the flags (undefined where not given, so a config file's keys apply). */
-export function agentInputFromFlags(o: AgentOptions): AgentInput {
-  return {
-    target: o.target,
-    unit: o.unit,
-    trust: o.trust,
-    kinds: o.kinds,
-    syn: o.syn,
-    pinBase: o.pinBase,
-    listen: o.listen === "off" ? false : o.listen,
-    keepGone: o.keepGone,
-    resync: o.resync,
-    logLevel: o.logLevel,
-  };
-}
-
-function mountOrDefault(): string {
-  try {
-    return findCgroup2Mount();
-  } catch {
-    return "/sys/fs/cgroup";
-  }
-}
-
-/** Check flags (and --config) into a config; a wrong value is a usage error naming the field. */
-export function agentConfigFromFlags(o: AgentOptions, mount = mountOrDefault()): AgentConfig {
-  try {
-    const file = o.config ? readAgentFile(o.config) : undefined;
-    return resolveAgentConfig(agentInputFromFlags(o), mount, o.config ?? "command line", file);
-  } catch (e) {
-    if (e instanceof AgentConfigError) throw new UsageError(e.message);
-    throw e;
-  }
-}
 
 /** The agent's options, shared with install-service (which passes them on). */
 export function addAgentOptions(cmd: Command): Command {
@@ -135,10 +77,14 @@ export const agentCommand: CommandFactory = (io, exit) =>
     .option("--json", "with --check: print JSON")
     .addHelpText("after", HELP)
     .action(async (o: AgentOptions) => {
+      const { agentConfigFromFlags, mountOrDefault } = await import("./agent-flags.js");
+      const { formatCidr } = await import("../../agent/settings.js");
       const mount = mountOrDefault();
       const config = agentConfigFromFlags(o, mount);
       if (o.check) {
         // Which cgroups match now: the watcher's own walk, without watching.
+        const { CgroupWatcher } = await import("../../agent/cgroup-watch.js");
+        const { targetPinDir } = await import("../../agent/targets.js");
         const now: { cgroup: string; pinDir: string; matchedBy: string[] }[] = [];
         const w = new CgroupWatcher(mount, config.targets, { appeared: (path, segments, targets) => now.push({ cgroup: path, pinDir: targetPinDir(config.pinBase, segments), matchedBy: targets.map((t) => t.text) }), vanished: () => undefined });
         try {
@@ -165,6 +111,9 @@ export const agentCommand: CommandFactory = (io, exit) =>
         return exit(0);
       }
       if (process.getuid?.() !== 0) io.err("warning: toa agent needs root (or CAP_BPF + CAP_NET_ADMIN) to load the receiver");
+      const { pino } = await import("pino");
+      const { Agent } = await import("../../agent/agent.js");
+      const { serveAgent } = await import("../../agent/agent-server.js");
       const log = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
       if (config.trust.length === 0) log.warn("no trust list: a TOA from any source is believed; give --trust with the load balancers' addresses");
       const agent = new Agent(config, mount, log);

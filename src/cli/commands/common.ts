@@ -1,6 +1,6 @@
 /** Options shared by the receiver commands. */
 import { Option } from "commander";
-import { DEFAULT_PIN_DIR } from "../../agent/pins.js";
+import { DEFAULT_PIN_DIR } from "../../agent/defaults.js";
 
 /** `--pin-dir DIR`. */
 export const pinDirOption = () =>

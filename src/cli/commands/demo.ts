@@ -1,7 +1,5 @@
 /** `toa demo`: see TOA work in ten seconds, in network namespaces that are removed afterwards. */
 import { Argument, Command, Option } from "commander";
-import { cleanupById, formatDemo, leftoverIds, runDemo } from "../../demo/run.js";
-import { getOnce, serveWhoAmI } from "../../demo/peers.js";
 import { jsonOption } from "./common.js";
 import type { CommandFactory } from "./index.js";
 
@@ -38,6 +36,7 @@ export const demoCommand: CommandFactory = (io, exit) =>
     .addOption(jsonOption())
     .addHelpText("after", HELP)
     .action(async (opts: { keep?: boolean; cleanup?: string; ipv4Only?: boolean; json?: boolean; dataPath?: "js" | "packet" }) => {
+      const { cleanupById, formatDemo, leftoverIds, runDemo } = await import("../../demo/run.js");
       if (opts.cleanup) {
         const left = leftoverIds();
         if (opts.cleanup !== "all" && !left.includes(opts.cleanup)) {
@@ -89,6 +88,7 @@ export const demoPeerCommand: CommandFactory = (io, exit) =>
     .addArgument(new Argument("<role>", "backend or get").choices(["backend", "get"]))
     .argument("<target>", "backend: the port; get: the URL")
     .action(async (role: "backend" | "get", target: string) => {
+      const { getOnce, serveWhoAmI } = await import("../../demo/peers.js");
       if (role === "get") {
         try {
           io.out(JSON.stringify(await getOnce(target)));

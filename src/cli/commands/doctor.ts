@@ -1,6 +1,5 @@
 /** `toa doctor`: is this machine ready for the receiver, and is the application covered? */
 import { Command, Option } from "commander";
-import { formatReport, runDoctor } from "../../doctor/index.js";
 import { UsageError } from "../io.js";
 import { jsonOption, pinDirOption } from "./common.js";
 import type { CommandFactory } from "./index.js";
@@ -49,7 +48,8 @@ export const doctorCommand: CommandFactory = (io, exit) =>
     .addOption(pinDirOption())
     .addOption(jsonOption())
     .addHelpText("after", HELP)
-    .action((opts: { pid?: number; port?: number; pinDir: string; json?: boolean }) => {
+    .action(async (opts: { pid?: number; port?: number; pinDir: string; json?: boolean }) => {
+      const { formatReport, runDoctor } = await import("../../doctor/index.js");
       const report = runDoctor({ pinDir: opts.pinDir, pid: opts.pid, port: opts.port });
       if (opts.json) io.out(JSON.stringify(report, null, 2));
       else {

@@ -2,15 +2,13 @@
 import { readFileSync, writeFileSync, rmSync } from "node:fs";
 import { request } from "node:http";
 import { Command, Option } from "commander";
-import { pino } from "pino";
 import type { Io } from "../io.js";
 import { UsageError } from "../io.js";
 import type { CommandFactory } from "./index.js";
-import { type LbConfig, loadConfigFile, validateConfig, CLIENT_ADDRESS_MODES, SCHEDULERS, DEFAULTS } from "../../lb/config.js";
+import type { LbConfig } from "../../lb/config.js";
+import { CLIENT_ADDRESS_MODES, SCHEDULERS, DEFAULTS } from "../../lb/choices.js";
 import { hasInlineConfig, type LbFlags, rawConfigFromFlags } from "../../lb/flags.js";
 import { ConfigError } from "../../lb/errors.js";
-import { Balancer } from "../../lb/balancer.js";
-import { loadToaSender, ownCgroupPath, senderCgroupWarning } from "../../lb/toa-sender.js";
 import { formatEndpoint } from "../../lb/endpoint.js";
 
 interface LbOptions extends LbFlags {
@@ -56,7 +54,9 @@ Admin listener: / (status page), /status.json, /metrics (Prometheus), POST /relo
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 /** Load the config from --config or the one-liner flags. */
-function buildConfig(o: LbOptions): LbConfig {
+async function buildConfig(o: LbOptions): Promise<LbConfig> {
+  // Loaded when a command runs, not when the command tree is built (every `toa` start).
+  const { loadConfigFile, validateConfig } = await import("../../lb/config.js");
   if (o.config) {
     if (hasInlineConfig(o)) throw new UsageError("use either --config FILE or --listen/--backend, not both");
     return loadConfigFile(o.config);
@@ -89,6 +89,10 @@ function postReload(c: LbConfig): Promise<string> {
 }
 
 async function runBalancer(o: LbOptions, config: LbConfig, io: Io): Promise<number> {
+  const { pino } = await import("pino");
+  const { Balancer } = await import("../../lb/balancer.js");
+  const { loadToaSender, ownCgroupPath, senderCgroupWarning } = await import("../../lb/toa-sender.js");
+  const { loadConfigFile } = await import("../../lb/config.js");
   const log = pino({ level: o.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
   const needsToa = config.listeners.some((l) => l.mode === "toa");
   let openWriter;
@@ -170,7 +174,7 @@ export const lbCommand: CommandFactory = (io, exit) =>
       }
       let config: LbConfig;
       try {
-        config = buildConfig(o);
+        config = await buildConfig(o);
       } catch (e) {
         if (e instanceof ConfigError) {
           io.err(`toa lb: config refused:\n${e.message}`);

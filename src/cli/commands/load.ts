@@ -1,7 +1,5 @@
 /** `toa load`: build, load, attach and pin the receiver; a second run replaces it in place. */
 import { Command } from "commander";
-import { defaultCgroup, loadReceiver } from "../../agent/receiver.js";
-import { parseKinds, parseTrust, SettingsError, synDefault } from "../../agent/settings.js";
 import { UsageError } from "../io.js";
 import { cgroupOption, jsonOption, pinDirOption } from "./common.js";
 import type { CommandFactory } from "./index.js";
@@ -34,7 +32,9 @@ Examples:
 Needs root (or CAP_BPF + CAP_NET_ADMIN), cgroup v2 and Linux 5.10+ (or a distribution kernel with the
 same eBPF features: \`toa doctor\` checks). The line it prints also goes to the kernel log (dmesg | grep TOA).`,
     )
-    .action((opts: { trust?: string; kinds: string; syn?: boolean; cgroup?: string; pinDir: string; json?: boolean }) => {
+    .action(async (opts: { trust?: string; kinds: string; syn?: boolean; cgroup?: string; pinDir: string; json?: boolean }) => {
+      const { defaultCgroup, loadReceiver } = await import("../../agent/receiver.js");
+      const { parseKinds, parseTrust, SettingsError, synDefault } = await import("../../agent/settings.js");
       let settings;
       try {
         const kinds = parseKinds(opts.kinds);

@@ -7,8 +7,7 @@ import { Command } from "commander";
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import type { CommandFactory } from "./index.js";
-import { addAgentOptions, agentConfigFromFlags } from "./agent.js";
-import { checkCgroupFolder } from "../../agent/receiver.js";
+import { addAgentOptions } from "./agent.js";
 import { UsageError } from "../io.js";
 import { toaArgv } from "../../shared/self.js";
 
@@ -71,7 +70,9 @@ interface ServiceOptions {
 }
 
 /** The agent's arguments for these options, every one checked first (the unit is written only when all are valid). */
-export function serviceAgentArgs(o: ServiceOptions): string[] {
+export async function serviceAgentArgs(o: ServiceOptions): Promise<string[]> {
+  const { checkCgroupFolder } = await import("../../agent/receiver.js");
+  const { agentConfigFromFlags } = await import("./agent-flags.js");
   if (o.cgroup !== undefined) checkCgroupFolder(o.cgroup);
   const targets = [...(o.target ?? []), ...(o.cgroup ? [o.cgroup] : [])];
   const opts = { ...o, target: targets.length || o.unit?.length ? targets : ["/"] };
@@ -114,8 +115,8 @@ Examples:
   toa install-service --target 'kubepods.slice/**/cri-containerd-*.scope' --trust 10.0.0.0/8
   toa install-service --unit nginx.service --unit-path /tmp/toa.service --no-enable   # look first`,
     )
-    .action((opts: ServiceOptions) => {
-      const args = serviceAgentArgs(opts);
+    .action(async (opts: ServiceOptions) => {
+      const args = await serviceAgentArgs(opts);
       const toa = toaArgv();
       const missing = toa.find((f) => !existsSync(f));
       if (missing) throw new UsageError(`cannot find the toa executable (${missing}): run install-service through the installed \`toa\``);

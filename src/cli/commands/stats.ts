@@ -1,11 +1,10 @@
 /** `toa stats`: the receiver's counters, summed over CPUs. */
 import { Command } from "commander";
-import { receiverCounters, receiverCounterNames, type Counters } from "../../agent/stats.js";
+import type { Counters } from "../../agent/stats.js";
+import type { ReceiverCost } from "../../agent/cost.js";
 import { jsonOption, pinDirOption } from "./common.js";
 import type { CommandFactory } from "./index.js";
 import { UsageError } from "../io.js";
-import { receiverRegistry, serveMetrics } from "../../agent/exporter.js";
-import { measureReceiverCost, type ReceiverCost } from "../../agent/cost.js";
 
 const descriptions: Record<string, string> = {
   syn_recv_sock_toa: "connections that got a client address from a TOA",
@@ -31,7 +30,7 @@ function renderCost(c: ReceiverCost): string {
   return [head, `${"program".padEnd(14)} ${"runs/conn".padStart(8)} ${"ns/run".padStart(8)} ${"ns/conn".padStart(10)}`, ...rows, `${"all".padEnd(14)} ${"".padStart(8)} ${"".padStart(8)} ${n(c.nsPerConnection).padStart(10)}`].join("\n");
 }
 
-function render(c: Counters): string {
+function render(c: Counters, receiverCounterNames: readonly (keyof Counters)[]): string {
   return receiverCounterNames.map((n) => `${n.padEnd(22)} ${String(c[n]).padStart(12)}  ${descriptions[n] ?? ""}`).join("\n");
 }
 
@@ -50,6 +49,7 @@ export const statsCommand: CommandFactory = (io, exit) =>
       "\nExamples:\n  toa stats --watch 5\n  toa stats --json | jq .untrusted\n  toa stats --serve 127.0.0.1:9101      # Prometheus scrapes http://127.0.0.1:9101/metrics\n  toa stats --bpf 30                    # ns per connection of each program, over 30 s",
     )
     .action(async (opts: { pinDir: string; json?: boolean; watch?: string | boolean; prometheus?: boolean; serve?: string; bpf?: string | boolean }) => {
+      const { receiverCounters, receiverCounterNames } = await import("../../agent/stats.js");
       if (opts.bpf !== undefined) {
         const secs = opts.bpf === true ? 10 : Number(opts.bpf);
         if (typeof opts.bpf === "string" && (!/^\d+(\.\d+)?$/.test(opts.bpf.trim()) || !(secs > 0))) {
@@ -57,6 +57,7 @@ export const statsCommand: CommandFactory = (io, exit) =>
         }
         if (!receiverCounters(opts.pinDir)) throw new UsageError(`nothing loaded at ${opts.pinDir}: run \`toa load\` first`, 3);
         if (!opts.json) io.err(`measuring for ${secs} s (kernel run statistics on meanwhile)…`);
+        const { measureReceiverCost } = await import("../../agent/cost.js");
         const cost = await measureReceiverCost(opts.pinDir, { seconds: secs });
         io.out(opts.json ? JSON.stringify(cost) : renderCost(cost));
         return exit(0);
@@ -70,6 +71,7 @@ export const statsCommand: CommandFactory = (io, exit) =>
         const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(opts.serve);
         if (!m || Number(m[3]) > 65535) throw new UsageError(`--serve: "${opts.serve}" is not ADDR:PORT; write e.g. 127.0.0.1:9101 or [::1]:9101`);
         if (!receiverCounters(opts.pinDir)) throw new UsageError(`nothing loaded at ${opts.pinDir}: run \`toa load\` first`, 3);
+        const { serveMetrics } = await import("../../agent/exporter.js");
         const server = await serveMetrics(opts.pinDir, m[1] ?? m[2], Number(m[3]));
         const a = server.address() as { address: string; port: number };
         io.out(`serving the receiver's counters on http://${a.address.includes(":") ? `[${a.address}]` : a.address}:${a.port}/metrics`);
@@ -80,6 +82,7 @@ export const statsCommand: CommandFactory = (io, exit) =>
       }
       if (opts.prometheus) {
         if (!receiverCounters(opts.pinDir)) throw new UsageError(`nothing loaded at ${opts.pinDir}: run \`toa load\` first`, 3);
+        const { receiverRegistry } = await import("../../agent/exporter.js");
         io.out(await receiverRegistry(opts.pinDir).metrics());
         return exit(0);
       }
@@ -89,7 +92,7 @@ export const statsCommand: CommandFactory = (io, exit) =>
         return c;
       };
       const first = read();
-      io.out(opts.json ? JSON.stringify(first) : render(first));
+      io.out(opts.json ? JSON.stringify(first) : render(first, receiverCounterNames));
       if (opts.watch === undefined) return exit(0);
       let last = first;
       await new Promise<void>((resolve) => {

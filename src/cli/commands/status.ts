@@ -1,7 +1,5 @@
 /** `toa status`: where the receiver is attached, its settings, kernel support and warnings. */
 import { Command } from "commander";
-import { receiverStatus } from "../../agent/status.js";
-import { formatCidr } from "../../agent/settings.js";
 import { jsonOption, pinDirOption } from "./common.js";
 import type { CommandFactory } from "./index.js";
 
@@ -11,7 +9,9 @@ export const statusCommand: CommandFactory = (io, exit) =>
     .description("Show the receiver loaded at --pin-dir: the cgroup it is attached to, each hook and whether the kernel still has our program there, the settings, kernel feature support and warnings (no trust list, another getpeername program such as Cilium's on the same cgroup). Exit 0 when loaded with every hook attached, 1 when a hook is gone (its cgroup was removed: a service or pod restart), 3 when nothing is loaded.")
     .addOption(pinDirOption())
     .addOption(jsonOption())
-    .action((opts: { pinDir: string; json?: boolean }) => {
+    .action(async (opts: { pinDir: string; json?: boolean }) => {
+      const { receiverStatus } = await import("../../agent/status.js");
+      const { formatCidr } = await import("../../agent/settings.js");
       const s = receiverStatus(opts.pinDir);
       if (opts.json) {
         io.out(JSON.stringify(s, null, 2));

@@ -1,6 +1,5 @@
 /** `toa unload`: detach and unpin everything a load made; idempotent. */
 import { Command } from "commander";
-import { unloadReceiver } from "../../agent/receiver.js";
 import { jsonOption, pinDirOption } from "./common.js";
 import type { CommandFactory } from "./index.js";
 
@@ -14,7 +13,8 @@ export const unloadCommand: CommandFactory = (io, exit) =>
     )
     .addOption(pinDirOption())
     .addOption(jsonOption())
-    .action((opts: { pinDir: string; json?: boolean }) => {
+    .action(async (opts: { pinDir: string; json?: boolean }) => {
+      const { unloadReceiver } = await import("../../agent/receiver.js");
       const r = unloadReceiver(opts.pinDir);
       if (opts.json) io.out(JSON.stringify(r, null, 2));
       else if (r.wasLoaded) io.out(`TOA: toa unloaded: detached ${r.detached.join(", ") || "nothing"}; removed ${r.unpinned.length} pins from ${opts.pinDir}`);
