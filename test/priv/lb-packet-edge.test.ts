@@ -429,7 +429,7 @@ pools:
   const stopFile = join(topo.dir, "stop-load");
   const load = topo.client.start(t, PY, [file, ADDR.lb4, "80", String(120 * TIME_FACTOR), "4", stopFile]);
   // Enough requests before the reload to see the old tables at work (python starts slowly under emulation).
-  await waitFor("30 requests before the reload", () => load.output().includes("warmed up"), scaled(15_000));
+  await waitFor("30 requests before the reload", () => load.output().includes("warmed up"), 15_000);
   writeFileSync(config, yaml(`${b(0, 1)}, ${b(1, 3)}, ${b(2, 2)}`));
   const hupAt = Date.now() / 1000;
   process.kill(lb.proc.pid, "SIGHUP");
@@ -521,14 +521,14 @@ except OSError as e:
 `], { stdio: ["pipe", "pipe", "pipe"] });
   await waitFor("first answer", () => client.output().includes("got peer="));
   const t0 = Date.now();
-  await waitFor("the entries to be in the tables", async () => (await status(topo)).packet!.entries === 2, scaled(3000));
-  await waitFor("the idle sweep", async () => (await status(topo)).packet!.entries === 0, IDLE_S * 1000 + scaled(4000));
+  await waitFor("the entries to be in the tables", async () => (await status(topo)).packet!.entries === 2, 3000);
+  await waitFor("the idle sweep", async () => (await status(topo)).packet!.entries === 0, IDLE_S * 1000 + 4000);
   const idleFor = Date.now() - t0;
   const s = await status(topo);
   assert.equal(s.packet!.removed.idle, 1, JSON.stringify(s.packet!.removed));
   assert.ok(idleFor < IDLE_S * 1000 + scaled(3000), `swept ${idleFor} ms after the last packet (idle ${IDLE_S} s)`);
   client.child.stdin!.write("go\n");
-  await waitFor("the client to learn", () => /error|got (?!peer=.*len=4)/.test(client.output().split("\n").slice(1).join("\n")), scaled(5000));
+  await waitFor("the client to learn", () => /error|got (?!peer=.*len=4)/.test(client.output().split("\n").slice(1).join("\n")), 5000);
   // Reset at once (an RST for the unknown flow), not after the client's 5 s timeout.
   const reset = /error ConnectionResetError after (\d+\.\d) s/.exec(client.output());
   assert.ok(reset && Number(reset[1]) < Math.min(TIME_FACTOR, 4), client.output());
