@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { requireRoot, uniqueName } from "../harness/privileged.js";
 import { createTestCgroup } from "../harness/cgroup.js";
 import { waitFor } from "../harness/exec.js";
-import { scaled } from "../harness/time.js";
+import { scaled, TIME_FACTOR } from "../harness/time.js";
 import { ADDR, createTopology, curl, devices, ethtool, lbStatus, startLb, startNginx, writeConfig } from "../../bench/lb/topology.js";
 import { run } from "../../src/cli/main.js";
 import { receiverCounters } from "../../src/agent/stats.js";
@@ -143,6 +143,12 @@ pools:
   assert.equal(s.listeners.find((l) => l.name === "rr")!.dataPath, "packet");
 });
 
+/**
+ * Refused by an RST, not left to the client's 3 s timeout: within a second on a host; under emulation
+ * a SYN may be retransmitted once first (seen on 5.10 under TCG: refused in 1.183 s).
+ */
+const REFUSED_AT_ONCE = TIME_FACTOR > 1 ? /^refused in [0-2]\.\d+ s/ : /^refused in 0\.\d+ s/;
+
 test("packet path: a stopped backend fails over with no client waiting; port exhaustion and no backend refuse at once", async (t) => {
   if (!requireRoot(t)) return;
   const topo = await createTopology(t);
@@ -184,7 +190,7 @@ try:
 except ConnectionRefusedError:
     print("refused in %.3f s" % (time.time() - t0))
 `]);
-  assert.match(held, /^refused in 0\.\d+ s/, held);
+  assert.match(held, REFUSED_AT_ONCE, held);
   const s = await status(topo, `${ADDR.lb4}:9100`);
   assert.ok(s.packet!.counters.ports_exhausted >= 1, JSON.stringify(s.packet));
 
@@ -199,7 +205,7 @@ try:
 except ConnectionRefusedError:
     print("refused in %.3f s" % (time.time() - t0))
 `]);
-  assert.match(refused, /^refused in 0\.\d+ s/, refused);
+  assert.match(refused, REFUSED_AT_ONCE, refused);
   assert.ok((await status(topo, `${ADDR.lb4}:9100`)).packet!.counters.no_backend >= 1);
 });
 
