@@ -80,6 +80,10 @@ function hintFor(command: string, errno: number): string {
       return "this kernel does not support the operation (run `toa doctor`)";
     case "ENOSYS":
       return "the kernel was built without bpf(2) (CONFIG_BPF_SYSCALL)";
+    case "EAGAIN":
+      return command === "BPF_PROG_LOAD"
+        ? "the verifier stopped because a signal came in, five times in a row: a sampling profiler (SIGPROF, e.g. node --cpu-prof) or a fast timer interrupts every long verification; load without it"
+        : "the kernel asked to try again";
     default:
       return "see bpf(2)";
   }

@@ -73,6 +73,17 @@ const LOG_LEVEL_STATS = 4;
 const MAX_LOG_SIZE = 0xffffffff >>> 8;
 const PROG_LOAD_ATTR_SIZE = 144; // offsetofend(log_true_size)
 
+/**
+ * BPF_PROG_LOAD, again when the verifier gave up because a signal came in (EAGAIN: it checks
+ * signal_pending() as it goes, and a long verification under a profiler's SIGPROF or a busy timer
+ * is interrupted). libbpf retries the same way, five times.
+ */
+function progLoad(attr: Buffer): { ret: number; errno: number } {
+  let r = bpfTry(BpfCommand.PROG_LOAD, attr, PROG_LOAD_ATTR_SIZE);
+  for (let i = 1; i < 5 && r.ret < 0 && r.errno === 11 /* EAGAIN */; i++) r = bpfTry(BpfCommand.PROG_LOAD, attr, PROG_LOAD_ATTR_SIZE);
+  return r;
+}
+
 /** Build the PROG_LOAD attr (exported for unit tests of the layout). Buffers must stay alive. */
 export function progLoadAttr(spec: ProgramSpec, insns: Buffer, license: Buffer, log?: Buffer, logLevel = 0): Buffer {
   const attr = Buffer.alloc(PROG_LOAD_ATTR_SIZE);
@@ -149,7 +160,7 @@ export class Program {
     let log: Buffer | undefined = options.stats ? Buffer.alloc(4096) : undefined;
     let level = options.stats ? LOG_LEVEL_STATS : 0;
     let attr = progLoadAttr(spec, insns, license, log, level);
-    let r = bpfTry(BpfCommand.PROG_LOAD, attr, PROG_LOAD_ATTR_SIZE);
+    let r = progLoad(attr);
     let size = options.logSize ?? 64 * 1024;
     for (let attempt = 0; r.ret < 0 && attempt < 12; attempt++) {
       // Retry with the branch-level log; grow on ENOSPC (the log did not fit).
@@ -163,7 +174,7 @@ export class Program {
       log = Buffer.alloc(size);
       level = LOG_LEVEL_BRANCH | (options.stats ? LOG_LEVEL_STATS : 0);
       attr = progLoadAttr(spec, insns, license, log, level);
-      r = bpfTry(BpfCommand.PROG_LOAD, attr, PROG_LOAD_ATTR_SIZE);
+      r = progLoad(attr);
     }
     if (r.ret < 0) {
       const text = log ? logText(log) : "";
