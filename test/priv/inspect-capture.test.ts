@@ -34,7 +34,9 @@ async function waitFor(what: string, check: () => boolean | Promise<boolean>, ti
 // SYN-ACK with a RST, so the test drops outgoing RSTs in the client namespace (nft, below).
 const SCAPY = `
 import sys, time
-from scapy.all import IP, TCP, sr1, send, conf
+from scapy.layers.inet import IP, TCP
+from scapy.sendrecv import sr1, send
+from scapy.config import conf
 conf.verb = 0
 ip = IP(src="${CLIENT}", dst="${SERVER}")
 sport, dport = ${SCAPY_SPORT}, ${PORT}

@@ -55,7 +55,11 @@ while True:
  */
 const SCAPY_PY = `
 import json, sys, threading, time
-from scapy.all import IP, IPv6, TCP, Raw, AsyncSniffer, conf, send, sr1
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
+from scapy.packet import Raw
+from scapy.sendrecv import AsyncSniffer, send, sr1
+from scapy.config import conf
 conf.verb = 0
 conns = json.loads(sys.argv[1])
 got = {c["sport"]: b"" for c in conns}
@@ -236,7 +240,10 @@ pools:
   // A SYN with data (what a Fast Open client sends once it has a cookie): no SYN-ACK comes back.
   const syn = await clientPy<{ answered: boolean }>(topo, `
 import json
-from scapy.all import IP, TCP, Raw, conf, sr1
+from scapy.layers.inet import IP, TCP
+from scapy.packet import Raw
+from scapy.config import conf
+from scapy.sendrecv import sr1
 conf.verb = 0
 a = sr1(IP(src="${ADDR.client4}", dst="${ADDR.lb4}") / TCP(sport=42001, dport=80, flags="S", seq=5000, options=[("MSS", 1400)]) / Raw(bytes.fromhex("${FORGED_PROXY_V2}") + b"GET / HTTP/1.0\\r\\n\\r\\n"), timeout=3)
 print(json.dumps({"answered": a is not None}))

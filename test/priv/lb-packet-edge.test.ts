@@ -98,7 +98,11 @@ async function startServer(t: TestContext, topo: Topology, addr: string, port: n
  */
 const SCAPY_PY = `
 import json, sys, threading, time
-from scapy.all import IP, IPv6, TCP, Raw, AsyncSniffer, conf, send, sr1
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
+from scapy.packet import Raw
+from scapy.sendrecv import AsyncSniffer, send, sr1
+from scapy.config import conf
 conf.verb = 0
 conns = json.loads(sys.argv[1])
 got = {c["sport"]: {} for c in conns}
