@@ -17,7 +17,7 @@ import { formatEndpoint } from "./endpoint.js";
 import { Listener } from "./listener.js";
 import { createMetrics } from "./metrics.js";
 import { Pool } from "./pool.js";
-import { PacketDataPath } from "./packet/data-path.js";
+import type { PacketDataPath } from "./packet/data-path.js";
 import type { StatusSnapshot } from "./status.js";
 
 export interface BalancerOptions {
@@ -117,7 +117,9 @@ export class Balancer {
     // before anything changes.
     const packetListeners = config.listeners.filter((l) => l.dataPath === "packet");
     const openedPacket = packetListeners.length > 0 && !this.packet;
-    if (openedPacket) this.packet = await PacketDataPath.open(config.packet, this.log);
+    // The packet path (its program assembler, tc and netlink code) is loaded only by a config that
+    // uses it: a JS-relay balancer starts without it (seconds under emulation).
+    if (openedPacket) this.packet = await (await import("./packet/data-path.js")).PacketDataPath.open(config.packet, this.log);
     try {
       await this.packet?.prepare(packetListeners, new Map(Object.entries(config.pools)), config.packet);
     } catch (e) {
