@@ -57,8 +57,10 @@ pools:
 `,
   );
   await startLb(t, topo, ["--config", config], [`${ADDR.lb4}:80`]);
-  const run = nodeScript<Result[]>(topo.client, topo, "load", LOAD, { url: `http://${ADDR.lb4}/`, workers: 4, ms: 3000 });
-  await new Promise((r) => setTimeout(r, 1000));
+  // 3 s of load on a host (some 50 requests a second per worker); scaled under emulation, where 3 s
+  // gave 25 requests in all on 6.12 under TCG.
+  const run = nodeScript<Result[]>(topo.client, topo, "load", LOAD, { url: `http://${ADDR.lb4}/`, workers: 4, ms: scaled(3000) });
+  await new Promise((r) => setTimeout(r, scaled(1000)));
   const killedAt = Date.now();
   await n1.proc.stop();
   const results = await run;
