@@ -8,6 +8,7 @@ import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import type { CommandFactory } from "./index.js";
 import { addAgentOptions } from "./agent.js";
+import type { AgentOptions } from "./agent-flags.js";
 import { UsageError } from "../io.js";
 import { toaArgv } from "../../shared/self.js";
 
@@ -53,18 +54,9 @@ function systemctl(io: { err(t: string): void }, args: string[]): void {
   }
 }
 
-interface ServiceOptions {
-  target?: string[];
-  unit?: string[];
+/** The agent's options (addAgentOptions), then install-service's own. */
+interface ServiceOptions extends Omit<AgentOptions, "config" | "check" | "json"> {
   cgroup?: string;
-  trust?: string;
-  kinds?: string;
-  syn?: boolean;
-  pinBase?: string;
-  listen?: string;
-  keepGone?: string;
-  resync?: string;
-  logLevel?: string;
   unitPath: string;
   enable: boolean;
 }
