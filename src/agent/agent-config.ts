@@ -8,7 +8,6 @@ import { isIP } from "node:net";
 import { parse as parseYaml } from "yaml";
 import { parseKinds, parseTrust, SettingsError, synDefault, type Cidr } from "./settings.js";
 import { parseTarget, parseUnit, type Target, TargetError } from "./targets.js";
-
 import { DEFAULT_AGENT_LISTEN, DEFAULT_AGENT_PIN_BASE } from "./defaults.js";
 
 export { DEFAULT_AGENT_LISTEN, DEFAULT_AGENT_PIN_BASE } from "./defaults.js";

@@ -15,7 +15,6 @@ import { type ClientAddressMode, type DataPath, type SchedulerName, CLIENT_ADDRE
 
 export { type ClientAddressMode, type DataPath, type SchedulerName, CLIENT_ADDRESS_MODES, DATA_PATHS, SCHEDULERS, DEFAULTS } from "./choices.js";
 
-
 /**
  * Values earlier versions took, with why they are gone: a config that still names one is refused
  * with this text rather than a bare "must be one of".
@@ -45,7 +44,6 @@ export interface PacketConfig {
   /** A connection still opening after this long is removed, giving its place back. */
   readonly synTimeoutMs: number;
 }
-
 
 /** One backend of a pool; `id` is its `addr:port` text, unique within the pool. */
 export interface BackendConfig extends Endpoint {
@@ -112,7 +110,6 @@ export interface LbConfig {
   readonly drainTimeoutMs: number;
   readonly packet: PacketConfig;
 }
-
 
 const MAX_WEIGHT = 256;
 

@@ -39,6 +39,7 @@ export function agentInputFromFlags(o: AgentOptions): AgentInput {
   };
 }
 
+/** The cgroup v2 mount, or /sys/fs/cgroup when none is found. */
 export function mountOrDefault(): string {
   try {
     return findCgroup2Mount();
@@ -57,4 +58,3 @@ export function agentConfigFromFlags(o: AgentOptions, mount = mountOrDefault()):
     throw e;
   }
 }
-
