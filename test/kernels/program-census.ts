@@ -33,8 +33,8 @@ export function refusalReason(text: string): string {
   return lines.slice(-1)[0] ?? "refused (no log)";
 }
 
-/** The programs and the settings that change their shape. */
-function variants(): { variant: string; spec: ProgramSpec }[] {
+/** The programs and the settings that change their shape (also the golden test's list). */
+export function programVariants(): { variant: string; spec: ProgramSpec }[] {
   return [
     { variant: "default (kinds 254,253,200, trust, SYN)", spec: receiverProgram({ kinds: DEFAULT_KINDS, trust: true, syn: true }) },
     { variant: "--no-syn, no trust list", spec: receiverProgram({ kinds: DEFAULT_KINDS, trust: false, syn: false }) },
@@ -60,7 +60,7 @@ export function programCensus(): CensusRow[] {
     for (const key of Object.keys(mapSpecs) as (keyof typeof mapSpecs)[]) maps.set(MapName[key], BpfMap.create(mapSpecs[key]));
     const nat = natMapSpecs(1024, 256);
     for (const key of Object.keys(nat) as (keyof typeof nat)[]) maps.set(NatMapName[key], BpfMap.create(nat[key]));
-    for (const { variant, spec } of variants()) {
+    for (const { variant, spec } of programVariants()) {
       const instructions = encode(spec.instructions, (name) => maps.get(name)?.fd).length / 8; // ld_imm64 counts twice, as the kernel does
       const t0 = performance.now();
       try {
