@@ -44,12 +44,10 @@ pools:
 
   const png = join(topo.dir, "status.png");
   const profile = join(topo.dir, "chromium-profile");
-  await topo.balancer.run(
-    "chromium",
-    ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", `--user-data-dir=${profile}`, `--screenshot=${png}`, "--window-size=1200,800", "http://127.0.0.1:9100/"],
-    { timeoutMs: 60_000 },
-  );
-  assert.ok(existsSync(png), "screenshot written");
+  const chromiumArgs = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", `--user-data-dir=${profile}`, `--screenshot=${png}`, "--window-size=1200,800", "http://127.0.0.1:9100/"];
+  // Chromium can exit 0 without a screenshot; its own output (merged) says why.
+  const said = await topo.balancer.run("sh", ["-c", 'exec "$@" 2>&1', "chromium", "chromium", ...chromiumArgs], { timeoutMs: 60_000 });
+  assert.ok(existsSync(png), `screenshot written; chromium said:\n${said.slice(-2000)}`);
   const bytes = readFileSync(png);
   assert.equal(bytes.subarray(1, 4).toString(), "PNG");
   assert.equal(bytes.readUInt32BE(16), 1200);
