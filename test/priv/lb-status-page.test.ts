@@ -44,7 +44,9 @@ pools:
 
   const png = join(topo.dir, "status.png");
   const profile = join(topo.dir, "chromium-profile");
-  const chromiumArgs = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", `--user-data-dir=${profile}`, `--screenshot=${png}`, "--window-size=1200,800", "http://127.0.0.1:9100/"];
+  // The network service in the browser's own process: under a kernel VM's emulation the separate one
+  // was seen to crash while starting ("Network service crashed ... restarting"), and no page loaded.
+  const chromiumArgs = ["--headless", "--enable-features=NetworkServiceInProcess,NetworkServiceInProcess2", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", `--user-data-dir=${profile}`, `--screenshot=${png}`, "--window-size=1200,800", "http://127.0.0.1:9100/"];
   // Chromium can exit 0 without a screenshot; its own output (merged) says why.
   const said = await topo.balancer.run("sh", ["-c", 'exec "$@" 2>&1', "chromium", "chromium", ...chromiumArgs], { timeoutMs: 60_000 });
   assert.ok(existsSync(png), `screenshot written; chromium said:\n${said.slice(-2000)}`);
