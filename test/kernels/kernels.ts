@@ -10,22 +10,30 @@ export interface KernelTarget {
   label: string;
   /** Debian suite whose linux-image package is booted; absent for the host leg. */
   suite?: string;
-  arch: "amd64";
+  /** Debian's name for the kernel's architecture; arm64 legs boot qemu-system-aarch64 (run-kernel.sh). */
+  arch: "amd64" | "arm64";
 }
 
 export const KERNELS: readonly KernelTarget[] = [
   { id: "5.10", label: "Debian 11 bullseye", suite: "bullseye", arch: "amd64" },
   { id: "6.1", label: "Debian 12 bookworm", suite: "bookworm", arch: "amd64" },
   { id: "6.12", label: "Debian 13 trixie", suite: "trixie", arch: "amd64" },
+  { id: "6.1-arm64", label: "Debian 12 bookworm, arm64", suite: "bookworm", arch: "arm64" },
+  { id: "6.12-arm64", label: "Debian 13 trixie, arm64", suite: "trixie", arch: "arm64" },
   { id: "host", label: "this machine", arch: "amd64" },
 ];
 
-/** Resolve a comma list of ids ("5.10,host") or "all"; throws naming the unknown id. */
+/**
+ * Resolve a comma list of ids ("5.10,host"), "all", "amd64" (the x86-64 kernels and the host) or
+ * "arm64" (the arm64 kernels); throws naming the unknown id.
+ */
 export function selectKernels(list: string): KernelTarget[] {
   if (list === "all") return [...KERNELS];
+  if (list === "arm64") return KERNELS.filter((k) => k.arch === "arm64");
+  if (list === "amd64") return KERNELS.filter((k) => k.arch === "amd64");
   return list.split(",").map((id) => {
     const k = KERNELS.find((x) => x.id === id.trim() || x.suite === id.trim());
-    if (!k) throw new Error(`--kernels: unknown kernel "${id}"; choose from ${KERNELS.map((x) => x.id).join(", ")} or all`);
+    if (!k) throw new Error(`--kernels: unknown kernel "${id}"; choose from ${KERNELS.map((x) => x.id).join(", ")} amd64, arm64 or all`);
     return k;
   });
 }

@@ -16,10 +16,10 @@ import { parseEvents, type LegEvent } from "./results.js";
 import { censusTable, matrixTable, type Leg } from "./report.js";
 import { collectLegs, filesOf } from "./collect.js";
 import { makeProjectDisk } from "./project-disk.js";
+import { addArm64Runtime } from "./arm64-tree.js";
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/test/kernels
 const ROOT = resolve(here, "../../..");
-const SCRIPTS = join(ROOT, "test/kernels");
 const PRIV = join(ROOT, "dist/test/priv");
 /**
  * Tests that change the machine (install a package, ...): they run only inside the VMs, whose root
@@ -39,7 +39,9 @@ function snapshot(out: string): string {
   for (const entry of ["dist", "test", "src", "docs", "scripts", "README.md", "package.json", "package-lock.json"]) {
     if (existsSync(join(ROOT, entry))) cpSync(join(ROOT, entry), join(tree, entry), { recursive: true });
   }
-  cpSync(join(ROOT, "node_modules"), join(tree, "node_modules"), { recursive: true, verbatimSymlinks: true });
+  // Not node_modules/.cache: the packager's downloads (hundreds of MB) that no test reads.
+  const cache = join(ROOT, "node_modules", ".cache");
+  cpSync(join(ROOT, "node_modules"), join(tree, "node_modules"), { recursive: true, verbatimSymlinks: true, filter: (src) => src !== cache });
   return tree;
 }
 
@@ -132,23 +134,39 @@ async function runLeg(k: KernelTarget, files: string[], o: Options, tree: string
   const legFiles = k.suite ? files : files.filter((f) => !f.startsWith(VM_ONLY));
   const guestArgs = ["--files", legFiles.map((f) => join(tree, f.slice(ROOT.length + 1))).join(","), ...(o.census ? [] : ["--no-census"])];
   const guest = join(tree, "dist/test/kernels/guest.js");
+  // The snapshot's scripts, not the checkout's: bash reads a script as it runs, so an edit to
+  // run-kernel.sh during an hours-long leg would otherwise be executed half old, half new.
+  const scripts = join(tree, "test/kernels");
   const stop = follow(join(out, "results.jsonl"), k.id, o.json);
   let error: string | undefined;
   if (!k.suite) {
     const r = await run(process.execPath, [guest, "--out", out, ...guestArgs], { ...process.env, TOA_TEST_TIME_FACTOR: "1" });
     if (r.code !== 0) error = `guest runner exited ${r.code}: ${r.output.slice(-2000)}`;
   } else {
-    const f = await run(join(SCRIPTS, "fetch-kernel.sh"), [k.suite, o.cache, k.arch], process.env);
+    const f = await run(join(scripts, "fetch-kernel.sh"), [k.suite, o.cache, k.arch], process.env);
     const kdir = f.output.trim().split("\n").pop() ?? "";
     if (f.code !== 0 || !existsSync(kdir)) {
       error = `fetching ${k.suite}'s kernel failed: ${f.output.slice(-1000)}`;
     } else {
-      const cmd = `cd ${tree} && TOA_IN_VM=1 TOA_TEST_TIME_FACTOR=${o.timeFactor} ${process.execPath} ${guest} --out /mnt ${guestArgs.map((a) => `'${a}'`).join(" ")}`;
+      // An arm64 kernel boots its own Debian (arm64-rootfs.sh) and runs the arm64 node put in the tree.
+      const vm: NodeJS.ProcessEnv = { VM_ARCH: k.arch };
+      let node = process.execPath;
+      if (k.arch === "arm64") {
+        const fs = await run(join(scripts, "arm64-rootfs.sh"), [o.cache, kdir], process.env, (l) => console.error(`[${k.id}] ${l}`));
+        const image = fs.output.trim().split("\n").pop() ?? "";
+        if (fs.code !== 0 || !existsSync(image)) {
+          stop();
+          return { kernel: k, events: [], error: `building the arm64 root file system failed: ${fs.output.slice(-1500)}`, ms: Date.now() - started };
+        }
+        Object.assign(vm, { VM_ROOT_IMAGE: image, VM_BUSYBOX: join(o.cache, "busybox-arm64") });
+        node = await addArm64Runtime(ROOT, tree);
+      }
+      const cmd = `cd ${tree} && PATH=${dirname(node)}:$PATH TOA_IN_VM=1 TOA_TEST_TIME_FACTOR=${o.timeFactor} ${node} ${guest} --out /mnt ${guestArgs.map((a) => `'${a}'`).join(" ")}`;
       // A VM that hangs must not hold the run forever, but a long file list on a busy machine is slow:
       // 15 minutes plus 5 per file (time factor 4), unless --vm-timeout says otherwise.
       const timeout = o.vmTimeout ?? Math.round((900 + 300 * legFiles.length) * (o.timeFactor / 4));
       const disk = makeProjectDisk(tree, join(out, "project.img"));
-      const r = await run(join(SCRIPTS, "run-kernel.sh"), [kdir, out, cmd], { ...process.env, VM_MEM: o.mem, VM_CPUS: o.cpus, VM_TIMEOUT: String(timeout), VM_DISK: disk, VM_DISK_AT: tree });
+      const r = await run(join(scripts, "run-kernel.sh"), [kdir, out, cmd], { ...process.env, ...vm, VM_MEM: o.mem, VM_CPUS: o.cpus, VM_TIMEOUT: String(timeout), VM_DISK: disk, VM_DISK_AT: tree });
       rmSync(disk, { force: true });
       const timedOut = /terminating on signal 15 from pid \d+ \(timeout\)/.test(existsSync(join(out, "console")) ? readFileSync(join(out, "console"), "utf8") : "");
       if (r.code !== 0 && r.code !== 1) error = `the VM gave no result (exit ${r.code}${timedOut ? `: stopped after --vm-timeout ${timeout} s` : ""}); console: ${join(out, "console")}\n${r.output.slice(-1500)}`;
@@ -173,7 +191,7 @@ async function main(argv: string[]): Promise<number> {
   };
   const program = new Command("test:kernels")
     .description("Run the privileged tests on real Debian kernels under qemu (and on this machine's kernel), and print kernel × test file.")
-    .option("--kernels <ids>", "comma list of 5.10, 6.1, 6.12, host, or all", "all")
+    .option("--kernels <ids>", "comma list of 5.10, 6.1, 6.12, 6.1-arm64, 6.12-arm64, host; or amd64, arm64, all", "all")
     .option("--files <patterns>", "test files in dist/test/priv whose names contain one of these (comma list); default every file", "")
     .option("--time-factor <n>", "multiply the tests' waits by this inside VMs (qemu TCG is several times slower)", positive, 4)
     .option("--cache <dir>", "where kernel packages are kept", process.env.TOA_KERNEL_CACHE ?? "/var/cache/toa-kernels")
@@ -185,7 +203,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--markdown <file>", "also write the tables as markdown to this file")
     .option("--json", "print the results as JSON on stdout (progress stays on stderr)")
     .option("--report <dirs>", "run nothing: print one table from earlier runs' --out folders (comma list), e.g. legs run one at a time")
-    .addHelpText("after", "\nNeeds root and the Debian packages qemu-system-x86, busybox-static, cpio, kmod, xz-utils, zstd, e2fsprogs.\nExit status 0 only when every file passed (or skipped) on every kernel and every program loaded.");
+    .addHelpText("after", "\nNeeds root and the Debian packages qemu-system-x86, busybox-static, cpio, kmod, xz-utils, zstd, e2fsprogs;\nthe arm64 legs also qemu-system-arm and debootstrap (their Debian root file system is built once, ~30 min, and cached).\nExit status 0 only when every file passed (or skipped) on every kernel and every program loaded.");
   program.parse(argv, { from: "user" });
   const o = program.opts<Options>();
   if (o.report) {
@@ -196,7 +214,9 @@ async function main(argv: string[]): Promise<number> {
   const kernels = selectKernels(o.kernels);
   const files = selectFiles(o.files);
   if (kernels.some((k) => k.suite)) {
-    for (const [bin, pkg] of [["qemu-system-x86_64", "qemu-system-x86"], ["busybox", "busybox-static"], ["cpio", "cpio"], ["zstd", "zstd"], ["mkfs.ext4", "e2fsprogs"]]) {
+    const needs = [["qemu-system-x86_64", "qemu-system-x86"], ["busybox", "busybox-static"], ["cpio", "cpio"], ["zstd", "zstd"], ["mkfs.ext4", "e2fsprogs"]];
+    if (kernels.some((k) => k.arch === "arm64")) needs.push(["qemu-system-aarch64", "qemu-system-arm"], ["debootstrap", "debootstrap"]);
+    for (const [bin, pkg] of needs) {
       const r = await run("sh", ["-c", `command -v ${bin}`], process.env);
       if (r.code !== 0) throw new Error(`${bin} is missing: apt-get install -y ${pkg} (scripts/install-test-deps.sh installs everything)`);
     }

@@ -114,3 +114,12 @@ test("collectLegs: legs run in parts (separate --out folders) come back as one m
     rmSync(b, { recursive: true, force: true });
   }
 });
+
+test("selectKernels: ids, suites, the amd64 and arm64 groups; an unknown id is named with the choices", async () => {
+  const { selectKernels } = await import("../kernels/kernels.js");
+  assert.deepEqual(selectKernels("arm64").map((k) => k.id), ["6.1-arm64", "6.12-arm64"]);
+  assert.deepEqual(selectKernels("amd64").map((k) => k.id), ["5.10", "6.1", "6.12", "host"]);
+  assert.deepEqual(selectKernels("5.10,6.12-arm64").map((k) => [k.id, k.arch]), [["5.10", "amd64"], ["6.12-arm64", "arm64"]]);
+  assert.equal(selectKernels("bookworm")[0]!.arch, "amd64", "a suite name picks the x86-64 kernel");
+  assert.throws(() => selectKernels("4.19"), /unknown kernel "4\.19".*6\.1-arm64.*arm64 or all/);
+});
