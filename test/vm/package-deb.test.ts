@@ -67,6 +67,7 @@ const installed = async (): Promise<boolean> => (await sh("dpkg-query", ["-W", "
 test("the .deb without node: install offline, the agent from its unit, a TOA connection seen in the target cgroup, doctor and demo, then purge leaves nothing", { timeout: scaled(900_000) }, async (t) => {
   if (!requireVm(t)) return;
   assert.ok(existsSync(DEB), `${DEB} is missing: run \`npm run package\` before the kernel matrix`);
+  t.diagnostic(`installing ${DEB.split("/").pop()} on ${process.arch}`);
   const t0 = Date.now();
   let last = t0;
   const took = (what: string): void => {
