@@ -19,7 +19,7 @@ interface RuntimesModule {
 }
 
 /** Folder (inside `tree`) whose bin/node is the arm64 node. */
-export const ARM64_NODE_DIR = ".vm-arm64";
+const ARM64_NODE_DIR = ".vm-arm64";
 
 /**
  * Put node (tree/.vm-arm64/bin/node) and @koromix/koffi-linux-arm64 (tree/node_modules) into `tree`;

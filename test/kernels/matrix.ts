@@ -152,11 +152,11 @@ async function runLeg(k: KernelTarget, files: string[], o: Options, tree: string
       const vm: NodeJS.ProcessEnv = { VM_ARCH: k.arch };
       let node = process.execPath;
       if (k.arch === "arm64") {
-        const fs = await run(join(scripts, "arm64-rootfs.sh"), [o.cache, kdir], process.env, (l) => console.error(`[${k.id}] ${l}`));
-        const image = fs.output.trim().split("\n").pop() ?? "";
-        if (fs.code !== 0 || !existsSync(image)) {
+        const rootfs = await run(join(scripts, "arm64-rootfs.sh"), [o.cache, kdir], process.env, (l) => console.error(`[${k.id}] ${l}`));
+        const image = rootfs.output.trim().split("\n").pop() ?? "";
+        if (rootfs.code !== 0 || !existsSync(image)) {
           stop();
-          return { kernel: k, events: [], error: `building the arm64 root file system failed: ${fs.output.slice(-1500)}`, ms: Date.now() - started };
+          return { kernel: k, events: [], error: `building the arm64 root file system failed: ${rootfs.output.slice(-1500)}`, ms: Date.now() - started };
         }
         Object.assign(vm, { VM_ROOT_IMAGE: image, VM_BUSYBOX: join(o.cache, "busybox-arm64") });
         node = await addArm64Runtime(ROOT, tree);
