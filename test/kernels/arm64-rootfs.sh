@@ -7,8 +7,9 @@
 # KDIR: an arm64 kernel laid out by fetch-kernel.sh; it boots the image once to finish debootstrap's
 # second stage (its maintainer scripts are arm64 programs). Prints the image's path on its last line;
 # CACHE_DIR/busybox-arm64 (the arm64 initramfs's shell) is left beside it. The image's name carries a
-# hash of the package list, so changing the list builds a new one. ~10 min of downloads and unpacking
-# on the host, then ~25 min of emulated second stage (2026-12-03, beside two other VMs).
+# hash of the package list, so changing the list builds a new one. A few minutes of downloads (kept
+# in CACHE_DIR/debootstrap-arm64) and unpacking on the host, then ~25 min of emulated second stage
+# (2026-12-03, beside two other VMs).
 # Needs: debootstrap, debian-archive-keyring, e2fsprogs, qemu-system-arm (and what run-kernel.sh needs).
 set -euo pipefail
 cache=$(mkdir -p "$1" && cd "$1" && pwd); kdir=$(readlink -f "$2")

@@ -33,7 +33,7 @@ export function selectKernels(list: string): KernelTarget[] {
   if (list === "amd64") return KERNELS.filter((k) => k.arch === "amd64");
   return list.split(",").map((id) => {
     const k = KERNELS.find((x) => x.id === id.trim() || x.suite === id.trim());
-    if (!k) throw new Error(`--kernels: unknown kernel "${id}"; choose from ${KERNELS.map((x) => x.id).join(", ")} amd64, arm64 or all`);
+    if (!k) throw new Error(`--kernels: unknown kernel "${id}"; choose from ${KERNELS.map((x) => x.id).join(", ")}; or the groups amd64, arm64 or all`);
     return k;
   });
 }

@@ -43,15 +43,12 @@ if [ "$arch" = arm64 ]; then
   project_dev=/dev/vdb
   root_mount="i=0; while [ ! -b /dev/vda ] && [ \$i -lt 100 ]; do sleep 0.1; i=\$((i+1)); done
 mount -t ext4 /dev/vda /newroot || echo 'mounting the root image failed'
-mkdir -p /newroot/mnt
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out /newroot/mnt
 mkdir -p /newroot/lib/modules; mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 modules /newroot/lib/modules"
 else
   project_dev=/dev/vda
   root_mount="mkdir -p /lower /upper; mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /lower
 mount -t tmpfs -o size=4G tmp /upper; mkdir -p /upper/u /upper/w
 mount -t overlay overlay -o lowerdir=/lower,upperdir=/upper/u,workdir=/upper/w /newroot
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out /newroot/mnt
 mkdir -p /newroot/lib/modules; mount --bind /lower$kdir/lib/modules /newroot/lib/modules"
 fi
 disk_mount=""
@@ -63,6 +60,7 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in $mods; do insmod /mods/\$m 2>/dev/null; done
 mkdir -p /newroot
 $root_mount
+mkdir -p /newroot/mnt; mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 out /newroot/mnt
 $disk_mount
 umount /proc /sys; mount --move /dev /newroot/dev
 exec switch_root /newroot /bin/sh /mnt/guest-init
