@@ -12,13 +12,13 @@
  * cancels the load other work puts on the machine; alternating cancels any difference between
  * the pipelines. Ratios are medians of per-round ratios.
  *
- * Run: `sudo npm run bench:agent`. Knobs: ROUNDS (10), CPS_MS (2000), BULK_MS (2500), MEM_N (2000).
+ * Run: `sudo npm run bench:agent`. Knobs: ROUNDS (10), CPS_MS (2000), BULK_MS (2500), MEM_N (2000);
+ * BPF_COST_ONLY=1 measures only the programs' run time (the receiver against baselines.ts).
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
-import { asm, attachCgroup, BpfMap, enableRunStats, Program, programInfo } from "../../src/bpf/index.js";
-import { mapSpecs } from "../../src/programs/layout.js";
+import { attachCgroup, enableRunStats, programInfo } from "../../src/bpf/index.js";
 import { loadReceiver, measureReceiverCost, receiverCounters, ToaSender, unloadReceiver } from "../../src/agent/index.js";
 import { synDefault } from "../../src/agent/settings.js";
 import { createTestCgroup, ownCgroup, type TestCgroup } from "../../test/harness/cgroup.js";
@@ -26,6 +26,7 @@ import { sh, waitFor, type Started } from "../../test/harness/exec.js";
 import { link, Netns } from "../../test/harness/netns.js";
 import { uniqueName } from "../../test/harness/privileged.js";
 import { CPS_CLIENT, nginxConf, PY } from "./scripts.js";
+import { type Baseline, loadBaseline } from "./baselines.js";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 10);
 const CPS_MS = Number(process.env.CPS_MS ?? 2000);
@@ -33,6 +34,8 @@ const BULK_MS = Number(process.env.BULK_MS ?? 2500);
 const MEM_N = Number(process.env.MEM_N ?? 2000);
 const MEM_ROUNDS = Number(process.env.MEM_ROUNDS ?? 5);
 const WARM_MS = 1000;
+/** BPF_COST_ONLY=1: only the program run-time rows (a minute instead of ten). */
+const COST_ONLY = process.env.BPF_COST_ONLY === "1";
 const GP_CALLS = 50_000;
 const GP_REPS = 20;
 const CONCURRENCY = 32; // per pipeline
@@ -276,7 +279,7 @@ interface RunCost {
  * (`return 1`): the floor the statistics themselves add to every run (two clock reads), which the
  * receiver's figures include too.
  */
-async function programCost(env: Env, what: "toa" | "plain" | "empty" | "storage"): Promise<RunCost> {
+async function programCost(env: Env, what: "toa" | "plain" | Baseline): Promise<RunCost> {
   const run = async () => {
     const servers = await nginxBoth(env);
     try {
@@ -285,33 +288,33 @@ async function programCost(env: Env, what: "toa" | "plain" | "empty" | "storage"
       for (const p of servers) await stop(p);
     }
   };
-  if (what === "empty" || what === "storage") {
-    const { mov, exit, R0, R1, R2, R3, R4, R6, ldx, jeq, label, ldMap, call, st } = asm;
-    // "storage": only what no receiver can avoid: at PASSIVE_ESTABLISHED, bpf_sk_storage_get(F_CREATE)
-    // on the toa_peers map and one store into it.
-    const body = what === "empty"
-      ? [mov(R0, 1), exit()]
-      : [
-          mov(R6, R1), ldx("W", R2, R6, 0), jeq(R2, 5, "p"), mov(R0, 1), exit(), label("p"),
-          ldx("DW", R2, R6, 184), jeq(R2, 0, "out"), ldMap(R1, "toa_peers"), mov(R3, 0), mov(R4, 1), call("sk_storage_get"), jeq(R0, 0, "out"), st("W", R0, 0, 1),
-          label("out"), mov(R0, 1), exit(),
-        ];
-    const peers = what === "storage" ? BpfMap.create(mapSpecs.peers) : undefined;
-    const p = Program.load({ name: `bench_${what}`, type: "SOCK_OPS", instructions: body }, { maps: peers ? { toa_peers: peers } : {} });
-    const a = attachCgroup(env.server.a.path, p, "CGROUP_SOCK_OPS");
+  if (what !== "toa" && what !== "plain") {
+    const loaded = loadBaseline(what);
+    const attached = [attachCgroup(env.server.a.path, loaded.sockops, "CGROUP_SOCK_OPS")];
+    if (loaded.getpeername4) attached.push(attachCgroup(env.server.a.path, loaded.getpeername4, "CGROUP_INET4_GETPEERNAME"));
     const stats = enableRunStats();
     try {
-      const before = programInfo(p.fd);
+      const before = programInfo(loaded.sockops.fd);
+      const gpBefore = loaded.getpeername4 && programInfo(loaded.getpeername4.fd);
       const c = await run();
-      const after = programInfo(p.fd);
+      // The servers are stopped: every connection has closed (the cookie map's deletes are counted).
+      const after = programInfo(loaded.sockops.fd);
+      const gpAfter = loaded.getpeername4 && programInfo(loaded.getpeername4.fd);
       // Connections the server completed: the client's count of exchanges in the whole run.
       const conns = c.total;
-      return { conns, sockopsRuns: Number(after.runCount - before.runCount) / conns, sockopsNs: Number(after.runTimeNs - before.runTimeNs) / conns, getpeerCalls: 0, getpeerNsPerCall: 0 };
+      const gpCalls = gpBefore && gpAfter ? Number(gpAfter.runCount - gpBefore.runCount) : 0;
+      const gpNs = gpBefore && gpAfter ? Number(gpAfter.runTimeNs - gpBefore.runTimeNs) : 0;
+      return {
+        conns,
+        sockopsRuns: Number(after.runCount - before.runCount) / conns,
+        sockopsNs: Number(after.runTimeNs - before.runTimeNs) / conns,
+        getpeerCalls: gpCalls / conns,
+        getpeerNsPerCall: gpNs / Math.max(1, gpCalls),
+      };
     } finally {
       stats.close();
-      a.detach();
-      p.close();
-      peers?.close();
+      for (const a of attached) a.detach();
+      loaded.close();
     }
   }
   const { r } = await under(env, "a", () => measureReceiverCost(env.pinDir, { during: run }));
@@ -456,6 +459,61 @@ async function leftovers(env: Env): Promise<string[]> {
   return left;
 }
 
+const TABLE_HEAD = "| measure | without | with | with/without or difference (range over rounds) | goal |\n|---|---:|---:|---:|---|";
+
+/** Kernel run time of the receiver and of the baselines (baselines.ts), each over one 1 s conn/s run. */
+interface Costs {
+  toa: RunCost;
+  plain: RunCost;
+  empty: RunCost;
+  storage: RunCost;
+  cookie: RunCost;
+}
+
+async function measureCosts(e: Env): Promise<Costs> {
+  process.stderr.write("  program run time: receiver (TOA, no TOA), empty program, storage only, cookie hash\n");
+  return {
+    toa: await programCost(e, "toa"),
+    plain: await programCost(e, "plain"),
+    empty: await programCost(e, "empty"),
+    storage: await programCost(e, "storage"),
+    cookie: await programCost(e, "cookie"),
+  };
+}
+
+/** What the statistics add to every run: an empty program's time per run. */
+const floorPerRun = (c: Costs) => c.empty.sockopsNs / Math.max(1, c.empty.sockopsRuns);
+const perConnection = (c: RunCost) => c.sockopsNs + c.getpeerNsPerCall * c.getpeerCalls;
+
+function printCostRows(costs: Costs): void {
+  const { toa, plain, empty, storage, cookie } = costs;
+  const floor = floorPerRun(costs);
+  const bpfRow = (name: string, c: RunCost, goal: number) => {
+    const total = perConnection(c);
+    const net = total - floor * (c.sockopsRuns + c.getpeerCalls);
+    console.log(
+      `| BPF run time per connection, ${name} (ns, kernel run_time_ns) | ${fmt(empty.sockopsNs, 0)} (empty program) | ${fmt(total, 0)} | sock_ops ${fmt(c.sockopsRuns, 1)} runs ${fmt(c.sockopsNs, 0)} + getpeername ${fmt(c.getpeerCalls, 1)} × ${fmt(c.getpeerNsPerCall, 0)}; **${fmt(net, 0)} above the statistics' floor** | ≤ ${goal}: ${total <= goal ? "met" : net <= goal ? "met above the floor" : "**missed**"} |`,
+    );
+  };
+  bpfRow("TOA", toa, 500);
+  console.log(
+    `| of which bpf_sk_storage_get(F_CREATE), the storage no receiver can do without (a program doing only that) | ${fmt(empty.sockopsNs, 0)} (empty program) | ${fmt(storage.sockopsNs, 0)} | **${fmt(storage.sockopsNs - empty.sockopsNs, 0)} above the floor**; the receiver's own work on top: ${fmt(toa.sockopsNs - storage.sockopsNs, 0)} | - |`,
+  );
+  // Both stores with their getpeername look-up: sk_storage alone + the receiver's getpeername, against
+  // a cookie-keyed hash (write, delete at close, look-up by cookie).
+  const skStorage = storage.sockopsNs + toa.getpeerNsPerCall * toa.getpeerCalls;
+  console.log(
+    `| the other store: a hash keyed by socket cookie, deleted at close, vs sk_storage (store + getpeername look-up, ns per connection) | ${fmt(skStorage, 0)} (sk_storage) | ${fmt(perConnection(cookie), 0)} | **${fmt(perConnection(cookie) / skStorage, 2)}×** (sock_ops ${fmt(cookie.sockopsRuns, 1)} runs ${fmt(cookie.sockopsNs, 0)} + getpeername ${fmt(cookie.getpeerNsPerCall, 0)}) | lower is better |`,
+  );
+  bpfRow("no TOA", plain, 100);
+  console.log(`| getpeername program per call, first call on a new connection (ns) | ${fmt(floor, 0)} (floor) | ${fmt(toa.getpeerNsPerCall, 0)} | ${fmt(toa.getpeerNsPerCall - floor, 0)} above the floor | ≤ 100: ${toa.getpeerNsPerCall <= 100 ? "met" : "**missed**"} |`);
+}
+
+function costChecks(costs: Costs): string {
+  const { toa, plain, empty } = costs;
+  return `run time over ${fmt(toa.conns)} / ${fmt(plain.conns)} / ${fmt(empty.conns)} connections; the statistics' floor: ${fmt(floorPerRun(costs), 1)} ns per run (an empty program).`;
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("the agent bench needs root (bpf, cgroups, network namespaces): sudo npm run bench:agent");
   let env: Env | undefined;
@@ -485,6 +543,14 @@ method: two identical pipelines A and B run at the same time, each a client (net
     both ends; ${MEM_ROUNDS} rounds of: no receiver, receiver, receiver with syn: false (order rotated).
 `);
 
+    if (COST_ONLY) {
+      const costs = await measureCosts(e);
+      console.log(TABLE_HEAD);
+      printCostRows(costs);
+      console.log(`checks: ${costChecks(costs)}`);
+      return;
+    }
+
     // conn/s with a TOA in every connection and without one, interleaved round by round.
     const cpsR: Awaited<ReturnType<typeof cps>>[] = [];
     const plainR: Awaited<ReturnType<typeof cps>>[] = [];
@@ -503,11 +569,7 @@ method: two identical pipelines A and B run at the same time, each a client (net
     const downR = await rounds("bulk down", (s) => bulk(e, s, "down"));
     const upR = await rounds("bulk up", (s) => bulk(e, s, "up"));
     const gpR = await rounds("getpeername", (s) => getpeername(e, s));
-    process.stderr.write("  program run time: receiver (TOA, no TOA), empty program, storage only\n");
-    const costToa = await programCost(e, "toa");
-    const costPlain = await programCost(e, "plain");
-    const costEmpty = await programCost(e, "empty");
-    const costStorage = await programCost(e, "storage");
+    const costs = await measureCosts(e);
     const mem: Record<MemCond, Mem[]> = { none: [], toa: [], "toa-nosyn": [] };
     for (let i = 0; i < MEM_ROUNDS; i++) {
       const conds: MemCond[] = ["none", "toa", "toa-nosyn"];
@@ -548,28 +610,14 @@ method: two identical pipelines A and B run at the same time, each a client (net
       console.log(`| ${name} | ${fmt(median(p.without), d)} | ${fmt(median(p.with), d)} | **${fmt(m, 3)}** (${spread(r)}) | ${g} |`);
     };
 
-    console.log("| measure | without | with | with/without or difference (range over rounds) | goal |");
-    console.log("|---|---:|---:|---:|---|");
+    console.log(TABLE_HEAD);
     row("new connections/s (nginx), every one with a TOA", cpsP, 0, 0.98);
     row("new connections/s (nginx), none with a TOA", plainP, 0, 0.98);
     row("CPU per connection, client + server (µs)", cpuP, 1, undefined, true);
     row("bulk, server → client (MB/s)", downP, 0, 0.99);
     row("bulk, client → server (MB/s)", upP, 0, 0.99);
     console.log(`| getpeername() in a Python loop (ns per call) | ${fmt(median(gpWithout), 1)} | ${fmt(median(gpWith), 1)} | **+${fmt(median(gpD), 1)} ns** (${spread(gpD, 1)}) | - |`);
-    const floorPerRun = costEmpty.sockopsNs / Math.max(1, costEmpty.sockopsRuns);
-    const bpfRow = (name: string, c: RunCost, goal: number) => {
-      const total = c.sockopsNs + c.getpeerNsPerCall * c.getpeerCalls;
-      const net = total - floorPerRun * (c.sockopsRuns + c.getpeerCalls);
-      console.log(
-        `| BPF run time per connection, ${name} (ns, kernel run_time_ns) | ${fmt(costEmpty.sockopsNs, 0)} (empty program) | ${fmt(total, 0)} | sock_ops ${fmt(c.sockopsRuns, 1)} runs ${fmt(c.sockopsNs, 0)} + getpeername ${fmt(c.getpeerCalls, 1)} × ${fmt(c.getpeerNsPerCall, 0)}; **${fmt(net, 0)} above the statistics' floor** | ≤ ${goal}: ${total <= goal ? "met" : net <= goal ? "met above the floor" : "**missed**"} |`,
-      );
-    };
-    bpfRow("TOA", costToa, 500);
-    console.log(
-      `| of which bpf_sk_storage_get(F_CREATE), the storage no receiver can do without (a program doing only that) | ${fmt(costEmpty.sockopsNs, 0)} (empty program) | ${fmt(costStorage.sockopsNs, 0)} | **${fmt(costStorage.sockopsNs - costEmpty.sockopsNs, 0)} above the floor**; the receiver's own work on top: ${fmt(costToa.sockopsNs - costStorage.sockopsNs, 0)} | - |`,
-    );
-    bpfRow("no TOA", costPlain, 100);
-    console.log(`| getpeername program per call (ns) | ${fmt(floorPerRun, 0)} (floor) | ${fmt(costToa.getpeerNsPerCall, 0)} | ${fmt(costToa.getpeerNsPerCall - floorPerRun, 0)} above the floor | ≤ 100: ${costToa.getpeerNsPerCall <= 100 ? "met" : "**missed**"} |`);
+    printCostRows(costs);
     console.log(`| kernel memory per connection with a TOA (bytes, kmalloc caches) | ${fmt(memK("none"))} | ${fmt(memK("toa"))} | **+${fmt(median(memAdded))} B** (${spread(memAdded, 0)}) | - |`);
     const cgK = (c: MemCond) => median(mem[c].map((m) => m.kmallocCg));
     const plainK = (c: MemCond) => median(mem[c].map(plain));
@@ -590,7 +638,7 @@ method: two identical pipelines A and B run at the same time, each a client (net
     const toaPlain = plainRounds.map((x) => x.r.toa);
     const errors = [...cpsR, ...plainR].reduce((a, x) => a + x.r.a.errors + x.r.b.errors, 0);
     console.log(
-      `checks: getpeername() and accept() returned ${gpR[0].r.peer[gpR[0].withSide]} with the receiver, ${gpR[0].r.peer[other(gpR[0].withSide)]} without; TOAs found per conn/s exchange: ${spread(toaPerConn, 2)} with a TOA, ${spread(toaPlain, 0)} without; conn/s errors: ${errors}; run time over ${fmt(costToa.conns)} / ${fmt(costPlain.conns)} / ${fmt(costEmpty.conns)} connections; the statistics' floor: ${fmt(floorPerRun, 1)} ns per run (an empty program).`,
+      `checks: getpeername() and accept() returned ${gpR[0].r.peer[gpR[0].withSide]} with the receiver, ${gpR[0].r.peer[other(gpR[0].withSide)]} without; TOAs found per conn/s exchange: ${spread(toaPerConn, 2)} with a TOA, ${spread(toaPlain, 0)} without; conn/s errors: ${errors}; ${costChecks(costs)}`,
     );
   } finally {
     await cleanup();
