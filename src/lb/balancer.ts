@@ -14,6 +14,7 @@ import type { ClientAddressWriter } from "./client-address.js";
 import type { LbConfig, ListenerConfig } from "./config.js";
 import { formatDuration } from "./duration.js";
 import { formatEndpoint } from "./endpoint.js";
+import { LbError } from "./errors.js";
 import { Listener } from "./listener.js";
 import { createMetrics } from "./metrics.js";
 import { Pool } from "./pool.js";
@@ -90,8 +91,8 @@ export class Balancer {
     const run = async (): Promise<string> => {
       try {
         const config = next ?? this.opts.loadConfig?.();
-        if (!config) throw new Error("no config source to reload from");
-        if (this.draining) throw new Error("draining: reload refused");
+        if (!config) throw new LbError("LB_ERR_RELOAD", "no config source to reload from");
+        if (this.draining) throw new LbError("LB_ERR_RELOAD", "draining: reload refused");
         await this.apply(config);
         this.reloads++;
         const msg = `reloaded ${config.source}: ${config.listeners.length} listener(s), ${Object.keys(config.pools).length} pool(s)`;
@@ -110,7 +111,7 @@ export class Balancer {
 
   private async apply(config: LbConfig): Promise<void> {
     if (config.listeners.some((l) => l.mode === "toa" && l.dataPath !== "packet") && !this.writer) {
-      if (!this.opts.openWriter) throw new Error("TOA sender unavailable: no sender configured (use mode proxy-v2, proxy-v1 or none)");
+      if (!this.opts.openWriter) throw new LbError("LB_ERR_TOA_SENDER", "TOA sender unavailable: no sender configured (use mode proxy-v2, proxy-v1 or none)");
       this.writer = this.opts.openWriter();
     }
     // The packet path first: a listen address that isn't ours or a backend without a route is refused

@@ -91,7 +91,7 @@ function postReload(c: LbConfig): Promise<string> {
 async function runBalancer(o: LbOptions, config: LbConfig, io: Io): Promise<number> {
   const { pino } = await import("pino");
   const { Balancer } = await import("../../lb/balancer.js");
-  const { loadToaSender, ownCgroupPath, senderCgroupWarning } = await import("../../lb/toa-sender.js");
+  const { loadToaSender, ownCgroupPath, senderCgroupWarning } = await import("../../lb/sender/load.js");
   const { loadConfigFile } = await import("../../lb/config.js");
   const log = pino({ level: o.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
   const needsToa = config.listeners.some((l) => l.mode === "toa");
