@@ -6,6 +6,7 @@ export { clientAddress, requestClient, closeClientAddressMaps, decodePeer, type 
 export { loadReceiver, unloadReceiver, readLoadedSettings, defaultCgroup, RECEIVER_FEATURES, type LoadResult, type UnloadResult } from "./receiver.js";
 export { receiverCounters, readCounters, type Counters } from "./stats.js";
 export { measureReceiverCost, type ReceiverCost, type ProgramCost } from "./cost.js";
-export { ToaSender, type ConnectionKey, type SenderOptions } from "./sender.js";
+// The TOA sender lives with its user, the balancer (src/lb/sender/); the Node API keeps exporting it.
+export { ToaSender, type ConnectionKey, type SenderOptions } from "../lb/sender/toa-sender.js";
 export { parseKinds, parseTrust, parseCidr, SettingsError, type ReceiverSettings, type StoredSettings, type Cidr } from "./settings.js";
 export { DEFAULT_PIN_DIR } from "./pins.js";

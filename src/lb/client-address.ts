@@ -1,6 +1,6 @@
 /**
  * Where `toa` mode registers each backend connection's client address before connect(), so the
- * kernel's sock_ops sender (src/agent/sender.ts) puts it in the handshake ACK as a TOA. An interface,
+ * kernel's sock_ops sender (src/lb/sender/toa-sender.ts) puts it in the handshake ACK as a TOA. An interface,
  * so unit tests inject a fake and the lb never imports eBPF code it does not use.
  */
 

@@ -2,28 +2,19 @@
  * The load balancer's configuration: a YAML file or one-liner flags, both turned into the same raw
  * object and validated once by {@link validateConfig} into a frozen {@link LbConfig}. Every problem is
  * reported with the file, the field path (`pools.web.backends[1].weight`) and what is allowed.
- * Reference with an example: docs/lb.md.
+ * Reference with an example: docs/lb.md. The parts: config/checker.ts (the cursor that records
+ * problems), config/pool.ts (pools), config/packet.ts (the packet path's options and limits).
  */
 import { readFileSync } from "node:fs";
-import { isIP } from "node:net";
 import { parse as parseYaml } from "yaml";
-import { type Endpoint, formatEndpoint, parseEndpoint } from "./endpoint.js";
-import { parseDuration } from "./duration.js";
-import { ConfigError, type ConfigIssue } from "./errors.js";
-import { SLOTS as PACKET_SLOTS } from "../programs/nat-layout.js";
-import { type ClientAddressMode, type DataPath, type SchedulerName, CLIENT_ADDRESS_MODES, DATA_PATHS, DEFAULTS, SCHEDULERS } from "./choices.js";
+import type { Endpoint } from "./endpoint.js";
+import { ConfigError } from "./errors.js";
+import { type ClientAddressMode, type DataPath, type SchedulerName, CLIENT_ADDRESS_MODES, DEFAULTS } from "./choices.js";
+import { Checker, describe, isAny } from "./config/checker.js";
+import { checkPacketListener, validatePacket } from "./config/packet.js";
+import { validatePool } from "./config/pool.js";
 
 export { type ClientAddressMode, type DataPath, type SchedulerName, CLIENT_ADDRESS_MODES, DATA_PATHS, SCHEDULERS, DEFAULTS } from "./choices.js";
-
-/**
- * Values earlier versions took, with why they are gone: a config that still names one is refused
- * with this text rather than a bare "must be one of".
- */
-const REMOVED_DATA_PATHS: Readonly<Record<string, string>> = {
-  kernel:
-    "the sockmap relay was removed: it was slower than js on every measured figure, applied no backpressure, and duplicated bytes under concurrent bulk transfers on Linux 6.18; use packet (modes toa, proxy-v2, none) or js",
-  auto: "auto chose the removed sockmap relay; use packet (modes toa, proxy-v2, none) or js",
-};
 
 /** Settings of the packet data path (top-level `packet:`). */
 export interface PacketConfig {
@@ -111,8 +102,6 @@ export interface LbConfig {
   readonly packet: PacketConfig;
 }
 
-const MAX_WEIGHT = 256;
-
 /** Read and validate a YAML config file; throws {@link ConfigError} naming the file and fields. */
 export function loadConfigFile(file: string): LbConfig {
   let text: string;
@@ -128,76 +117,6 @@ export function loadConfigFile(file: string): LbConfig {
     throw new ConfigError(file, [{ path: "", message: `not valid YAML: ${(e as Error).message.split("\n")[0].replace(/:$/, "")}` }]);
   }
   return validateConfig(raw, file);
-}
-
-/** Small cursor over the raw object that records issues with their paths. */
-class Checker {
-  readonly issues: ConfigIssue[] = [];
-  add(path: string, message: string): void {
-    this.issues.push({ path, message });
-  }
-  /** Report keys of `obj` not in `allowed` (typos must not pass silently). */
-  keys(obj: Record<string, unknown>, path: string, allowed: string[]): void {
-    for (const k of Object.keys(obj)) {
-      if (!allowed.includes(k)) this.add(join(path, k), `unknown field; allowed here: ${allowed.join(", ")}`);
-    }
-  }
-  object(v: unknown, path: string): Record<string, unknown> | null {
-    if (v !== null && typeof v === "object" && !Array.isArray(v)) return v as Record<string, unknown>;
-    this.add(path, `must be a mapping, got ${describe(v)}`);
-    return null;
-  }
-  int(v: unknown, path: string, def: number, min: number, max: number): number {
-    if (v === undefined) return def;
-    if (typeof v === "number" && Number.isInteger(v) && v >= min && v <= max) return v;
-    this.add(path, `must be an integer ${min}..${max}, got ${describe(v)}`);
-    return def;
-  }
-  duration(v: unknown, path: string, def: number, min = 1): number {
-    if (v === undefined) return def;
-    const ms = parseDuration(v);
-    if (typeof ms === "string") {
-      this.add(path, ms);
-      return def;
-    }
-    if (ms < min) {
-      this.add(path, `must be at least ${min}ms, got ${describe(v)}`);
-      return def;
-    }
-    return ms;
-  }
-  dataPath(v: unknown, path: string, def: DataPath): DataPath {
-    const removed = typeof v === "string" ? REMOVED_DATA_PATHS[v] : undefined;
-    if (removed === undefined) return this.oneOf(v, path, def, DATA_PATHS);
-    this.add(path, `${JSON.stringify(v)} is no longer a data path: ${removed}`);
-    return def;
-  }
-  oneOf<T extends string>(v: unknown, path: string, def: T, allowed: readonly T[]): T {
-    if (v === undefined) return def;
-    if (typeof v === "string" && (allowed as readonly string[]).includes(v)) return v as T;
-    this.add(path, `must be one of ${allowed.join(", ")}; got ${describe(v)}`);
-    return def;
-  }
-  endpoint(v: unknown, path: string, allowPortZero = false): Endpoint | null {
-    const e = parseEndpoint(v as string, { allowPortZero });
-    if (typeof e === "string") {
-      this.add(path, e);
-      return null;
-    }
-    return e;
-  }
-}
-
-function join(path: string, key: string): string {
-  return path ? `${path}.${key}` : key;
-}
-
-function describe(v: unknown): string {
-  if (v === undefined) return "nothing";
-  if (v === null) return "null";
-  if (Array.isArray(v)) return "a list";
-  if (typeof v === "object") return "a mapping";
-  return JSON.stringify(v);
 }
 
 /**
@@ -301,143 +220,4 @@ export function validateConfig(raw: unknown, source: string): LbConfig {
   return Object.freeze({ source, listeners: Object.freeze(listeners), pools: Object.freeze(pools), admin, drainTimeoutMs, packet });
 }
 
-function validatePacket(c: Checker, raw: unknown): PacketConfig {
-  if (raw === undefined) return DEFAULTS.packet;
-  const p = c.object(raw, "packet");
-  if (!p) return DEFAULTS.packet;
-  c.keys(p, "packet", ["maxConnections", "mtu", "interfaces", "closedTimeout", "maxHalfOpen", "synTimeout"]);
-  const maxConnections = c.int(p.maxConnections, "packet.maxConnections", DEFAULTS.packet.maxConnections, 16, 4_194_304);
-  const maxHalfOpen = c.int(p.maxHalfOpen, "packet.maxHalfOpen", defaultHalfOpen(maxConnections), 16, 4_194_304);
-  const synTimeoutMs = c.duration(p.synTimeout, "packet.synTimeout", DEFAULTS.packet.synTimeoutMs, 100);
-  const mtu = c.int(p.mtu, "packet.mtu", DEFAULTS.packet.mtu, 576, 65535);
-  const closedTimeoutMs = c.duration(p.closedTimeout, "packet.closedTimeout", DEFAULTS.packet.closedTimeoutMs, 0);
-  let interfaces: readonly string[] = DEFAULTS.packet.interfaces;
-  if (p.interfaces !== undefined) {
-    if (!Array.isArray(p.interfaces) || p.interfaces.some((d: unknown) => typeof d !== "string" || !/^[^\s/]{1,15}$/.test(d))) {
-      c.add("packet.interfaces", `must be a list of device names (e.g. [eth0, eth1]), got ${describe(p.interfaces)}`);
-    } else interfaces = Object.freeze([...(p.interfaces as string[])]);
-  }
-  return Object.freeze({ maxConnections, mtu, interfaces, closedTimeoutMs, maxHalfOpen, synTimeoutMs });
-}
-
-/** packet.maxHalfOpen when not set: a quarter of the connections, at least 16. */
-export function defaultHalfOpen(maxConnections: number): number {
-  return Math.max(16, Math.floor(maxConnections / 4));
-}
-
-/** What the packet data path can do: rewrite packets (toa or none), same family end to end, a table scheduler. */
-function checkPacketListener(c: Checker, path: string, listen: Endpoint, mode: ClientAddressMode, pool: PoolConfig | undefined): void {
-  if (mode === "proxy-v1") {
-    c.add(`${path}.mode`, `proxy-v1 is text whose length varies per client; dataPath packet writes toa, proxy-v2 or none (use proxy-v2, or dataPath js for proxy-v1)`);
-  }
-  if (isAny(listen.address) || listen.port === 0) {
-    c.add(`${path}.listen`, `dataPath packet needs a specific address and port (the kernel matches packets to them), got ${formatEndpoint(listen)}`);
-  }
-  if (!pool) return;
-  if (pool.scheduler === "least-connections") {
-    c.add(`${path}.dataPath`, `packet: pool ${pool.name} uses least-connections, which needs per-connection bookkeeping the kernel tables don't do; use round-robin, weighted-round-robin or source-hash`);
-  }
-  const family = isIP(listen.address);
-  // One slot-table entry per (local address, backend): nat_slots has PACKET_SLOTS per listener.
-  const locals = Math.max(1, pool.sourceAddresses.filter((a) => isIP(a) === family).length);
-  if (pool.backends.length * locals > PACKET_SLOTS) {
-    c.add(
-      `${path}.dataPath`,
-      `packet: pool ${pool.name} has ${pool.backends.length} backends × ${locals} sourceAddresses = ${pool.backends.length * locals} slot entries, at most ${PACKET_SLOTS}; use fewer sourceAddresses or split the pool`,
-    );
-  }
-  const other = pool.backends.filter((b) => isIP(b.address) !== family);
-  if (family !== 0 && other.length > 0) {
-    c.add(`${path}.dataPath`, `packet: backend ${other[0].id} is IPv${isIP(other[0].address)} but the listener is IPv${family}; the packet path translates addresses, not families (use dataPath js)`);
-  }
-}
-
-function isAny(a: string): boolean {
-  return a === "0.0.0.0" || a === "::";
-}
-
-function validatePool(c: Checker, name: string, rp: unknown, path: string): PoolConfig | null {
-  if (!/^[A-Za-z0-9_.-]+$/.test(name)) c.add(path, "pool names are letters, digits, '_', '.', '-'");
-  const p = c.object(rp, path);
-  if (!p) return null;
-  c.keys(p, path, ["scheduler", "backends", "healthCheck", "sourceAddresses", "sourcePorts"]);
-  const scheduler = c.oneOf(p.scheduler, `${path}.scheduler`, DEFAULTS.scheduler, SCHEDULERS);
-  const backends: BackendConfig[] = [];
-  if (!Array.isArray(p.backends) || p.backends.length === 0) {
-    c.add(`${path}.backends`, `must be a non-empty list of ADDR:PORT or {address: ADDR:PORT, weight: N}, got ${describe(p.backends)}`);
-  } else {
-    p.backends.forEach((rb: unknown, i: number) => {
-      const bpath = `${path}.backends[${i}]`;
-      let addr: unknown = rb;
-      let weight: number = DEFAULTS.weight;
-      if (rb !== null && typeof rb === "object") {
-        const b = c.object(rb, bpath)!;
-        c.keys(b, bpath, ["address", "weight"]);
-        addr = b.address;
-        weight = c.int(b.weight, `${bpath}.weight`, DEFAULTS.weight, 1, MAX_WEIGHT);
-      }
-      const e = c.endpoint(addr, typeof rb === "object" ? `${bpath}.address` : bpath);
-      if (!e) return;
-      if (e.address === "0.0.0.0" || e.address === "::") return c.add(bpath, "a backend needs a specific address, not a wildcard");
-      const id = e.family === 6 ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
-      if (backends.some((x) => x.id === id)) return c.add(bpath, `duplicate backend ${id}`);
-      backends.push(Object.freeze({ ...e, id, weight }));
-    });
-  }
-  let healthCheck: HealthCheckConfig | null = null;
-  if (p.healthCheck !== undefined && p.healthCheck !== null && p.healthCheck !== false) {
-    const hpath = `${path}.healthCheck`;
-    const h = c.object(p.healthCheck, hpath);
-    if (h) {
-      c.keys(h, hpath, ["type", "path", "expectStatus", "interval", "timeout", "rise", "fall", "sendProxy"]);
-      if (h.sendProxy !== undefined && typeof h.sendProxy !== "boolean") c.add(`${hpath}.sendProxy`, `must be true or false, got ${describe(h.sendProxy)}`);
-      const type = c.oneOf(h.type, `${hpath}.type`, "tcp" as const, ["tcp", "http"] as const);
-      if (type === "tcp" && (h.path !== undefined || h.expectStatus !== undefined)) {
-        c.add(`${hpath}.type`, "path and expectStatus need type: http");
-      }
-      let hcPath: string = DEFAULTS.health.path;
-      if (h.path !== undefined) {
-        if (typeof h.path === "string" && h.path.startsWith("/") && !/[\s]/.test(h.path)) hcPath = h.path;
-        else c.add(`${hpath}.path`, `must be an absolute URL path such as /healthz, got ${describe(h.path)}`);
-      }
-      const intervalMs = c.duration(h.interval, `${hpath}.interval`, DEFAULTS.health.intervalMs, 50);
-      const timeoutMs = c.duration(h.timeout, `${hpath}.timeout`, Math.min(DEFAULTS.health.timeoutMs, intervalMs), 10);
-      if (timeoutMs > intervalMs) c.add(`${hpath}.timeout`, `must not exceed interval (${intervalMs}ms)`);
-      healthCheck = Object.freeze({
-        type,
-        path: hcPath,
-        expectStatus: c.int(h.expectStatus, `${hpath}.expectStatus`, DEFAULTS.health.expectStatus, 100, 599),
-        intervalMs,
-        timeoutMs,
-        rise: c.int(h.rise, `${hpath}.rise`, DEFAULTS.health.rise, 1, 100),
-        fall: c.int(h.fall, `${hpath}.fall`, DEFAULTS.health.fall, 1, 100),
-        sendProxy: h.sendProxy === true,
-      });
-    }
-  }
-  const sourceAddresses: string[] = [];
-  if (p.sourceAddresses !== undefined) {
-    if (!Array.isArray(p.sourceAddresses)) c.add(`${path}.sourceAddresses`, `must be a list of IP addresses, got ${describe(p.sourceAddresses)}`);
-    else
-      p.sourceAddresses.forEach((a: unknown, i: number) => {
-        if (typeof a === "string" && isIP(a) !== 0 && a !== "0.0.0.0" && a !== "::") sourceAddresses.push(a);
-        else c.add(`${path}.sourceAddresses[${i}]`, `must be a specific IPv4 or IPv6 address, got ${describe(a)}`);
-      });
-    for (const b of backends) {
-      if (sourceAddresses.length > 0 && !sourceAddresses.some((a) => isIP(a) === b.family)) {
-        c.add(`${path}.sourceAddresses`, `has no IPv${b.family} address for backend ${b.id}`);
-        break;
-      }
-    }
-  }
-  let sourcePorts: PortRange = DEFAULTS.sourcePorts;
-  if (p.sourcePorts !== undefined) {
-    const m = typeof p.sourcePorts === "string" ? /^([0-9]{1,5})-([0-9]{1,5})$/.exec(p.sourcePorts) : null;
-    const first = m ? Number(m[1]) : NaN;
-    const last = m ? Number(m[2]) : NaN;
-    if (!m || first < 1024 || last > 65535 || first > last) {
-      c.add(`${path}.sourcePorts`, `must be a range FIRST-LAST within 1024-65535, e.g. 10000-32767; got ${describe(p.sourcePorts)}`);
-    } else sourcePorts = Object.freeze({ first, last });
-  }
-  return Object.freeze({ name, scheduler, backends: Object.freeze(backends), healthCheck, sourceAddresses: Object.freeze(sourceAddresses), sourcePorts });
-}
+export { defaultHalfOpen } from "./config/packet.js";

@@ -16,7 +16,13 @@ export type LbErrorCode =
   /** The TOA sender (eBPF) could not be loaded or attached. */
   | "LB_ERR_TOA_SENDER"
   /** A listener or the admin listener could not bind. */
-  | "LB_ERR_LISTEN";
+  | "LB_ERR_LISTEN"
+  /** No usable route to an address (packet path: a listen address or a backend); see {@link RouteError}. */
+  | "LB_ERR_NO_ROUTE"
+  /** A reload was refused before it started: no config source, or the balancer is draining. */
+  | "LB_ERR_RELOAD"
+  /** A function of `src/lb` was called with a value it cannot use (e.g. an address that is not one). */
+  | "LB_ERR_INVALID_ARG";
 
 /** The only error class thrown by `src/lb`; `cause` keeps the underlying error. */
 export class LbError extends Error {
@@ -25,6 +31,18 @@ export class LbError extends Error {
     super(message, options);
     this.code = code;
     this.name = "LbError";
+  }
+}
+
+/** No usable route to `address` (unreachable, blackhole, no source address...); `reason` is the kernel's word. */
+export class RouteError extends LbError {
+  constructor(
+    readonly address: string,
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super("LB_ERR_NO_ROUTE", `no route to ${address}: ${reason}`, options);
+    this.name = "RouteError";
   }
 }
 

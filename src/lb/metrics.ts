@@ -15,30 +15,22 @@ export function createMetrics(readSnapshot: Snap): Registry {
   const snapshot = freshFor(100, readSnapshot);
   collectDefaultMetrics({ register: registry, prefix: "toa_lb_" });
 
-  const counter = (name: string, help: string, labelNames: string[], fill: (s: StatusSnapshot, set: (labels: Record<string, string>, v: number) => void) => void): void => {
-    new Counter({
+  type Fill = (s: StatusSnapshot, set: (labels: Record<string, string>, v: number) => void) => void;
+  // A counter or gauge refilled from the snapshot at each scrape: counters inc from zero, gauges set.
+  const family = (Kind: typeof Counter | typeof Gauge, name: string, help: string, labelNames: string[], fill: Fill): void => {
+    new Kind({
       name,
       help,
       labelNames,
       registers: [registry],
-      collect() {
+      collect(this: Counter | Gauge) {
         this.reset();
-        fill(snapshot(), (labels, v) => this.inc(labels, v));
+        fill(snapshot(), (labels, v) => (this instanceof Counter ? this.inc(labels, v) : this.set(labels, v)));
       },
     });
   };
-  const gauge = (name: string, help: string, labelNames: string[], fill: (s: StatusSnapshot, set: (labels: Record<string, string>, v: number) => void) => void): void => {
-    new Gauge({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        this.reset();
-        fill(snapshot(), (labels, v) => this.set(labels, v));
-      },
-    });
-  };
+  const counter = (name: string, help: string, labelNames: string[], fill: Fill): void => family(Counter, name, help, labelNames, fill);
+  const gauge = (name: string, help: string, labelNames: string[], fill: Fill): void => family(Gauge, name, help, labelNames, fill);
   const perListener = (pick: (l: StatusSnapshot["listeners"][number]) => number) => (s: StatusSnapshot, set: (l: Record<string, string>, v: number) => void) => {
     for (const l of s.listeners) set({ listener: l.name }, pick(l));
   };

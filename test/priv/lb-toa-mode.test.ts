@@ -1,5 +1,5 @@
 /**
- * `toa` mode with the real eBPF sender (src/agent/sender.ts) attached to a cgroup the test made: each
+ * `toa` mode with the real eBPF sender (src/lb/sender/toa-sender.ts) attached to a cgroup the test made: each
  * backend connection gets the client address as a TOA (counters from the sender's map). The nginx
  * access-log check through `toa load` on the backend comes with the `load` command.
  */
@@ -10,11 +10,11 @@ import { requireRoot } from "../harness/privileged.js";
 import { createTestCgroup } from "../harness/cgroup.js";
 import { ADDR, createTopology, curl, startLb, startNginx } from "../../bench/lb/topology.js";
 
-const SENDER = new URL("../../src/agent/sender.js", import.meta.url);
+const SENDER = new URL("../../src/lb/sender/toa-sender.js", import.meta.url);
 
 test("toa mode: the sender writes a TOA on every backend connection of the balancer's cgroup", async (t) => {
   if (!requireRoot(t)) return;
-  if (!existsSync(SENDER)) return t.skip("src/agent/sender.ts is not built yet");
+  if (!existsSync(SENDER)) return t.skip("src/lb/sender/toa-sender.ts is not built yet");
   const topo = await createTopology(t);
   const cg = createTestCgroup(t, "toa-lb");
   await startNginx(t, topo, [{ index: 0 }]);

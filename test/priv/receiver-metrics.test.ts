@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { requireRoot, uniqueName } from "../harness/privileged.js";
 import { createTestCgroup } from "../harness/cgroup.js";
 import { loadReceiver, unloadReceiver } from "../../src/agent/receiver.js";
-import { ToaSender } from "../../src/agent/sender.js";
+import { ToaSender } from "../../src/lb/sender/toa-sender.js";
 import { serveMetrics } from "../../src/agent/exporter.js";
 import { run } from "../../src/cli/main.js";
 import { clientAddress, closeClientAddressMaps } from "../../src/agent/client-address.js";

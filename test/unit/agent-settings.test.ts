@@ -3,8 +3,7 @@ import assert from "node:assert/strict";
 import { addressBytes, decodeSettings, encodeSettings, formatAddress, parseCidr, parseKinds, parseTrust, SettingsError, synDefault, type StoredSettings } from "../../src/agent/settings.js";
 import { agentConfigFromFlags } from "../../src/cli/commands/agent-flags.js";
 import { decodePeer } from "../../src/agent/client-address.js";
-import { senderKey, senderValue } from "../../src/agent/sender.js";
-import { Peer, SenderKey, SenderValue } from "../../src/programs/layout.js";
+import { Peer } from "../../src/programs/layout.js";
 import { unitText } from "../../src/cli/commands/service.js";
 
 test("parseKinds: defaults, dedupe, and errors naming the flag", () => {
@@ -83,21 +82,6 @@ test("decodePeer reads the toa_peer layout the receiver writes", () => {
   addressBytes("2001:db8::9").copy(v, Peer.addr);
   assert.equal(decodePeer(v)?.address, "2001:db8::9");
   assert.equal(decodePeer(Buffer.alloc(Peer.size)), null, "family 0: no TOA");
-});
-
-test("sender key and value match the layout the sender program builds", () => {
-  const k = senderKey({ localAddress: "203.0.113.1", localPort: 40000, remoteAddress: "203.0.113.2", remotePort: 80 });
-  assert.equal(k.length, SenderKey.size);
-  assert.equal(k.readUInt32LE(SenderKey.family), 2);
-  assert.equal(k.readUInt16LE(SenderKey.localPort), 40000, "host order, as skops->local_port");
-  assert.equal(k.readUInt16LE(SenderKey.remotePort), 80, "host order after ntohs in the program");
-  assert.equal(k.subarray(SenderKey.local, SenderKey.local + 4).toString("hex"), "cb007101");
-  assert.equal(senderKey({ localAddress: "2001:db8:2::1", localPort: 1, remoteAddress: "2001:db8:2::2", remotePort: 2 }).readUInt32LE(0), 10);
-  const v = senderValue({ address: "198.51.100.2", port: 51234 }, 200, true);
-  assert.equal(v.length, SenderValue.size);
-  assert.deepEqual([v[SenderValue.kind], v[SenderValue.family], v[SenderValue.flags]], [200, 4, 1]);
-  assert.equal(v.readUInt16BE(SenderValue.port), 51234);
-  assert.throws(() => senderValue({ address: "not-an-ip", port: 1 }, 254, false), /not an IP address/);
 });
 
 test("systemd unit runs toa agent from boot, ready before the target units, leaving the receivers on stop", () => {

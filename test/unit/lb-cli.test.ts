@@ -60,7 +60,7 @@ test("toa lb --help teaches with examples", async () => {
 });
 
 test("toa lb --cgroup X while the balancer runs outside X: a warning naming --cgroup, where it runs and the fix", async () => {
-  const { senderCgroupWarning } = await import("../../src/lb/toa-sender.js");
+  const { senderCgroupWarning } = await import("../../src/lb/sender/load.js");
   assert.equal(senderCgroupWarning("/sys/fs/cgroup/lb", "/sys/fs/cgroup/lb"), undefined);
   assert.equal(senderCgroupWarning("/sys/fs/cgroup/lb", "/sys/fs/cgroup/lb/worker"), undefined, "below it: covered");
   const w = senderCgroupWarning("/sys/fs/cgroup/lb", "/sys/fs/cgroup/lb2") ?? "";

@@ -5,6 +5,7 @@ import { Command, Option } from "commander";
 import type { Io } from "../io.js";
 import { UsageError } from "../io.js";
 import type { CommandFactory } from "./index.js";
+import type { ClientAddressWriter } from "../../lb/client-address.js";
 import type { LbConfig } from "../../lb/config.js";
 import { CLIENT_ADDRESS_MODES, SCHEDULERS, DEFAULTS } from "../../lb/choices.js";
 import { hasInlineConfig, type LbFlags, rawConfigFromFlags } from "../../lb/flags.js";
@@ -91,13 +92,12 @@ function postReload(c: LbConfig): Promise<string> {
 async function runBalancer(o: LbOptions, config: LbConfig, io: Io): Promise<number> {
   const { pino } = await import("pino");
   const { Balancer } = await import("../../lb/balancer.js");
-  const { loadToaSender, ownCgroupPath, senderCgroupWarning } = await import("../../lb/toa-sender.js");
+  const { loadToaSender, ownCgroupPath, senderCgroupWarning } = await import("../../lb/sender/load.js");
   const { loadConfigFile } = await import("../../lb/config.js");
   const log = pino({ level: o.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
-  const needsToa = config.listeners.some((l) => l.mode === "toa");
-  let openWriter;
-  if (needsToa) {
-    const kinds = new Set(config.listeners.filter((l) => l.mode === "toa").map((l) => l.toaKind));
+  // Loads and attaches the TOA sender when a listener in toa mode first needs it: at start, or in the
+  // reload that switches one to toa.
+  const openWriter = async (): Promise<ClientAddressWriter> => {
     if (o.cgroup) {
       const warning = senderCgroupWarning(o.cgroup, ownCgroupPath());
       if (warning) {
@@ -105,11 +105,9 @@ async function runBalancer(o: LbOptions, config: LbConfig, io: Io): Promise<numb
         log.warn(warning);
       }
     }
-    openWriter = await loadToaSender({ cgroupPath: o.cgroup, kind: [...kinds][0] });
-  } else {
-    // A reload may switch a listener to toa: load the sender then.
-    openWriter = undefined;
-  }
+    const kind = config.listeners.find((l) => l.mode === "toa")?.toaKind ?? DEFAULTS.toaKind;
+    return (await loadToaSender({ cgroupPath: o.cgroup, kind }))();
+  };
   const balancer = await Balancer.start(config, { log, openWriter, loadConfig: o.config ? () => loadConfigFile(o.config!) : undefined });
   if (o.pidFile) writeFileSync(o.pidFile, `${process.pid}\n`);
   io.err(`toa lb: running (pid ${process.pid}); SIGHUP reloads, SIGTERM drains`);

@@ -10,7 +10,7 @@
  */
 import { execFile } from "node:child_process";
 import { isIP } from "node:net";
-import { LbError } from "../errors.js";
+import { LbError, RouteError } from "../errors.js";
 
 /** The route to an address. */
 export interface Route {
@@ -23,19 +23,6 @@ export interface Route {
   readonly gateway?: string;
   /** The address is this machine's own (a local route, through lo). */
   readonly local: boolean;
-}
-
-/** No usable route to `address` (unreachable, blackhole, no source address...); `reason` is the kernel's word. */
-export class RouteError extends Error {
-  readonly code = "LB_ERR_NO_ROUTE";
-  constructor(
-    readonly address: string,
-    readonly reason: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`no route to ${address}: ${reason}`, options);
-    this.name = "RouteError";
-  }
 }
 
 /** Run `ip` with `input` as its batch; resolves with stdout, rejects with the process error and stderr. */

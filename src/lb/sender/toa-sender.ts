@@ -1,44 +1,46 @@
 /**
- * The TOA sender's control API, used by `toa lb` (and by tests as a TOA source): loads the sender
- * sock_ops program, attaches it to a cgroup and registers, per connection 4-tuple, the client
- * address to write. Register before connect(): the handshake ACK already carries the option.
+ * The TOA sender, the balancer's eBPF half of `toa` mode: loads the sender sock_ops program
+ * (src/programs/sender.ts), attaches it to a cgroup and registers, per connection 4-tuple, the client
+ * address to write. Register before connect(): the handshake ACK already carries the option. Also the
+ * agent API's TOA source for tests and benchmarks (re-exported by src/agent/index.ts).
  */
-import { attachCgroup, BpfMap, type CgroupAttachment, codec, Program, raiseMemlockLimit, requireFeatures } from "../bpf/index.js";
-import { isIP } from "node:net";
-import { AF_INET, AF_INET6, Counter, MapName, mapSpecs, SENDER_FLAG_SYN, SenderKey, SenderValue } from "../programs/layout.js";
-import { senderProgram } from "../programs/sender.js";
-import { addressBytes } from "./settings.js";
+import { attachCgroup, BpfMap, type CgroupAttachment, codec, Program, raiseMemlockLimit, requireFeatures } from "../../bpf/index.js";
+import { AF_INET, AF_INET6, Counter, MapName, mapSpecs, SENDER_FLAG_SYN, SenderKey, SenderValue } from "../../programs/layout.js";
+import { senderProgram } from "../../programs/sender.js";
+import { parseIpv4, parseIpv6 } from "../../wire/addr.js";
+import type { ClientAddressWriter, ConnectionKey } from "../client-address.js";
+import { LbError } from "../errors.js";
 
-/** A connection as the balancer sees it. */
-export interface ConnectionKey {
-  localAddress: string;
-  localPort: number;
-  remoteAddress: string;
-  remotePort: number;
+export type { ConnectionKey } from "../client-address.js";
+
+/** Network-order bytes of an IPv4 (4) or IPv6 (16) address; LB_ERR_INVALID_ARG naming `what` otherwise. */
+function addressBytes(what: string, text: string): Uint8Array {
+  const bytes = parseIpv4(text) ?? parseIpv6(text);
+  if (!bytes) throw new LbError("LB_ERR_INVALID_ARG", `${what} "${text}" is not an IP address`);
+  return bytes;
 }
 
-/** Encode the 48-byte sender key. */
+/** Encode the key of the sender's connection map (layout: `SenderKey` in src/programs/layout.ts). */
 export function senderKey(c: ConnectionKey): Buffer {
   const k = Buffer.alloc(SenderKey.size);
-  const v6 = isIP(c.remoteAddress) === 6;
-  k.writeUInt32LE(v6 ? AF_INET6 : AF_INET, SenderKey.family);
+  const remote = addressBytes("remote address", c.remoteAddress);
+  k.writeUInt32LE(remote.length === 16 ? AF_INET6 : AF_INET, SenderKey.family);
   k.writeUInt16LE(c.localPort, SenderKey.localPort);
   k.writeUInt16LE(c.remotePort, SenderKey.remotePort);
-  addressBytes(c.localAddress).copy(k, SenderKey.local);
-  addressBytes(c.remoteAddress).copy(k, SenderKey.remote);
+  k.set(addressBytes("local address", c.localAddress), SenderKey.local);
+  k.set(remote, SenderKey.remote);
   return k;
 }
 
-/** Encode the sender value. */
+/** Encode the value of the sender's connection map (layout: `SenderValue` in src/programs/layout.ts). */
 export function senderValue(client: { address: string; port: number }, kind: number, inSyn: boolean): Buffer {
   const v = Buffer.alloc(SenderValue.size);
-  const fam = isIP(client.address);
-  if (fam === 0) throw new TypeError(`client address "${client.address}" is not an IP address`);
+  const addr = addressBytes("client address", client.address);
   v.writeUInt8(kind, SenderValue.kind);
-  v.writeUInt8(fam, SenderValue.family);
+  v.writeUInt8(addr.length === 16 ? 6 : 4, SenderValue.family);
   v.writeUInt8(inSyn ? SENDER_FLAG_SYN : 0, SenderValue.flags);
   v.writeUInt16BE(client.port, SenderValue.port);
-  addressBytes(client.address).copy(v, SenderValue.addr);
+  v.set(addr, SenderValue.addr);
   return v;
 }
 
@@ -53,7 +55,7 @@ export interface SenderOptions {
 }
 
 /** The sender loaded and attached; close() detaches it. */
-export class ToaSender {
+export class ToaSender implements ClientAddressWriter {
   private constructor(
     private readonly conns: BpfMap,
     private readonly stats: BpfMap<number, bigint>,
@@ -62,6 +64,7 @@ export class ToaSender {
     private readonly options: SenderOptions,
   ) {}
 
+  /** Load the program and attach it to `options.cgroupPath` (needs root or CAP_BPF + CAP_NET_ADMIN). */
   static open(options: SenderOptions): ToaSender {
     requireFeatures(["sock-ops", "sock-ops-hdr-opt", "cgroup2"]);
     try {

@@ -1,13 +1,14 @@
 /**
- * The real {@link ClientAddressWriter}: the lead's eBPF sock_ops sender (src/agent/sender.ts),
- * attached to the cgroup v2 folder the balancer runs in (or `--cgroup DIR`). Imported lazily, so the
- * proxy modes never touch bpf(2).
+ * Opening the real {@link ClientAddressWriter}: the eBPF sock_ops sender (./toa-sender.ts), attached
+ * to the cgroup v2 folder the balancer runs in (or `--cgroup DIR`). The sender module (and with it the
+ * bpf toolkit and the program assembler) is imported only when a listener needs it, so the proxy
+ * modes never touch bpf(2).
  */
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { findCgroup2Mount } from "../bpf/cgroup.js";
-import type { ClientAddressWriter } from "./client-address.js";
-import { LbError } from "./errors.js";
+import { findCgroup2Mount } from "../../bpf/cgroup.js";
+import type { ClientAddressWriter } from "../client-address.js";
+import { LbError } from "../errors.js";
 
 /** The cgroup v2 folder of this process: the cgroup2 mount + the "0::" line of /proc/self/cgroup. */
 export function ownCgroupPath(procSelfCgroup = readFileSync("/proc/self/cgroup", "utf8"), mount = findCgroup2Mount()): string {
@@ -28,9 +29,8 @@ export function senderCgroupWarning(cgroupPath: string, own: string): string | u
   return `--cgroup ${a}: this balancer runs in ${b}, outside it, so its backend connections get no TOA (the sender only sees sockets made in ${a}). Start toa lb inside it (e.g. \`echo $$ > ${a}/cgroup.procs\` before exec, or systemd's Slice=/a scope there), or leave --cgroup out to attach to the balancer's own cgroup`;
 }
 
-interface SenderModule {
-  ToaSender: { open(opts: { cgroupPath: string; kind?: number }): ClientAddressWriter };
-}
+/** The sender module, typed: imported lazily, but checked by tsc like a static import. */
+type SenderModule = typeof import("./toa-sender.js");
 
 /**
  * Load the sender module and return a function that opens (loads + attaches) the sender. Rejects
@@ -40,8 +40,7 @@ export async function loadToaSender(opts: { cgroupPath?: string; kind: number })
   let mod: SenderModule;
   try {
     // A literal specifier: the single executable's bundler must see the module to carry it.
-    mod = (await import("../agent/sender.js")) as SenderModule;
-    if (typeof mod.ToaSender?.open !== "function") throw new Error("src/agent/sender.ts does not export ToaSender.open");
+    mod = await import("./toa-sender.js");
   } catch (e) {
     throw new LbError("LB_ERR_TOA_SENDER", `TOA sender unavailable: ${(e as Error).message}; use --mode proxy-v2, proxy-v1 or none until it is built`, { cause: e });
   }
