@@ -20,7 +20,7 @@ import { attachmentHealth, loadReceiver, readLoadedSettings, unloadReceiver } fr
 import { CgroupWatcher } from "./cgroup-watch.js";
 import { targetPinDir } from "./targets.js";
 import type { AgentConfig } from "./agent-config.js";
-import { formatCidr } from "./settings.js";
+import { formatCidr } from "../wire/cidr.js";
 import { receiverCounterNames, receiverCounters } from "./stats.js";
 import { ensurePinDir, isBpffs } from "../bpf/index.js";
 

@@ -4,6 +4,7 @@
  */
 export * from "./errors.js";
 export * from "./addr.js";
+export * from "./cidr.js";
 export * from "./toa.js";
 export * from "./tcp-options.js";
 export * from "./checksum.js";
