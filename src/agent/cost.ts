@@ -6,7 +6,7 @@
  */
 import { closeSync } from "node:fs";
 import { BpfCommand, BpfError, bpfTry, enableRunStats, programInfo } from "../bpf/index.js";
-import { readLoadedSettings } from "./receiver.js";
+import { readLoadedSettings } from "./loaded.js";
 import { receiverCounters, type Counters } from "./stats.js";
 
 /** One program over the window. */

@@ -3,7 +3,10 @@
  * address from its TOA.
  */
 export { clientAddress, requestClient, closeClientAddressMaps, decodePeer, type ClientAddress, type ClientAddressOptions } from "./client-address.js";
-export { loadReceiver, unloadReceiver, readLoadedSettings, defaultCgroup, RECEIVER_FEATURES, type LoadResult, type UnloadResult } from "./receiver.js";
+export { loadReceiver, RECEIVER_FEATURES, type LoadResult } from "./receiver.js";
+export { unloadReceiver, type UnloadResult } from "./unload.js";
+export { readLoadedSettings } from "./loaded.js";
+export { defaultCgroup } from "./cgroup-folder.js";
 export { receiverCounters, readCounters, type Counters } from "./stats.js";
 export { measureReceiverCost, type ReceiverCost, type ProgramCost } from "./cost.js";
 export { ToaSender, type ConnectionKey, type SenderOptions } from "./sender.js";

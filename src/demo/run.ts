@@ -8,7 +8,8 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findCgroup2Mount } from "../bpf/cgroup.js";
-import { loadReceiver, unloadReceiver } from "../agent/receiver.js";
+import { loadReceiver } from "../agent/receiver.js";
+import { unloadReceiver } from "../agent/unload.js";
 import { receiverCounters, type Counters } from "../agent/stats.js";
 import { parseTrust, synDefault } from "../agent/settings.js";
 import { DEFAULT_KINDS } from "../programs/layout.js";
