@@ -12,3 +12,4 @@ export { measureReceiverCost, type ReceiverCost, type ProgramCost } from "./cost
 export { ToaSender, type ConnectionKey, type SenderOptions } from "./sender.js";
 export { parseKinds, parseTrust, parseCidr, SettingsError, type ReceiverSettings, type StoredSettings, type Cidr } from "./settings.js";
 export { DEFAULT_PIN_DIR } from "./pins.js";
+export { AgentError, AgentConfigError, TargetError, type AgentErrorCode } from "./errors.js";

@@ -11,7 +11,6 @@
 import { closeSync, existsSync, rmdirSync } from "node:fs";
 import {
   attachCgroup,
-  BpfError,
   BpfMap,
   CgroupAttachment,
   ensurePinDir,
@@ -36,6 +35,7 @@ import { getpeername4Program, getpeername6Program } from "../programs/rewriter.j
 import { nat64LookupProgram } from "../programs/nat64.js";
 import { checkCgroupFolder, cgroupId } from "./cgroup-folder.js";
 import { findReceiverPinDirs, readLoadedSettings } from "./loaded.js";
+import { AgentError } from "./errors.js";
 import { Attachments, type ProgramKey, pinPaths, RECEIVER_PINS } from "./pins.js";
 import { addressBytes, type Cidr, encodeSettings, type ReceiverSettings, type StoredSettings } from "./settings.js";
 import { kernelLog } from "./kmsg.js";
@@ -166,15 +166,15 @@ export function loadReceiver(input: ReceiverSettings, options: { attachMode?: "l
   try {
     previous = readLoadedSettings(settings.pinDir);
     if (previous && previous.cgroup !== settings.cgroup) {
-      throw new BpfError(
-        "BPF_ERR_INVALID_ARG",
+      throw new AgentError(
+        "AGENT_ERR_PIN_DIR",
         `--cgroup: toa is already loaded on ${previous.cgroup} with pins in ${settings.pinDir}; run \`toa unload --pin-dir ${settings.pinDir}\` first, or use another --pin-dir`,
       );
     }
     for (const pin of RECEIVER_PINS) {
       const path = join(settings.pinDir, pin.name);
       const why = existsSync(path) ? pinMismatch(path, pin) : undefined;
-      if (why) throw new BpfError("BPF_ERR_INVALID_ARG", `--pin-dir: ${path} ${why}: it is not toa's, so this folder is not a toa pin folder; give another --pin-dir`);
+      if (why) throw new AgentError("AGENT_ERR_PIN_DIR", `--pin-dir: ${path} ${why}: it is not toa's, so this folder is not a toa pin folder; give another --pin-dir`);
     }
     const peers = openOrCreate(mapSpecs.peers, paths.peers, created);
     const stats = openOrCreate(mapSpecs.stats, paths.stats, created);

@@ -8,6 +8,7 @@ import { parseToaKinds } from "../wire/toa.js";
 import { parseAddress } from "../wire/addr.js";
 import { type Cidr, parseCidr as parseWireCidr } from "../wire/cidr.js";
 import { WireError } from "../wire/errors.js";
+import { SettingsError } from "./errors.js";
 
 export type { Cidr } from "../wire/cidr.js";
 /** Address text of 4 or 16 network-order bytes: wire/addr.ts's, re-exported for client-address.ts. */
@@ -34,13 +35,7 @@ export interface StoredSettings extends ReceiverSettings {
   programs: Record<string, number>;
 }
 
-/** A settings value the user got wrong. */
-export class SettingsError extends Error {
-  constructor(readonly field: string, message: string) {
-    super(`${field}: ${message}`);
-    this.name = "SettingsError";
-  }
-}
+export { SettingsError } from "./errors.js";
 
 /**
  * Whether to read the saved SYN when neither --syn nor --no-syn is given: only when kind 28 is

@@ -1,7 +1,8 @@
 /** Taking a receiver away: detach its hooks and remove the pins a load made, and nothing else. */
 import { closeSync, existsSync } from "node:fs";
-import { BpfError, isBpffs, linkFromPin, openCgroup, pinMismatch, Program, progDetach, removePins } from "../bpf/index.js";
+import { isBpffs, linkFromPin, openCgroup, pinMismatch, Program, progDetach, removePins } from "../bpf/index.js";
 import { MapName } from "../programs/layout.js";
+import { AgentError } from "./errors.js";
 import { kernelLog } from "./kmsg.js";
 import { readLoadedSettings } from "./loaded.js";
 import { Attachments, pinPaths, RECEIVER_PINS } from "./pins.js";
@@ -27,7 +28,7 @@ export function unloadReceiver(pinDir: string): UnloadResult {
   const none: UnloadResult = { detached: [], unpinned: [], wasLoaded: false, foreign: [], kept: [], folderRemoved: false };
   if (!existsSync(pinDir)) return none;
   if (!isBpffs(pinDir)) {
-    throw new BpfError("BPF_ERR_INVALID_ARG", `--pin-dir: ${pinDir} is not on a bpffs mount (statfs type is not 0xcafe4a11), so no load pinned anything there; nothing removed. Give the --pin-dir the load used (a folder under /sys/fs/bpf)`);
+    throw new AgentError("AGENT_ERR_PIN_DIR", `--pin-dir: ${pinDir} is not on a bpffs mount (statfs type is not 0xcafe4a11), so no load pinned anything there; nothing removed. Give the --pin-dir the load used (a folder under /sys/fs/bpf)`);
   }
   const paths = pinPaths(pinDir);
   const expected = (name: string) => RECEIVER_PINS.find((p) => p.name === name)!;
