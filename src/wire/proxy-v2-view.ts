@@ -65,14 +65,7 @@ function badSignature(buf: Buffer): never {
 }
 
 /** The TLV-derived fields of a header, decoded on first use. */
-interface TlvFields {
-  alpn?: string;
-  authority?: string;
-  crc32c?: number;
-  uniqueId?: Buffer;
-  ssl?: ProxySslTlv;
-  netns?: string;
-}
+type TlvFields = Pick<ProxyV2Header, "alpn" | "authority" | "crc32c" | "uniqueId" | "ssl" | "netns">;
 const NO_FIELDS: TlvFields = Object.freeze({});
 
 /**
