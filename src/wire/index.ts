@@ -1,6 +1,7 @@
 /**
- * `toa/wire`: pure codecs (no I/O) for TOA options, TCP options, IPv4/IPv6/TCP headers and checksums,
- * PROXY protocol v1/v2, and pcap/pcapng captures. Decoders throw only {@link WireError}.
+ * `toa/wire`: pure codecs (no I/O) for addresses and address prefixes (CIDR), TOA options, TCP options,
+ * IPv4/IPv6/TCP headers and checksums, PROXY protocol v1/v2, and pcap/pcapng captures. Decoders throw
+ * only {@link WireError}.
  */
 export * from "./errors.js";
 export * from "./addr.js";
