@@ -6,8 +6,9 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { parse as parseYaml } from "yaml";
-import { parseKinds, parseTrust, SettingsError, synDefault, type Cidr } from "./settings.js";
-import { parseTarget, parseUnit, type Target, TargetError } from "./targets.js";
+import { AgentConfigError, SettingsError, TargetError } from "./errors.js";
+import { parseKinds, parseTrust, synDefault, type Cidr } from "./settings.js";
+import { parseTarget, parseUnit, type Target } from "./targets.js";
 import { DEFAULT_AGENT_LISTEN, DEFAULT_AGENT_PIN_BASE } from "./defaults.js";
 
 export { DEFAULT_AGENT_LISTEN, DEFAULT_AGENT_PIN_BASE } from "./defaults.js";
@@ -44,13 +45,7 @@ export interface AgentInput {
   logLevel?: string;
 }
 
-/** A config value someone wrote wrong: `field` names the flag or the file key. */
-export class AgentConfigError extends Error {
-  constructor(readonly field: string, message: string) {
-    super(`${field}: ${message}`);
-    this.name = "AgentConfigError";
-  }
-}
+export { AgentConfigError } from "./errors.js";
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"];
 const FILE_KEYS: Record<string, keyof AgentInput> = {

@@ -16,11 +16,13 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { Counter as PromCounter, Gauge, Histogram, Registry } from "prom-client";
-import { attachmentHealth, loadReceiver, readLoadedSettings, unloadReceiver } from "./receiver.js";
+import { attachmentHealth, readLoadedSettings } from "./loaded.js";
+import { loadReceiver } from "./receiver.js";
+import { unloadReceiver } from "./unload.js";
 import { CgroupWatcher } from "./cgroup-watch.js";
 import { targetPinDir } from "./targets.js";
 import type { AgentConfig } from "./agent-config.js";
-import { formatCidr } from "./settings.js";
+import { formatCidr } from "../wire/cidr.js";
 import { receiverCounterNames, receiverCounters } from "./stats.js";
 import { ensurePinDir, isBpffs } from "../bpf/index.js";
 

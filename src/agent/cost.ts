@@ -5,8 +5,9 @@
  * off again when the measurement ends, whatever happens to this process).
  */
 import { closeSync } from "node:fs";
-import { BpfCommand, BpfError, bpfTry, enableRunStats, programInfo } from "../bpf/index.js";
-import { readLoadedSettings } from "./receiver.js";
+import { BpfCommand, bpfTry, enableRunStats, programInfo } from "../bpf/index.js";
+import { AgentError } from "./errors.js";
+import { readLoadedSettings } from "./loaded.js";
 import { receiverCounters, type Counters } from "./stats.js";
 
 /** One program over the window. */
@@ -55,7 +56,7 @@ const connectionsOf = (c: Counters) => ({ all: c.found_in_syn + c.found_in_ack +
  */
 export async function measureReceiverCost(pinDir: string, options: { seconds?: number; during?: () => Promise<unknown> } = {}): Promise<ReceiverCost> {
   const settings = readLoadedSettings(pinDir);
-  if (!settings) throw new BpfError("BPF_ERR_INVALID_ARG", `nothing loaded at ${pinDir}: run \`toa load\` first`);
+  if (!settings) throw new AgentError("AGENT_ERR_NOT_LOADED", `nothing loaded at ${pinDir}: run \`toa load\` first`);
   const ids = Object.entries(settings.programs);
   const stats = enableRunStats();
   const started = performance.now();

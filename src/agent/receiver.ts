@@ -1,35 +1,31 @@
 /**
  * Building, loading, attaching and pinning the receiver (sock_ops), the rewriters (getpeername4/6)
- * and the NAT64 look-up (getsockopt) on a cgroup, and taking them away again.
+ * and the NAT64 look-up (getsockopt) on a cgroup. Taking them away is unload.ts; reading what is
+ * loaded, loaded.ts; the cgroup folder checks, cgroup-folder.ts.
  *
  * State lives in the kernel only: maps and links are pinned, so the command can exit and the
  * addresses stay. A second load with other settings swaps the programs inside the pinned links
  * (BPF_LINK_UPDATE): there is no moment without a program, and the socket storage map is reused,
  * so connections accepted before keep their addresses.
  */
-import { closeSync, type Dirent, existsSync, readdirSync, rmdirSync, statfsSync, statSync } from "node:fs";
+import { closeSync, existsSync, rmdirSync } from "node:fs";
 import {
   attachCgroup,
-  BpfError,
   BpfMap,
   CgroupAttachment,
   ensurePinDir,
-  findCgroup2Mount,
   linkFromPin,
   type MapSpec,
   Program,
   type ProgramSpec,
   progAttach,
-  progDetach,
   openCgroup,
   AttachFlag,
   raiseMemlockLimit,
   describeAttached,
-  isBpffs,
   linkInfo,
   pinMismatch,
   queryCgroup,
-  removePins,
   requireFeatures,
   unpin,
 } from "../bpf/index.js";
@@ -37,18 +33,21 @@ import { mapSpecs, MapName, TRUST4_KEY_SIZE, TRUST6_KEY_SIZE } from "../programs
 import { receiverProgram } from "../programs/receiver.js";
 import { getpeername4Program, getpeername6Program } from "../programs/rewriter.js";
 import { nat64LookupProgram } from "../programs/nat64.js";
+import { checkCgroupFolder, cgroupId } from "./cgroup-folder.js";
+import { findReceiverPinDirs, readLoadedSettings } from "./loaded.js";
+import { AgentError } from "./errors.js";
 import { Attachments, type ProgramKey, pinPaths, RECEIVER_PINS } from "./pins.js";
-import { addressBytes, type Cidr, decodeSettings, encodeSettings, type ReceiverSettings, type StoredSettings } from "./settings.js";
+import { addressBytes, type Cidr, encodeSettings, type ReceiverSettings, type StoredSettings } from "./settings.js";
 import { kernelLog } from "./kmsg.js";
 import { join, resolve } from "node:path";
 
+// The receiver's other jobs, re-exported for the many callers (and tests) that import them from here.
+export { checkCgroupFolder, defaultCgroup } from "./cgroup-folder.js";
+export { attachmentHealth, findReceiverPinDirs, readLoadedSettings } from "./loaded.js";
+export { unloadReceiver, type UnloadResult } from "./unload.js";
+
 /** Features the receiver needs, each probed by trying it. */
 export const RECEIVER_FEATURES = ["bpf-syscall", "cgroup2", "sk-storage", "lpm-trie", "sock-ops", "sock-ops-hdr-opt", "getpeername-hooks", "cgroup-sockopt"];
-
-/** The cgroup v2 root (the whole host), the default attach point. */
-export function defaultCgroup(): string {
-  return findCgroup2Mount();
-}
 
 /** Result of a load. */
 export interface LoadResult {
@@ -96,31 +95,6 @@ function openOrCreate(spec: MapSpec, path: string, created: Created): BpfMap {
   return m;
 }
 
-/** cgroup2's statfs magic (CGROUP2_SUPER_MAGIC). */
-const CGROUP2_MAGIC = 0x63677270;
-
-/** Check `--cgroup` before anything is created: an existing cgroup v2 folder. */
-export function checkCgroupFolder(path: string, flag = "--cgroup"): void {
-  let magic: number;
-  try {
-    if (!statSync(path).isDirectory()) throw new BpfError("BPF_ERR_CGROUP", `${flag}: ${path} is not a folder: give a cgroup v2 folder, e.g. ${findCgroup2Mount()}/system.slice/nginx.service`);
-    magic = statfsSync(path).type;
-  } catch (e) {
-    if (e instanceof BpfError) throw e;
-    throw new BpfError(
-      "BPF_ERR_CGROUP",
-      `${flag}: ${path} does not exist: give an existing cgroup v2 folder (see \`systemctl status UNIT\` or /proc/PID/cgroup for where a service runs), or run \`toa agent --target ...\`, which attaches when the folder appears`,
-      { cause: e },
-    );
-  }
-  if (magic !== CGROUP2_MAGIC) throw new BpfError("BPF_ERR_CGROUP", `${flag}: ${path} is not on a cgroup v2 mount: give a folder under ${findCgroup2Mount()}`);
-}
-
-/** Id of a cgroup folder: its inode number on cgroupfs, as bpf_link_info reports it. */
-function cgroupId(path: string): bigint {
-  return statSync(path, { bigint: true }).ino;
-}
-
 /** A fresh trust trie filled with `cidrs` of one family. */
 function buildTrust(spec: MapSpec, cidrs: Cidr[], family: 4 | 6): BpfMap {
   const m = BpfMap.create(spec);
@@ -141,39 +115,6 @@ function programSpecs(s: ReceiverSettings): Record<ProgramKey, ProgramSpec> {
     getpeer6: getpeername6Program(),
     nat64: nat64LookupProgram(),
   };
-}
-
-/** Read the settings of what is loaded at `pinDir`, if anything. */
-export function readLoadedSettings(pinDir: string): StoredSettings | undefined {
-  const paths = pinPaths(pinDir);
-  if (!existsSync(paths.settings)) return undefined;
-  const m = BpfMap.fromPin(paths.settings);
-  try {
-    const v = m.lookup(Buffer.alloc(4));
-    return v ? decodeSettings(v) : undefined;
-  } finally {
-    m.close();
-  }
-}
-
-/**
- * Pin folders of receivers under `root` (bpffs), up to `depth` levels down: folders holding a
- * toa_settings pin. Unreadable folders are skipped.
- */
-export function findReceiverPinDirs(root = "/sys/fs/bpf", depth = 3): string[] {
-  const out: string[] = [];
-  const walk = (dir: string, left: number): void => {
-    let entries: Dirent[];
-    try {
-      entries = readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    if (entries.some((e) => e.name === MapName.settings && !e.isDirectory())) out.push(dir);
-    if (left > 0) for (const e of entries) if (e.isDirectory()) walk(join(dir, e.name), left - 1);
-  };
-  walk(root, depth);
-  return out;
 }
 
 /** Other receivers attached directly to `cgroup` (not the one in `pinDir`), as warnings naming their pin folder. */
@@ -225,15 +166,15 @@ export function loadReceiver(input: ReceiverSettings, options: { attachMode?: "l
   try {
     previous = readLoadedSettings(settings.pinDir);
     if (previous && previous.cgroup !== settings.cgroup) {
-      throw new BpfError(
-        "BPF_ERR_INVALID_ARG",
+      throw new AgentError(
+        "AGENT_ERR_PIN_DIR",
         `--cgroup: toa is already loaded on ${previous.cgroup} with pins in ${settings.pinDir}; run \`toa unload --pin-dir ${settings.pinDir}\` first, or use another --pin-dir`,
       );
     }
     for (const pin of RECEIVER_PINS) {
       const path = join(settings.pinDir, pin.name);
       const why = existsSync(path) ? pinMismatch(path, pin) : undefined;
-      if (why) throw new BpfError("BPF_ERR_INVALID_ARG", `--pin-dir: ${path} ${why}: it is not toa's, so this folder is not a toa pin folder; give another --pin-dir`);
+      if (why) throw new AgentError("AGENT_ERR_PIN_DIR", `--pin-dir: ${path} ${why}: it is not toa's, so this folder is not a toa pin folder; give another --pin-dir`);
     }
     const peers = openOrCreate(mapSpecs.peers, paths.peers, created);
     const stats = openOrCreate(mapSpecs.stats, paths.stats, created);
@@ -349,88 +290,3 @@ export function loadReceiver(input: ReceiverSettings, options: { attachMode?: "l
   }
 }
 
-/** What unload removed. */
-export interface UnloadResult {
-  detached: string[];
-  unpinned: string[];
-  wasLoaded: boolean;
-  /** Entries of the pin folder that are not toa's pins, left in place (the folder then stays). */
-  foreign: string[];
-  /** Pins with toa's names that hold something else, left in place, with the reason. */
-  kept: { path: string; reason: string }[];
-  folderRemoved: boolean;
-}
-
-/**
- * Detach and unpin what a load made at `pinDir`: only toa's pin names, each only when it holds the
- * object a load pins there; the folder only when it is empty afterwards. Refuses a folder that is
- * not on bpffs. Idempotent.
- */
-export function unloadReceiver(pinDir: string): UnloadResult {
-  const none: UnloadResult = { detached: [], unpinned: [], wasLoaded: false, foreign: [], kept: [], folderRemoved: false };
-  if (!existsSync(pinDir)) return none;
-  if (!isBpffs(pinDir)) {
-    throw new BpfError("BPF_ERR_INVALID_ARG", `--pin-dir: ${pinDir} is not on a bpffs mount (statfs type is not 0xcafe4a11), so no load pinned anything there; nothing removed. Give the --pin-dir the load used (a folder under /sys/fs/bpf)`);
-  }
-  const paths = pinPaths(pinDir);
-  const expected = (name: string) => RECEIVER_PINS.find((p) => p.name === name)!;
-  const previous = existsSync(paths.settings) && !pinMismatch(paths.settings, expected(MapName.settings)) ? readLoadedSettings(pinDir) : undefined;
-  const detached: string[] = [];
-  for (const a of Attachments) {
-    const linkPin = paths.link(a.pin);
-    const progPin = paths.program(a.program);
-    if (existsSync(linkPin) && !pinMismatch(linkPin, expected(a.pin))) {
-      const link = linkFromPin(linkPin, previous?.cgroup ?? "?", a.attachType);
-      link.detach();
-      detached.push(a.attachType);
-    } else if (existsSync(progPin) && previous && !pinMismatch(progPin, expected(`prog_${a.program}`))) {
-      const p = Program.fromPin(progPin);
-      let cg = -1;
-      try {
-        cg = openCgroup(previous.cgroup);
-        progDetach(cg, p.fd, a.attachType);
-        detached.push(a.attachType);
-      } catch {
-        /* already detached, or the cgroup is gone (and its attachments with it) */
-      } finally {
-        if (cg >= 0) closeSync(cg);
-        p.close();
-      }
-    }
-  }
-  const r = removePins(pinDir, RECEIVER_PINS);
-  if (detached.length) kernelLog(`toa unloaded (eBPF): detached from ${previous?.cgroup ?? "cgroup"}`);
-  return { detached, unpinned: r.removed, wasLoaded: detached.length > 0 || r.removed.length > 0, foreign: r.foreign, kept: r.kept, folderRemoved: r.folderRemoved };
-}
-
-/**
- * Whether each hook of the load at `pinDir` is attached to its cgroup as it is now (a link made for
- * a folder that was removed, or removed and made again, is not). Cheap: no probes.
- */
-export function attachmentHealth(pinDir: string): { hook: string; attached: boolean }[] {
-  const settings = readLoadedSettings(pinDir);
-  if (!settings) return Attachments.map((a) => ({ hook: a.attachType, attached: false }));
-  let id: bigint | undefined;
-  try {
-    id = cgroupId(settings.cgroup);
-  } catch {
-    id = undefined;
-  }
-  const paths = pinPaths(pinDir);
-  return Attachments.map((a) => {
-    if (id === undefined) return { hook: a.attachType, attached: false };
-    try {
-      if (existsSync(paths.link(a.pin))) {
-        const link = linkFromPin(paths.link(a.pin), settings.cgroup, a.attachType);
-        try {
-          return { hook: a.attachType, attached: linkInfo(link.fd).cgroupId === id };
-        } finally {
-          link.close();
-        }
-      }
-      return { hook: a.attachType, attached: queryCgroup(settings.cgroup, a.attachType).programIds.includes(settings.programs[a.program]) };
-    } catch {
-      return { hook: a.attachType, attached: false };
-    }
-  });
-}

@@ -5,8 +5,10 @@
 import { existsSync } from "node:fs";
 import { describeAttached, probe, type ProbeResult } from "../bpf/index.js";
 import { Attachments, pinPaths } from "./pins.js";
-import { readLoadedSettings, RECEIVER_FEATURES } from "./receiver.js";
-import { formatCidr, type StoredSettings } from "./settings.js";
+import { readLoadedSettings } from "./loaded.js";
+import { RECEIVER_FEATURES } from "./receiver.js";
+import { formatCidr } from "../wire/cidr.js";
+import type { StoredSettings } from "./settings.js";
 import { DEFAULT_PIN_DIR } from "./pins.js";
 import { DEFAULT_KINDS } from "../programs/layout.js";
 

@@ -12,6 +12,7 @@
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { TargetError } from "./errors.js";
 
 /** A target the agent keeps the receiver attached to. */
 export interface Target {
@@ -24,13 +25,7 @@ export interface Target {
   mayContain(segments: readonly string[]): boolean;
 }
 
-/** A target someone wrote wrong. */
-export class TargetError extends Error {
-  constructor(readonly field: string, message: string) {
-    super(`${field}: ${message}`);
-    this.name = "TargetError";
-  }
-}
+export { TargetError } from "./errors.js";
 
 const UNIT_SUFFIXES = [".service", ".scope", ".slice", ".socket"];
 const UNIT_NAME = /^[A-Za-z0-9:_.\\@-]+$/;

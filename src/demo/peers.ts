@@ -4,6 +4,7 @@
  * and a client that makes one request and tells which local address and port it used.
  */
 import http from "node:http";
+import { DemoError } from "./errors.js";
 
 /** What the client prints: the response and its own end of the connection. */
 export interface PeerResponse {
@@ -38,7 +39,7 @@ export function getOnce(url: string, timeoutMs = 5000): Promise<PeerResponse> {
       res.on("end", () => resolve({ status: res.statusCode ?? 0, body, local: { address: req.socket?.localAddress ?? "", port: req.socket?.localPort ?? 0 } }));
       res.on("error", reject);
     });
-    req.on("timeout", () => req.destroy(new Error(`timed out after ${timeoutMs / 1000}s`)));
+    req.on("timeout", () => req.destroy(new DemoError("DEMO_ERR_TIMEOUT", `timed out after ${timeoutMs / 1000}s`)));
     req.on("error", reject);
   });
 }

@@ -8,11 +8,13 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findCgroup2Mount } from "../bpf/cgroup.js";
-import { loadReceiver, unloadReceiver } from "../agent/receiver.js";
+import { loadReceiver } from "../agent/receiver.js";
+import { unloadReceiver } from "../agent/unload.js";
 import { receiverCounters, type Counters } from "../agent/stats.js";
 import { parseTrust, synDefault } from "../agent/settings.js";
 import { DEFAULT_KINDS } from "../programs/layout.js";
 import { toaArgv } from "../shared/self.js";
+import { DemoError } from "./errors.js";
 import type { PeerResponse } from "./peers.js";
 import { createNetns, deleteNetns, listening, nsRun, type Proc, removeCgroup, startIn, stopPid, vethLink, waitUntil as waitUntil0 } from "./system.js";
 
@@ -84,7 +86,7 @@ export function newDemoId(): string {
 
 /** The names a run with `id` uses. */
 export function demoState(id: string, mount = findCgroup2Mount()): DemoState {
-  if (!/^[a-z0-9]{1,8}$/.test(id)) throw new Error(`demo id "${id}" must be 1-8 lower-case letters or digits`);
+  if (!/^[a-z0-9]{1,8}$/.test(id)) throw new DemoError("DEMO_ERR_INVALID_ARG", `demo id "${id}" must be 1-8 lower-case letters or digits`);
   const parent = join(mount, `toa-demo-${id}`);
   return {
     id,
@@ -176,7 +178,7 @@ export function leftoverIds(mount = findCgroup2Mount()): string[] {
 /** Run the demo. Cleans up unless `keep`; on failure it cleans up and rethrows. */
 export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const say = opts.progress ?? (() => undefined);
-  if (process.getuid?.() !== 0) throw new Error("toa demo needs root (network namespaces, cgroups, eBPF): run `sudo toa demo`");
+  if (process.getuid?.() !== 0) throw new DemoError("DEMO_ERR_NOT_ROOT", "toa demo needs root (network namespaces, cgroups, eBPF): run `sudo toa demo`");
   const mount = findCgroup2Mount();
   const s = demoState(newDemoId(), mount);
   const abort = new AbortController();
@@ -233,7 +235,7 @@ async function demoSteps(s: DemoState, say0: (l: string) => void, opts: DemoOpti
   const A = DEMO_ADDR;
   // Every step starts with a progress line: stop there once interrupted.
   const say = (l: string): void => {
-    if (signal.aborted) throw new Error("interrupted");
+    if (signal.aborted) throw new DemoError("DEMO_ERR_INTERRUPTED", "interrupted");
     say0(l);
   };
   // Generous: loading and verifying the programs takes seconds on a slow or emulated machine.
@@ -281,7 +283,7 @@ ${opts.ipv4Only ? "" : `  web6: { backends: ["[${A.backend6}]:${BACKEND_PORT}"] 
   } catch (e) {
     // Whatever the balancer said is the diagnosis: show it.
     const said = lb.output().trim();
-    throw new Error(`${(e as Error).message}${said && !(e as Error).message.includes(said) ? `\ntoa lb's output:\n${said}` : "\n(toa lb printed nothing)"}`);
+    throw new DemoError("DEMO_ERR_PROCESS", `${(e as Error).message}${said && !(e as Error).message.includes(said) ? `\ntoa lb's output:\n${said}` : "\n(toa lb printed nothing)"}`, { cause: e });
   }
 
   const families: (4 | 6)[] = opts.ipv4Only ? [4] : [4, 6];
@@ -319,7 +321,7 @@ ${opts.ipv4Only ? "" : `  web6: { backends: ["[${A.backend6}]:${BACKEND_PORT}"] 
 }
 
 function alive(p: Proc): boolean {
-  if (p.child.exitCode !== null || p.child.signalCode !== null) throw new Error(`${p.name} exited: ${p.output().trim() || `code ${p.child.exitCode}`}`);
+  if (p.child.exitCode !== null || p.child.signalCode !== null) throw new DemoError("DEMO_ERR_PROCESS", `${p.name} exited: ${p.output().trim() || `code ${p.child.exitCode}`}`);
   return true;
 }
 

@@ -7,6 +7,7 @@ import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { DemoError } from "./errors.js";
 
 const execFileP = promisify(execFile);
 
@@ -17,8 +18,8 @@ export async function sh(cmd: string, args: string[], timeoutMs = 20_000): Promi
     return stdout;
   } catch (e) {
     const err = e as Error & { stderr?: string; code?: number | string };
-    if (err.code === "ENOENT") throw new Error(`${cmd} is not installed (the demo needs iproute2's ip and util-linux's nsenter)`);
-    throw new Error(`${cmd} ${args.join(" ")} failed: ${(err.stderr || err.message).trim()}`);
+    if (err.code === "ENOENT") throw new DemoError("DEMO_ERR_COMMAND", `${cmd} is not installed (the demo needs iproute2's ip and util-linux's nsenter)`);
+    throw new DemoError("DEMO_ERR_COMMAND", `${cmd} ${args.join(" ")} failed: ${(err.stderr || err.message).trim()}`);
   }
 }
 
@@ -104,13 +105,13 @@ export async function waitUntil(what: string, check: () => Promise<boolean> | bo
   const deadline = Date.now() + timeoutMs;
   let last = "";
   for (;;) {
-    if (signal?.aborted) throw new Error("interrupted");
+    if (signal?.aborted) throw new DemoError("DEMO_ERR_INTERRUPTED", "interrupted");
     try {
       if (await check()) return;
     } catch (e) {
       last = (e as Error).message;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ""}`);
+    if (Date.now() > deadline) throw new DemoError("DEMO_ERR_TIMEOUT", `timed out waiting for ${what}${last ? `: ${last}` : ""}`);
     await sleep(50);
   }
 }
@@ -171,7 +172,7 @@ export async function removeCgroup(path: string): Promise<boolean> {
     }
     await sleep(30);
   }
-  throw new Error(`cgroup ${path} stays busy`);
+  throw new DemoError("DEMO_ERR_CGROUP_BUSY", `cgroup ${path} stays busy`);
 }
 
 /** Write a file, creating nothing else. */

@@ -12,7 +12,7 @@ import type { AttachTypeName } from "../bpf/program.js";
 import { probe, type ProbeResult } from "../bpf/probes.js";
 import { RECEIVER_FEATURES } from "../agent/receiver.js";
 import { loadCommandFor, type Status } from "../agent/status.js";
-import { formatCidr } from "../agent/settings.js";
+import { formatCidr } from "../wire/cidr.js";
 import { DEFAULT_PIN_DIR } from "../agent/pins.js";
 
 /** ok: ready; "warn": works, but read the detail; false: not ready (doctor exits non-zero). */

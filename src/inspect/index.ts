@@ -1,6 +1,5 @@
 /** `toa inspect`: per-connection TOA reports from pcap/pcapng captures taken on a backend. */
 export * from "./report.js";
-export * from "./cidr.js";
 export * from "./tracker.js";
 export * from "./verdict.js";
 export * from "./format.js";

@@ -4,8 +4,7 @@
  * completes the handshake (toa.ko: the handshake ACK, or the first data segment when that ACK was
  * lost), and nothing later (reference/toa-formats.md §1, §4).
  */
-import { MAX_TCP_OPTIONS_LENGTH } from "../wire/index.js";
-import { inAnyCidr, type Cidr } from "./cidr.js";
+import { type Cidr, formatCidr, inAnyCidr, MAX_TCP_OPTIONS_LENGTH } from "../wire/index.js";
 import type { ToaSighting, Verdict } from "./report.js";
 import type { Conn } from "./tracker.js";
 
@@ -37,7 +36,7 @@ export function judge(c: Conn, opts: JudgeOptions): { verdict: Verdict; reason: 
     if (opts.trust && !inAnyCidr(t.source, opts.trust)) {
       return {
         verdict: "untrusted-source",
-        reason: `TOA kind ${t.kind} in ${where(t)} comes from ${t.source}, outside --trust ${opts.trust.map((x) => x.text).join(",")}: a receiver must ignore it (anyone can forge it)`,
+        reason: `TOA kind ${t.kind} in ${where(t)} comes from ${t.source}, outside --trust ${opts.trust.map(formatCidr).join(",")}: a receiver must ignore it (anyone can forge it)`,
         toa: t,
       };
     }

@@ -1,6 +1,7 @@
 /**
  * Errors of the wire codecs. Decoders throw only {@link WireError}, so a caller parsing untrusted
- * bytes (a capture, a socket) needs one `catch` and can branch on a stable `code`.
+ * bytes (a capture, a socket) needs one `catch` and can branch on a stable `code`. The one subclass,
+ * CidrError (cidr.ts), carries the input and what was wrong with it, with WIRE_ERR_INVALID_ARG.
  */
 
 /** Stable error codes of the wire layer. */

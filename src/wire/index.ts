@@ -1,9 +1,11 @@
 /**
- * `toa/wire`: pure codecs (no I/O) for TOA options, TCP options, IPv4/IPv6/TCP headers and checksums,
- * PROXY protocol v1/v2, and pcap/pcapng captures. Decoders throw only {@link WireError}.
+ * `toa/wire`: pure codecs (no I/O) for addresses and address prefixes (CIDR), TOA options, TCP options,
+ * IPv4/IPv6/TCP headers and checksums, PROXY protocol v1/v2, and pcap/pcapng captures. Decoders throw
+ * only {@link WireError}.
  */
 export * from "./errors.js";
 export * from "./addr.js";
+export * from "./cidr.js";
 export * from "./toa.js";
 export * from "./tcp-options.js";
 export * from "./checksum.js";

@@ -26,15 +26,15 @@ export const KNOWN_TOA_KINDS: readonly number[] = Object.freeze([254, 253, 252, 
 export const TOA_KIND_RANGE = Object.freeze({ min: 9, max: 255 });
 
 /**
- * Parse a comma-separated list of option kinds ("254,253,200"), duplicates dropped. Throws an Error
- * whose message names the bad entry and what is allowed (callers prefix their flag).
+ * Parse a comma-separated list of option kinds ("254,253,200"), duplicates dropped. Throws
+ * WIRE_ERR_INVALID_ARG whose message names the bad entry and what is allowed (callers prefix their flag).
  */
 export function parseToaKinds(text: string): number[] {
   const out: number[] = [];
   for (const k of text.split(",").map((s) => s.trim())) {
     const n = Number(k);
     if (!/^\d+$/.test(k) || n < TOA_KIND_RANGE.min || n > TOA_KIND_RANGE.max) {
-      throw new Error(`"${k}" is not an option kind: give numbers ${TOA_KIND_RANGE.min}-${TOA_KIND_RANGE.max} separated by commas, e.g. 254,253,200 (0-8 are TCP's own options)`);
+      throw new WireError("WIRE_ERR_INVALID_ARG", `"${k}" is not an option kind: give numbers ${TOA_KIND_RANGE.min}-${TOA_KIND_RANGE.max} separated by commas, e.g. 254,253,200 (0-8 are TCP's own options)`);
     }
     if (!out.includes(n)) out.push(n);
   }

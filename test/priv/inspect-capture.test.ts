@@ -12,8 +12,8 @@ import { join } from "node:path";
 import { requireRoot } from "../harness/privileged.js";
 import { Netns, link } from "../harness/netns.js";
 import { sh } from "../harness/exec.js";
-import { inspectFile, parseCidrList } from "../../src/inspect/index.js";
-import { DEFAULT_TOA_KINDS } from "../../src/wire/index.js";
+import { inspectFile } from "../../src/inspect/index.js";
+import { DEFAULT_TOA_KINDS, parseCidrList } from "../../src/wire/index.js";
 import { scaled } from "../harness/time.js";
 
 const CLIENT = "198.51.100.1";

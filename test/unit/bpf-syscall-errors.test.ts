@@ -21,67 +21,18 @@ import {
   type ProgramSpec,
   type RawResult,
   setSyscallBackend,
-  type SyscallBackend,
   SyscallError,
   UpdateFlag,
   VerifierError,
 } from "../../src/bpf/index.js";
 import { exit, mov, R0, R2 } from "../../src/bpf/asm/index.js";
+import { type BpfAnswer, type BpfCall, FakeKernel } from "../harness/fake-kernel.js";
 
 const E = { EPERM: 1, ENOENT: 2, EINTR: 4, E2BIG: 7, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EACCES: 13, EEXIST: 17, EINVAL: 22, ENOSPC: 28 } as const;
 const ok = (ret: number): RawResult => ({ ret, errno: 0 });
 const fail = (errno: number): RawResult => ({ ret: -1, errno });
 
-interface Call {
-  cmd: number;
-  attr: Buffer;
-  size: number;
-}
-
-/**
- * A fake kernel. `address(buf)` hands out a fake address and remembers the Buffer, so the fake
- * bpf() can find the buffers an attr points at (log_buf, key, value, info) and read or fill them.
- */
-class FakeKernel implements SyscallBackend {
-  readonly calls: Call[] = [];
-  private readonly byAddress = new Map<bigint, Buffer>();
-  private readonly byBuffer = new Map<Buffer, bigint>();
-  private next = 0x10000n;
-  constructor(private readonly answer: (call: Call, k: FakeKernel, live: Buffer) => RawResult) {}
-
-  bpf(cmd: number, attr: Buffer, size: number): RawResult {
-    const call = { cmd, attr: Buffer.from(attr), size };
-    this.calls.push(call);
-    return this.answer(call, this, attr);
-  }
-  address(buf: Buffer): bigint {
-    let a = this.byBuffer.get(buf);
-    if (a === undefined) {
-      a = this.next;
-      this.next += 0x10000n;
-      this.byBuffer.set(buf, a);
-      this.byAddress.set(a, buf);
-    }
-    return a;
-  }
-  /** The Buffer behind a fake address. */
-  buffer(addr: bigint): Buffer {
-    const b = this.byAddress.get(addr);
-    if (!b) throw new Error(`fake kernel: unknown address 0x${addr.toString(16)}`);
-    return b;
-  }
-  mount(): RawResult {
-    return fail(E.EPERM);
-  }
-  raiseMemlock(): RawResult {
-    return ok(0);
-  }
-  commands(): number[] {
-    return this.calls.map((c) => c.cmd);
-  }
-}
-
-function useFake(t: TestContext, answer: (call: Call, k: FakeKernel, live: Buffer) => RawResult): FakeKernel {
+function useFake(t: TestContext, answer: BpfAnswer): FakeKernel {
   const k = new FakeKernel(answer);
   const previous = setSyscallBackend(k);
   t.after(() => setSyscallBackend(previous));
@@ -207,7 +158,7 @@ const badSpec: ProgramSpec = { name: "bad", type: "SOCK_OPS", instructions: [mov
 /** A verifier that refuses every program; writes `log` like the kernel: truncated + ENOSPC when it does not fit. */
 function refusingVerifier(log: string, opts: { trueSize?: boolean; errno?: number } = {}) {
   const needed = Buffer.byteLength(log) + 1;
-  return (call: Call, k: FakeKernel, live: Buffer): RawResult => {
+  return (call: BpfCall, k: FakeKernel, live: Buffer): RawResult => {
     if (call.cmd !== BpfCommand.PROG_LOAD) return fail(E.EINVAL);
     const logAddr = call.attr.readBigUInt64LE(32);
     const logSize = call.attr.readUInt32LE(28);

@@ -13,16 +13,15 @@ import {
   ifindexOf,
   netlink,
   Program,
-  type RawResult,
   resetTcxDetection,
   setSyscallBackend,
-  type SyscallBackend,
   SyscallError,
   tcNetlink,
   tcxLinkCreateAttr,
   TcxFlag,
   UnsupportedFeatureError,
 } from "../../src/bpf/index.js";
+import { FakeKernel } from "../harness/fake-kernel.js";
 
 const { encodeMessage, encodeAttrs, nla, parseAck, parseMessages, NlmFlag, NlmsgType } = netlink;
 const { addBpfFilterRequest, addClsactRequest, deleteClsactRequest, deleteFilterRequest, dumpFiltersRequest, getLinkRequest, parseFilter, Rtm, tcmsg, TcHandle } = tcNetlink;
@@ -204,67 +203,6 @@ test("parseFilter reads a dumped bpf filter and skips the per-classifier header 
   });
 });
 
-/**
- * A fake kernel: bpf(2) answered by `bpfAnswer`, netlink requests recorded and answered by
- * `netlinkAnswer` (datagrams queued for recv; MSG_PEEK leaves them queued).
- */
-class FakeKernel implements SyscallBackend {
-  readonly bpfCalls: { cmd: number; attr: Buffer }[] = [];
-  readonly sent: netlink.NetlinkMessage[] = [];
-  readonly closed: number[] = [];
-  private queue: Buffer[] = [];
-  constructor(
-    private readonly bpfAnswer: (cmd: number, attr: Buffer) => RawResult,
-    private readonly netlinkAnswer: (msg: netlink.NetlinkMessage) => Buffer[],
-  ) {}
-  bpf(cmd: number, attr: Buffer): RawResult {
-    this.bpfCalls.push({ cmd, attr: Buffer.from(attr) });
-    return this.bpfAnswer(cmd, attr);
-  }
-  address(): bigint {
-    return 0x1000n;
-  }
-  mount(): RawResult {
-    return { ret: -1, errno: 1 };
-  }
-  raiseMemlock(): RawResult {
-    return { ret: 0, errno: 0 };
-  }
-  socket(domain: number, type: number): RawResult {
-    assert.equal(domain, 16, "AF_NETLINK");
-    assert.equal(type & 0xf, 3, "SOCK_RAW");
-    return { ret: 1000, errno: 0 };
-  }
-  bind(): RawResult {
-    return { ret: 0, errno: 0 };
-  }
-  setsockopt(): RawResult {
-    return { ret: 0, errno: 0 };
-  }
-  sendto(_fd: number, buf: Buffer): RawResult {
-    const [msg] = parseMessages(Buffer.from(buf));
-    this.sent.push(msg);
-    this.queue.push(...this.netlinkAnswer(msg));
-    return { ret: buf.length, errno: 0 };
-  }
-  recv(_fd: number, buf: Buffer, flags: number): RawResult {
-    const next = this.queue[0];
-    if (!next) return { ret: -1, errno: 11 }; // the receive timeout
-    if (flags & 0x2) return { ret: next.length, errno: 0 };
-    this.queue.shift();
-    next.copy(buf);
-    return { ret: next.length, errno: 0 };
-  }
-  close(fd: number): RawResult {
-    this.closed.push(fd);
-    return { ret: 0, errno: 0 };
-  }
-  /** The requests sent, as [type, flags]. */
-  requests(): [number, number][] {
-    return this.sent.map((m) => [m.type, m.flags]);
-  }
-}
-
 function useFake(t: TestContext, k: FakeKernel): FakeKernel {
   const previous = setSyscallBackend(k);
   resetTcxDetection();
@@ -292,7 +230,7 @@ function rtnetlink(overrides: Partial<Record<number, (m: netlink.NetlinkMessage)
 const EINVAL = { ret: -1, errno: 22 };
 
 test("no tcx (EINVAL from BPF_LINK_CREATE): clsact + direct-action filter, then exactly that filter is deleted", (t) => {
-  const k = useFake(t, new FakeKernel((cmd) => (cmd === BpfCommand.LINK_CREATE ? EINVAL : { ret: 0, errno: 0 }), rtnetlink()));
+  const k = useFake(t, new FakeKernel(({ cmd }) => (cmd === BpfCommand.LINK_CREATE ? EINVAL : { ret: 0, errno: 0 }), rtnetlink()));
   const a = attachTc(3, schedCls, "ingress");
   assert.equal(a.mode, "netlink");
   assert.deepEqual(a.filter, { ifindex: 3, parent: TcHandle.INGRESS, priority: 49152, handle: 1, name: "toa:t_count" });
@@ -317,9 +255,9 @@ test("no tcx (EINVAL from BPF_LINK_CREATE): clsact + direct-action filter, then 
   assert.equal(k.sent.length, 6, "detach is idempotent");
 
   // The first EINVAL is remembered: the next attach goes straight to netlink.
-  const linkCreates = k.bpfCalls.filter((c) => c.cmd === BpfCommand.LINK_CREATE).length;
+  const linkCreates = k.calls.filter((c) => c.cmd === BpfCommand.LINK_CREATE).length;
   attachTc(3, schedCls, "egress").detach();
-  assert.equal(k.bpfCalls.filter((c) => c.cmd === BpfCommand.LINK_CREATE).length, linkCreates);
+  assert.equal(k.calls.filter((c) => c.cmd === BpfCommand.LINK_CREATE).length, linkCreates);
 });
 
 test("a clsact that was there already (EEXIST) stays after detach, and so does one with other filters", (t) => {
@@ -357,16 +295,16 @@ test("a filter already gone (ENOENT) detaches quietly; other errors carry errno,
 });
 
 test("tcx: one BPF_LINK_CREATE; detach is LINK_DETACH + close; forcing tcx on a kernel without it names the feature", (t) => {
-  const k = useFake(t, new FakeKernel((cmd) => (cmd === BpfCommand.LINK_CREATE ? { ret: openSync("/dev/null", "r"), errno: 0 } : { ret: 0, errno: 0 }), rtnetlink()));
+  const k = useFake(t, new FakeKernel(({ cmd }) => (cmd === BpfCommand.LINK_CREATE ? { ret: openSync("/dev/null", "r"), errno: 0 } : { ret: 0, errno: 0 }), rtnetlink()));
   const a = attachTc(5, schedCls, "egress");
   assert.equal(a.mode, "tcx");
   assert.equal(k.sent.length, 0, "no netlink when tcx works");
-  assert.equal(k.bpfCalls[0].attr.toString("hex"), tcxLinkCreateAttr(9, 5, "egress").toString("hex"));
+  assert.equal(k.calls[0].attr.toString("hex"), tcxLinkCreateAttr(9, 5, "egress").toString("hex"));
   const fd = a.fd;
   a.detach();
   a.detach();
-  assert.deepEqual(k.bpfCalls.map((c) => c.cmd), [BpfCommand.LINK_CREATE, BpfCommand.LINK_DETACH]);
-  assert.equal(k.bpfCalls[1].attr.readUInt32LE(0), fd);
+  assert.deepEqual(k.calls.map((c) => c.cmd), [BpfCommand.LINK_CREATE, BpfCommand.LINK_DETACH]);
+  assert.equal(k.calls[1].attr.readUInt32LE(0), fd);
   assert.equal(a.fd, -1);
 
   useFake(t, new FakeKernel(() => EINVAL, rtnetlink()));
@@ -388,7 +326,7 @@ test("options are checked where they enter, before any call", (t) => {
     ["device name", () => ifindexOf("a/b"), /device name must be/],
   ];
   for (const [, fn, re] of cases) assert.throws(fn, (e: unknown) => e instanceof BpfError && e.code === "BPF_ERR_INVALID_ARG" && re.test(e.message));
-  assert.equal(k.bpfCalls.length + k.sent.length, 0);
+  assert.equal(k.calls.length + k.sent.length, 0);
 });
 
 test("ifindexOf asks rtnetlink (the caller's namespace) and names a missing device", (t) => {

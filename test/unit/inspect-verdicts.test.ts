@@ -4,7 +4,8 @@ import {
   encodeIp, encodeTcp, encodeToa, encodeTcpOptions, encodeLinkFrame, writePcap, writePcapng, LINKTYPE, DEFAULT_TOA_KINDS,
   type FrameToWrite,
 } from "../../src/wire/index.js";
-import { inspectBuffer, parseCidrList, formatTable, formatSummary, type InspectOptions } from "../../src/inspect/index.js";
+import { inspectBuffer, formatTable, formatSummary, type InspectOptions } from "../../src/inspect/index.js";
+import { parseCidrList } from "../../src/wire/index.js";
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ""), "hex");
 const LB = "198.51.100.10";

@@ -78,7 +78,7 @@ export const agentCommand: CommandFactory = (io, exit) =>
     .addHelpText("after", HELP)
     .action(async (o: AgentOptions) => {
       const { agentConfigFromFlags, mountOrDefault } = await import("./agent-flags.js");
-      const { formatCidr } = await import("../../agent/settings.js");
+      const { formatCidr } = await import("../../wire/cidr.js");
       const mount = mountOrDefault();
       const config = agentConfigFromFlags(o, mount);
       if (o.check) {

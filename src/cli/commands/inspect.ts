@@ -1,7 +1,7 @@
 /** `toa inspect FILE`: does the load balancer's TOA reach this backend? Reads a capture, reports per connection. */
 import { Command, InvalidArgumentError } from "commander";
-import { formatSummary, formatTable, inspectFile, parseCidrList, type Cidr } from "../../inspect/index.js";
-import { DEFAULT_TOA_KINDS, parseToaKinds, type WireError } from "../../wire/index.js";
+import { formatSummary, formatTable, inspectFile } from "../../inspect/index.js";
+import { type Cidr, CidrError, DEFAULT_TOA_KINDS, parseCidrList, parseToaKinds, type WireError } from "../../wire/index.js";
 import { UsageError } from "../io.js";
 import type { CommandFactory } from "./index.js";
 
@@ -29,9 +29,13 @@ function parsePort(v: string): number {
 
 function parseTrust(v: string): Cidr[] {
   try {
-    return parseCidrList(v);
+    // A capture is only read: an address with host bits set is taken as its network.
+    return parseCidrList(v, { allowHostBits: true });
   } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
+    if (!(e instanceof CidrError)) throw e;
+    const input = JSON.stringify(e.input);
+    if (e.problem === "prefix-length") throw new InvalidArgumentError(`--trust: ${input} has a bad prefix length (0..${e.maxPrefix})`);
+    throw new InvalidArgumentError(`--trust: ${input} is not an address or CIDR prefix (e.g. 100.125.0.0/16)`);
   }
 }
 

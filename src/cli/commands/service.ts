@@ -63,7 +63,7 @@ interface ServiceOptions extends Omit<AgentOptions, "config" | "check" | "json">
 
 /** The agent's arguments for these options, every one checked first (the unit is written only when all are valid). */
 export async function serviceAgentArgs(o: ServiceOptions): Promise<string[]> {
-  const { checkCgroupFolder } = await import("../../agent/receiver.js");
+  const { checkCgroupFolder } = await import("../../agent/cgroup-folder.js");
   const { agentConfigFromFlags } = await import("./agent-flags.js");
   if (o.cgroup !== undefined) checkCgroupFolder(o.cgroup);
   const targets = [...(o.target ?? []), ...(o.cgroup ? [o.cgroup] : [])];

@@ -11,7 +11,7 @@ export const statusCommand: CommandFactory = (io, exit) =>
     .addOption(jsonOption())
     .action(async (opts: { pinDir: string; json?: boolean }) => {
       const { receiverStatus } = await import("../../agent/status.js");
-      const { formatCidr } = await import("../../agent/settings.js");
+      const { formatCidr } = await import("../../wire/cidr.js");
       const s = receiverStatus(opts.pinDir);
       if (opts.json) {
         io.out(JSON.stringify(s, null, 2));

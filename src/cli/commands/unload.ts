@@ -14,7 +14,7 @@ export const unloadCommand: CommandFactory = (io, exit) =>
     .addOption(pinDirOption())
     .addOption(jsonOption())
     .action(async (opts: { pinDir: string; json?: boolean }) => {
-      const { unloadReceiver } = await import("../../agent/receiver.js");
+      const { unloadReceiver } = await import("../../agent/unload.js");
       const r = unloadReceiver(opts.pinDir);
       if (opts.json) io.out(JSON.stringify(r, null, 2));
       else if (r.wasLoaded) io.out(`TOA: toa unloaded: detached ${r.detached.join(", ") || "nothing"}; removed ${r.unpinned.length} pins from ${opts.pinDir}`);
