@@ -10,6 +10,9 @@ export { Btf, buildBtf, type BtfType } from "./btf.js";
 export * as codec from "./codec.js";
 export { type Codec } from "./codec.js";
 export * from "./map.js";
+export { struct, type Struct, type StructMembers, type ValueOf, type FieldType } from "./struct.js";
+/** Field types of {@link struct}: u8, u16, u32, u64, be16, be32, bytes(n), array(t, n), pad(n). */
+export * as ctype from "./struct.js";
 export * from "./program.js";
 export * from "./cgroup.js";
 export * from "./tc.js";
