@@ -62,8 +62,10 @@ export type CounterName = keyof typeof Counter;
 export const COUNTER_SLOTS = 16;
 
 /** Trust list keys (LPM trie): u32 prefix length, then the address. */
-export const TRUST4_KEY_SIZE = 8;
-export const TRUST6_KEY_SIZE = 20;
+export const Trust4Key = struct("toa_trust4_key", { prefixlen: u32, addr: bytes(4) });
+export const Trust6Key = struct("toa_trust6_key", { prefixlen: u32, addr: bytes(16) });
+export const TRUST4_KEY_SIZE = Trust4Key.size;
+export const TRUST6_KEY_SIZE = Trust6Key.size;
 
 /**
  * Settings of a load, kept in a pinned one-entry array so `toa status` can read them back
