@@ -5,6 +5,9 @@
 export * as asm from "./asm/index.js";
 export * from "./errors.js";
 export * from "./syscall.js";
+export { linkDetach, objInfo } from "./sys.js";
+/** The bpf(2) attrs and info structs, declared with struct() (cilium/ebpf's internal/sys). */
+export * as sys from "./sys.js";
 export * as btf from "./btf.js";
 export { Btf, buildBtf, type BtfType } from "./btf.js";
 export * as codec from "./codec.js";

@@ -20,7 +20,7 @@
  * order, typed __be16/__be32 in the BTF.
  */
 import { BpfError } from "./errors.js";
-import { type BtfType, u8 as btfU8, u16 as btfU16, u32 as btfU32, u64 as btfU64, s32 as btfS32 } from "./btf.js";
+import { type BtfType, u8 as btfU8, u16 as btfU16, u32 as btfU32, u64 as btfU64, s32 as btfS32 } from "./btf-types.js";
 import type { Codec } from "./codec.js";
 
 /** One field type: its size, alignment, BTF and how it is read and written at an offset. */
@@ -176,4 +176,9 @@ export function struct<const F extends Fields>(name: string, fields: F & NoReser
     },
   });
   return Object.freeze(s) as Struct<F>;
+}
+
+/** A value of `S` with every field zero (to fill in only what a command needs). */
+export function zero<T>(S: StructMembers<T>): T {
+  return S.decode(Buffer.alloc(S.size));
 }

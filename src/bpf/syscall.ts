@@ -213,16 +213,6 @@ export function bpfTry(cmd: number, attr: Buffer, size = attr.length): RawResult
   return attempt(cmd, attr, size);
 }
 
-/**
- * BPF_LINK_DETACH: end a link's attachment now, even while it is pinned elsewhere (best effort: a
- * link already gone is fine). The fd stays the caller's to close.
- */
-export function linkDetach(linkFd: number): void {
-  const attr = Buffer.alloc(4);
-  attr.writeUInt32LE(linkFd, 0);
-  bpfTry(BpfCommand.LINK_DETACH, attr, 4);
-}
-
 /** Raise RLIMIT_MEMLOCK: BPF memory was charged to it before Linux 5.11 (memcg accounting since). */
 export function raiseMemlockLimit(): void {
   const { ret, errno } = syscalls().raiseMemlock();

@@ -12,10 +12,11 @@
  */
 import { closeSync } from "node:fs";
 import { BpfError, errnoName, SyscallError, UnsupportedFeatureError } from "./errors.js";
-import { BpfCommand, bpf, bpfTry, linkDetach, syscalls } from "./syscall.js";
+import { BpfCommand, bpf, bpfTry, syscalls } from "./syscall.js";
 import { AttachType, Program, ProgramType } from "./program.js";
 import { exit, mov, R0 } from "./asm/index.js";
-import { objPin } from "./map.js";
+import { LinkCreateAttr, linkDetach, objPin, ProgQueryAttr } from "./sys.js";
+import { zero } from "./struct.js";
 import {
   addBpfFilter,
   deleteClsactIfEmpty,
@@ -47,8 +48,6 @@ export const TC_FILTER_NAME_PREFIX = "toa:";
 /** Flags of tcx attachments (BPF_F_* in bpf.h), for placing a program relative to another. */
 export const TcxFlag = { BEFORE: 1 << 3, AFTER: 1 << 4, ID: 1 << 5, LINK: 1 << 13 } as const;
 
-const TCX_ATTR_SIZE = 32; // offsetofend(link_create.tcx.expected_revision)
-
 /**
  * The BPF_LINK_CREATE attr of a tcx attachment (exported for unit tests of the layout):
  *
@@ -56,14 +55,8 @@ const TCX_ATTR_SIZE = 32; // offsetofend(link_create.tcx.expected_revision)
  *   | prog_fd | target_ifindex | attach_type | flags | relative_fd / id | - | expected_revision |
  */
 export function tcxLinkCreateAttr(programFd: number, ifindex: number, direction: TcDirection, flags = 0, relative = 0, expectedRevision = 0n): Buffer {
-  const attr = Buffer.alloc(TCX_ATTR_SIZE);
-  attr.writeUInt32LE(programFd, 0);
-  attr.writeUInt32LE(ifindex, 4);
-  attr.writeUInt32LE(direction === "ingress" ? AttachType.TCX_INGRESS : AttachType.TCX_EGRESS, 8);
-  attr.writeUInt32LE(flags, 12);
-  attr.writeUInt32LE(relative, 16);
-  attr.writeBigUInt64LE(expectedRevision, 24);
-  return attr;
+  const attachType = direction === "ingress" ? AttachType.TCX_INGRESS : AttachType.TCX_EGRESS;
+  return LinkCreateAttr.encode({ progFd: programFd, targetFd: ifindex, attachType, flags, relative, expectedRevision });
 }
 
 /** Errnos of BPF_LINK_CREATE that mean "no tcx here": the attach type is unknown to this kernel. */
@@ -166,7 +159,7 @@ export function attachTc(device: number | string, program: Program, direction: T
   checkOptions(ifindex, program, direction, options);
   const where = `${direction} of ifindex ${ifindex}`;
   if (options.mode === "tcx" || (options.mode === undefined && !tcxMissing)) {
-    const r = bpfTry(BpfCommand.LINK_CREATE, tcxLinkCreateAttr(program.fd, ifindex, direction), TCX_ATTR_SIZE);
+    const r = bpfTry(BpfCommand.LINK_CREATE, tcxLinkCreateAttr(program.fd, ifindex, direction));
     if (r.ret >= 0) return new TcAttachment("tcx", ifindex, direction, program.info.id, r.ret);
     if (!NO_TCX.has(r.errno)) throw new SyscallError("BPF_LINK_CREATE", r.errno, `tcx ${where}`, r.errno === 19 ? "no device with this ifindex in this process's network namespace" : undefined);
     if (options.mode === "tcx") throw new UnsupportedFeatureError("tcx links (BPF_TCX_INGRESS/EGRESS)", "6.6", new SyscallError("BPF_LINK_CREATE", r.errno, `tcx ${where}`));
@@ -245,22 +238,18 @@ export interface TcxQuery {
 export function queryTcx(ifindex: number, direction: TcDirection, max = 64): TcxQuery {
   const progIds = Buffer.alloc(4 * max);
   const linkIds = Buffer.alloc(4 * max);
-  // query: target_ifindex 0, attach_type 4, query_flags 8, attach_flags 12, prog_ids 16, count 24,
-  // prog_attach_flags 32, link_ids 40, link_attach_flags 48, revision 56.
-  const attr = Buffer.alloc(64);
-  attr.writeUInt32LE(ifindex, 0);
-  attr.writeUInt32LE(direction === "ingress" ? AttachType.TCX_INGRESS : AttachType.TCX_EGRESS, 4);
-  attr.writeBigUInt64LE(syscalls().address(progIds), 16);
-  attr.writeUInt32LE(max, 24);
-  attr.writeBigUInt64LE(syscalls().address(linkIds), 40);
-  const r = bpfTry(BpfCommand.PROG_QUERY, attr, 64);
+  const attachType = direction === "ingress" ? AttachType.TCX_INGRESS : AttachType.TCX_EGRESS;
+  const sys = syscalls();
+  const attr = ProgQueryAttr.encode({ ...zero(ProgQueryAttr), targetFd: ifindex, attachType, progIds: sys.address(progIds), progCnt: max, linkIds: sys.address(linkIds) });
+  const r = bpfTry(BpfCommand.PROG_QUERY, attr);
   if (r.ret < 0) {
     if (r.errno === 22 /* EINVAL */ && !tcxAvailable()) return { programIds: [], linkIds: [], revision: 0n };
     throw new SyscallError("BPF_PROG_QUERY", r.errno, `tcx ${direction} of ifindex ${ifindex}`);
   }
-  const count = Math.min(attr.readUInt32LE(24), max);
+  const out = ProgQueryAttr.decode(attr);
+  const count = Math.min(out.progCnt, max);
   const ids = (b: Buffer) => Array.from({ length: count }, (_, i) => b.readUInt32LE(4 * i));
-  return { programIds: ids(progIds), linkIds: ids(linkIds), revision: attr.readBigUInt64LE(56) };
+  return { programIds: ids(progIds), linkIds: ids(linkIds), revision: out.revision };
 }
 
 /**
