@@ -8,8 +8,8 @@
  *   - `S.btf`, the struct's BTF (map keys and values, `bpftool map dump`),
  *   - `S.encode(value)` / `S.decode(bytes)`, a typed codec: S is a {@link Codec} of {@link Value}.
  *
- *   const Peer = struct("toa_peer", { family: u8, port: be16, pad: pad(1), addr: bytes(16) });
- *   Peer.port === 2; Peer.size === 20; Peer.decode(buf).addr  // Buffer
+ *   const Peer = struct("peer", { family: u8, port: be16, _pad: pad(1), addr: bytes(16) });
+ *   Peer.port === 2; Peer.size === 22; Peer.decode(buf).addr  // Buffer
  *
  * The names `size`, `align`, `btf`, `encode`, `decode`, `read` and `write` are the struct's own (a
  * struct is also a field type, for nesting): a field named so is a type error (and thrown at run

@@ -4,14 +4,15 @@
  * tcx links first (Linux 6.6): BPF_LINK_CREATE with BPF_TCX_INGRESS/EGRESS. The attachment is a
  * bpf_link: it goes away with its last fd, so a crashed process leaves nothing attached. Without tcx,
  * classic tc over rtnetlink: a `clsact` qdisc and a direct-action `bpf` filter (tc-netlink.ts).
- * Classic filters outlive the process; they carry a name (TCA_BPF_NAME, default "toa:<program>") so
- * that a restarted process can find and remove what a crash left ({@link removeTcFilters}).
+ * Classic filters outlive the process; they carry a name (TCA_BPF_NAME, default "<application>:<program>",
+ * see setApplication) so that a restarted process can find and remove what a crash left
+ * ({@link removeTcFilters}).
  *
  * Which one the kernel has is found by trying tcx on the first attach, never from the kernel version.
  * Everything acts in the calling process's network namespace: ifindexes are per namespace.
  */
 import { closeSync } from "node:fs";
-import { BpfError, errnoName, SyscallError, UnsupportedFeatureError } from "./errors.js";
+import { BpfError, currentApplication, errnoName, SyscallError, UnsupportedFeatureError } from "./errors.js";
 import { BpfCommand, bpf, bpfTry, syscalls } from "./syscall.js";
 import { AttachType, Program, ProgramType } from "./program.js";
 import { exit, mov, R0 } from "./asm/index.js";
@@ -42,8 +43,13 @@ export type TcMode = "tcx" | "netlink";
  */
 export const TcAction = { NEXT: -1, OK: 0, SHOT: 2, REDIRECT: 7 } as const;
 
-/** Prefix of the default filter name: how {@link removeTcFilters} recognises this toolkit's filters. */
-export const TC_FILTER_NAME_PREFIX = "toa:";
+/**
+ * Prefix of the default filter name, "<application>:" (setApplication; "bpf:" by default): how
+ * {@link removeTcFilters} recognises the application's filters.
+ */
+export function tcFilterNamePrefix(): string {
+  return `${currentApplication().name}:`;
+}
 
 /** Flags of tcx attachments (BPF_F_* in bpf.h), for placing a program relative to another. */
 export const TcxFlag = { BEFORE: 1 << 3, AFTER: 1 << 4, ID: 1 << 5, LINK: 1 << 13 } as const;
@@ -71,7 +77,7 @@ export interface TcAttachOptions {
   mode?: TcMode;
   /** netlink mode: filter priority 1..65535 (lower runs first); by default the kernel picks one that runs before the existing filters. */
   priority?: number;
-  /** netlink mode: the filter's name (TCA_BPF_NAME); default `toa:<program name>`. */
+  /** netlink mode: the filter's name (TCA_BPF_NAME); default `<application>:<program name>`. */
   name?: string;
 }
 
@@ -165,7 +171,7 @@ export function attachTc(device: number | string, program: Program, direction: T
     if (options.mode === "tcx") throw new UnsupportedFeatureError("tcx links (BPF_TCX_INGRESS/EGRESS)", "6.6", new SyscallError("BPF_LINK_CREATE", r.errno, `tcx ${where}`));
     tcxMissing = true;
   }
-  const name = options.name ?? `${TC_FILTER_NAME_PREFIX}${program.spec.name}`;
+  const name = options.name ?? `${tcFilterNamePrefix()}${program.spec.name}`;
   return withRtnetlink((sock) => {
     const created = ensureClsact(sock, ifindex);
     if (created) ourClsact.set(ifindex, 0);
@@ -209,12 +215,12 @@ export function listTcFilters(ifindex: number, direction?: TcDirection): TcFilte
 }
 
 /**
- * Remove the bpf filters whose name starts with `namePrefix` (default "toa:"): what a crashed process
+ * Remove the bpf filters whose name starts with `namePrefix` (default {@link tcFilterNamePrefix}): what a crashed process
  * left in netlink mode. tcx links need no such cleanup. The clsact qdisc stays: after a crash nobody
  * knows who created it. Returns the filters removed.
  */
 export function removeTcFilters(ifindex: number, options: { direction?: TcDirection; namePrefix?: string } = {}): TcFilter[] {
-  const prefix = options.namePrefix ?? TC_FILTER_NAME_PREFIX;
+  const prefix = options.namePrefix ?? tcFilterNamePrefix();
   if (!prefix) throw new BpfError("BPF_ERR_INVALID_ARG", "namePrefix must not be empty: that would remove every bpf filter");
   const dirs: TcDirection[] = options.direction ? [options.direction] : ["ingress", "egress"];
   return withRtnetlink((sock) =>

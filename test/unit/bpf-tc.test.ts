@@ -10,6 +10,8 @@ import {
   attachTc,
   BpfCommand,
   BpfError,
+  currentApplication,
+  setApplication,
   ifindexOf,
   netlink,
   Program,
@@ -283,7 +285,7 @@ function rtnetlink(overrides: Partial<Record<number, (m: netlink.NetlinkMessage)
   return (m: netlink.NetlinkMessage): Buffer[] => {
     const o = overrides[m.type];
     if (o) return o(m);
-    if (m.type === Rtm.NEWTFILTER) return [filterMessage(m.seq, { ifindex: 3, handle: 1, parent: m.payload.readUInt32LE(12), priority: 49152, name: "toa:t_count", id: 77 }), errorReply(m.seq, 0)];
+    if (m.type === Rtm.NEWTFILTER) return [filterMessage(m.seq, { ifindex: 3, handle: 1, parent: m.payload.readUInt32LE(12), priority: 49152, name: m.payload.includes("toa:t_count") ? "toa:t_count" : "bpf:t_count", id: 77 }), errorReply(m.seq, 0)];
     if (m.type === Rtm.GETTFILTER) return [reply(NlmsgType.DONE, NlmFlag.MULTI, m.seq, Buffer.alloc(4))];
     return [errorReply(m.seq, 0)];
   };
@@ -295,13 +297,14 @@ test("no tcx (EINVAL from BPF_LINK_CREATE): clsact + direct-action filter, then 
   const k = useFake(t, new FakeKernel((cmd) => (cmd === BpfCommand.LINK_CREATE ? EINVAL : { ret: 0, errno: 0 }), rtnetlink()));
   const a = attachTc(3, schedCls, "ingress");
   assert.equal(a.mode, "netlink");
-  assert.deepEqual(a.filter, { ifindex: 3, parent: TcHandle.INGRESS, priority: 49152, handle: 1, name: "toa:t_count" });
+  // The default name: the application's ("bpf" until setApplication names it) and the program's.
+  assert.deepEqual(a.filter, { ifindex: 3, parent: TcHandle.INGRESS, priority: 49152, handle: 1, name: "bpf:t_count" });
   const { REQUEST, ACK, ECHO, EXCL, CREATE, DUMP } = NlmFlag;
   assert.deepEqual(k.requests(), [
     [Rtm.NEWQDISC, REQUEST | ACK | EXCL | CREATE],
     [Rtm.NEWTFILTER, REQUEST | ACK | ECHO | EXCL | CREATE],
   ]);
-  assert.equal(k.sent[1].payload.toString("hex"), addBpfFilterRequest({ ifindex: 3, direction: "ingress", priority: 0, programFd: 9, name: "toa:t_count" }).payload.toString("hex"));
+  assert.equal(k.sent[1].payload.toString("hex"), addBpfFilterRequest({ ifindex: 3, direction: "ingress", priority: 0, programFd: 9, name: "bpf:t_count" }).payload.toString("hex"));
   assert.deepEqual(k.closed, [1000], "one socket per operation, closed");
 
   a.detach();
@@ -404,4 +407,18 @@ test("ifindexOf asks rtnetlink (the caller's namespace) and names a missing devi
 test("a request the kernel never answers times out with a hint instead of hanging", (t) => {
   useFake(t, new FakeKernel(() => EINVAL, () => []));
   assert.throws(() => attachTc(3, schedCls, "ingress", { mode: "netlink" }), (e: unknown) => e instanceof SyscallError && e.errnoName === "EAGAIN" && /did not answer in time/.test(e.hint));
+});
+
+test("setApplication names the default filters and the feature check of the hints", (t) => {
+  const before = currentApplication();
+  t.after(() => setApplication(before));
+  setApplication({ name: "toa", featureCheck: "toa doctor" });
+  useFake(t, new FakeKernel((cmd) => (cmd === BpfCommand.LINK_CREATE ? EINVAL : { ret: 0, errno: 0 }), rtnetlink()));
+  const a = attachTc(3, schedCls, "ingress", { mode: "netlink" });
+  assert.equal(a.filter?.name, "toa:t_count");
+  a.detach();
+  assert.match(new SyscallError("BPF_LINK_CREATE", 22).hint, /a feature may be missing from this kernel \(run `toa doctor`\)/);
+  setApplication({ name: "app" });
+  assert.match(new SyscallError("BPF_LINK_CREATE", 95).hint, /^this kernel does not support the operation$/);
+  assert.throws(() => setApplication({ name: "a b" }), /application name "a b"/);
 });
