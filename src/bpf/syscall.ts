@@ -8,7 +8,7 @@
  */
 import { createRequire } from "node:module";
 import { arch } from "node:process";
-import { SyscallError } from "./errors.js";
+import { BpfError, SyscallError } from "./errors.js";
 import { forgetMemlockRaise, memlockRaiseErrno, recordMemlockRaise } from "./memlock.js";
 
 /** Result of one raw call: `ret` < 0 means failure with `errno`. */
@@ -61,7 +61,7 @@ let koffiSource: () => Koffi = () => createRequire(import.meta.url)("koffi") as 
  * in its bundled copy, whose native binary it carries inside. Call before the first syscall.
  */
 export function useKoffi(source: () => Koffi): void {
-  if (loaded) throw new Error("useKoffi: koffi is already loaded");
+  if (loaded) throw new BpfError("BPF_ERR_INVALID_ARG", "useKoffi: koffi is already loaded");
   koffiSource = source;
 }
 
