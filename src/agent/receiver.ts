@@ -33,7 +33,7 @@ import {
   requireFeatures,
   unpin,
 } from "../bpf/index.js";
-import { mapSpecs, MapName, Trust4Key, Trust6Key } from "../programs/layout.js";
+import { mapSpecs, MapName, TRUST4_KEY_SIZE, TRUST6_KEY_SIZE } from "../programs/layout.js";
 import { receiverProgram } from "../programs/receiver.js";
 import { getpeername4Program, getpeername6Program } from "../programs/rewriter.js";
 import { nat64LookupProgram } from "../programs/nat64.js";
@@ -124,8 +124,13 @@ function cgroupId(path: string): bigint {
 /** A fresh trust trie filled with `cidrs` of one family. */
 function buildTrust(spec: MapSpec, cidrs: Cidr[], family: 4 | 6): BpfMap {
   const m = BpfMap.create(spec);
-  const Key = family === 4 ? Trust4Key : Trust6Key;
-  for (const c of cidrs.filter((x) => x.family === family)) m.update(Key.encode({ prefixlen: c.prefix, addr: addressBytes(c.address) }), Buffer.from([1]));
+  const keySize = family === 4 ? TRUST4_KEY_SIZE : TRUST6_KEY_SIZE;
+  for (const c of cidrs.filter((x) => x.family === family)) {
+    const key = Buffer.alloc(keySize);
+    key.writeUInt32LE(c.prefix, 0);
+    addressBytes(c.address).copy(key, 4);
+    m.update(key, Buffer.from([1]));
+  }
   return m;
 }
 

@@ -1,6 +1,7 @@
 /** struct(): C layout (alignment, padding), the typed codec, the BTF, reserved names. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { array, be16, be32, bytes, pad, struct, u16, u32, u64, u8, type ValueOf } from "../../src/bpf/struct.js";
 import { buildBtf } from "../../src/bpf/btf.js";
 
@@ -66,4 +67,25 @@ test("struct: BTF names members in snake_case at their offsets, leaves padding o
   assert.ok(blob.bytes.length > 24);
   const text = blob.bytes.toString("latin1");
   for (const name of ["toa_thing", "via_family", "__be16", "port", "addr"]) assert.ok(text.includes(`\0${name}\0`), name);
+});
+
+test("struct: decode(encode(v)) is v for any value (property)", () => {
+  const S = struct("p", { a: u8, b: be16, c: u32, d: u64, e: bytes(5), f: array(u16, 2), g: be32, _p: pad(3) });
+  const value = fc.record({
+    a: fc.nat(0xff),
+    b: fc.nat(0xffff),
+    c: fc.nat(0xffffffff),
+    d: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+    e: fc.uint8Array({ minLength: 5, maxLength: 5 }).map((a) => Buffer.from(a)),
+    f: fc.tuple(fc.nat(0xffff), fc.nat(0xffff)),
+    g: fc.nat(0xffffffff),
+  });
+  fc.assert(
+    fc.property(value, (v) => {
+      const b = S.encode(v);
+      assert.equal(b.length, S.size);
+      assert.deepEqual(S.decode(b), { ...v }); // fc.record makes null-prototype objects
+      assert.equal(b.readUInt16BE(S.b), v.b, "be16 in network order at its offset");
+    }),
+  );
 });

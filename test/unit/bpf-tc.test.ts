@@ -10,8 +10,6 @@ import {
   attachTc,
   BpfCommand,
   BpfError,
-  currentApplication,
-  setApplication,
   ifindexOf,
   netlink,
   Program,
@@ -407,18 +405,4 @@ test("ifindexOf asks rtnetlink (the caller's namespace) and names a missing devi
 test("a request the kernel never answers times out with a hint instead of hanging", (t) => {
   useFake(t, new FakeKernel(() => EINVAL, () => []));
   assert.throws(() => attachTc(3, schedCls, "ingress", { mode: "netlink" }), (e: unknown) => e instanceof SyscallError && e.errnoName === "EAGAIN" && /did not answer in time/.test(e.hint));
-});
-
-test("setApplication names the default filters and the feature check of the hints", (t) => {
-  const before = currentApplication();
-  t.after(() => setApplication(before));
-  setApplication({ name: "toa", featureCheck: "toa doctor" });
-  useFake(t, new FakeKernel((cmd) => (cmd === BpfCommand.LINK_CREATE ? EINVAL : { ret: 0, errno: 0 }), rtnetlink()));
-  const a = attachTc(3, schedCls, "ingress", { mode: "netlink" });
-  assert.equal(a.filter?.name, "toa:t_count");
-  a.detach();
-  assert.match(new SyscallError("BPF_LINK_CREATE", 22).hint, /a feature may be missing from this kernel \(run `toa doctor`\)/);
-  setApplication({ name: "app" });
-  assert.match(new SyscallError("BPF_LINK_CREATE", 95).hint, /^this kernel does not support the operation$/);
-  assert.throws(() => setApplication({ name: "a b" }), /application name "a b"/);
 });
