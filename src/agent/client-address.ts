@@ -8,7 +8,7 @@
  * pinned each call tries the pin again (one failed syscall), so a later `toa load` is picked up at once.
  */
 import type { Socket } from "node:net";
-import { BpfMap, codec, socketFd, socketStorage } from "../bpf/index.js";
+import { BpfMap, codec, socketFd, socketStorage, type ValueOf } from "../bpf/index.js";
 import { Peer } from "../programs/layout.js";
 import { DEFAULT_PIN_DIR, pinPaths } from "./pins.js";
 import { formatAddress } from "./settings.js";
@@ -35,23 +35,27 @@ export interface ClientAddressOptions {
   pinDir?: string;
 }
 
-/** Decode a toa_peer value. */
-export function decodePeer(v: Buffer): ClientAddress | null {
-  const family = v.readUInt8(Peer.family);
-  if (family !== 4 && family !== 6) return null;
-  const len = family === 4 ? 4 : 16;
-  const viaLen = v.readUInt8(Peer.viaFamily) === 6 ? 16 : 4;
+/** struct toa_peer as the peers map holds it. */
+type PeerStruct = ValueOf<typeof Peer>;
+const peerCodecs = { key: codec.s32, value: Peer };
+
+/** Decode a toa_peer value (its bytes, or as the typed map returns it). */
+export function decodePeer(value: Buffer | PeerStruct): ClientAddress | null {
+  const v = Buffer.isBuffer(value) ? Peer.decode(value) : value;
+  if (v.family !== 4 && v.family !== 6) return null;
+  const len = v.family === 4 ? 4 : 16;
+  const viaLen = v.viaFamily === 6 ? 16 : 4;
   return {
-    address: formatAddress(v.subarray(Peer.addr, Peer.addr + len)),
-    port: v.readUInt16BE(Peer.port),
-    family: family === 4 ? "IPv4" : "IPv6",
-    foundIn: (["syn", "ack", "data"] as const)[v.readUInt8(Peer.foundIn) - 1] ?? "ack",
-    kind: v.readUInt8(Peer.kind),
-    via: { address: formatAddress(v.subarray(Peer.viaAddr, Peer.viaAddr + viaLen)), port: v.readUInt16BE(Peer.viaPort) },
+    address: formatAddress(v.addr.subarray(0, len)),
+    port: v.port,
+    family: v.family === 4 ? "IPv4" : "IPv6",
+    foundIn: (["syn", "ack", "data"] as const)[v.foundIn - 1] ?? "ack",
+    kind: v.kind,
+    via: { address: formatAddress(v.viaAddr.subarray(0, viaLen)), port: v.viaPort },
   };
 }
 
-const opened = new Map<string, BpfMap<number, Buffer>>();
+const opened = new Map<string, BpfMap<number, PeerStruct>>();
 const warned = new Set<string>();
 
 /** Warn once per pin folder and cause. */
@@ -77,11 +81,11 @@ function fixFor(pinDir: string, e: Error & { errnoName?: string }): { cause: str
 }
 
 /** The map pinned at `pinDir`, opened once and kept; undefined (with a warning once) when it can't be. */
-function peersMap(pinDir: string): BpfMap<number, Buffer> | undefined {
+function peersMap(pinDir: string): BpfMap<number, PeerStruct> | undefined {
   const held = opened.get(pinDir);
   if (held) return held;
   try {
-    const m = BpfMap.fromPin(pinPaths(pinDir).peers, { key: codec.s32 });
+    const m = BpfMap.fromPin(pinPaths(pinDir).peers, peerCodecs);
     opened.set(pinDir, m);
     return m;
   } catch (e) {
@@ -92,10 +96,10 @@ function peersMap(pinDir: string): BpfMap<number, Buffer> | undefined {
 }
 
 /** The map pinned at `pinDir` now, when it is not the one we hold; undefined when unpinned or the same. */
-function replacedPeers(pinDir: string, held: BpfMap<number, Buffer>): BpfMap<number, Buffer> | undefined {
-  let pinned: BpfMap<number, Buffer>;
+function replacedPeers(pinDir: string, held: BpfMap<number, PeerStruct>): BpfMap<number, PeerStruct> | undefined {
+  let pinned: BpfMap<number, PeerStruct>;
   try {
-    pinned = BpfMap.fromPin(pinPaths(pinDir).peers, { key: codec.s32 });
+    pinned = BpfMap.fromPin(pinPaths(pinDir).peers, peerCodecs);
   } catch {
     return undefined; // unloaded: no TOA for anyone, as before
   }
@@ -104,7 +108,7 @@ function replacedPeers(pinDir: string, held: BpfMap<number, Buffer>): BpfMap<num
   return undefined;
 }
 
-function lookup(map: BpfMap<number, Buffer>, fd: number): Buffer | undefined {
+function lookup(map: BpfMap<number, PeerStruct>, fd: number): PeerStruct | undefined {
   try {
     return socketStorage(map, fd);
   } catch {

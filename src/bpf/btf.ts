@@ -14,13 +14,11 @@ import { BpfError } from "./errors.js";
 import { BpfCommand, bpfTry, syscalls } from "./syscall.js";
 import { SyscallError } from "./errors.js";
 import { closeSync } from "node:fs";
+import { BtfLoadAttr } from "./sys.js";
 
-/** BTF type descriptions (pure data). */
-export type BtfType =
-  | { kind: "int"; name: string; size: 1 | 2 | 4 | 8; signed?: boolean }
-  | { kind: "struct"; name: string; size: number; members: { name: string; type: BtfType; offset: number }[] }
-  | { kind: "array"; element: BtfType; length: number }
-  | { kind: "typedef"; name: string; type: BtfType };
+import { type BtfType, u32 } from "./btf-types.js";
+
+export { type BtfType, u8, u16, u32, u64, s32 } from "./btf-types.js";
 
 const KIND = { int: 1, array: 3, struct: 4, typedef: 8 } as const;
 const BTF_INT_SIGNED = 1;
@@ -40,12 +38,6 @@ export function btfSize(t: BtfType): number {
 
 const identifier = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/** Handy integer types. */
-export const u8: BtfType = { kind: "int", name: "unsigned char", size: 1 };
-export const u16: BtfType = { kind: "int", name: "unsigned short", size: 2 };
-export const u32: BtfType = { kind: "int", name: "unsigned int", size: 4 };
-export const u64: BtfType = { kind: "int", name: "unsigned long long", size: 8 };
-export const s32: BtfType = { kind: "int", name: "int", size: 4, signed: true };
 /** An index type for arrays (the kernel wants ARRAY to name one). */
 const arrayIndex = u32;
 
@@ -152,16 +144,11 @@ export class Btf {
 
   /** Load a blob with BPF_BTF_LOAD; on failure the kernel's BTF log is in the error. */
   static load(blob: Buffer): Btf {
-    const attr = Buffer.alloc(40);
-    attr.writeBigUInt64LE(syscalls().address(blob), 0);
-    attr.writeUInt32LE(blob.length, 16);
-    let r = bpfTry(BpfCommand.BTF_LOAD, attr, 32);
+    const attr = { btfData: syscalls().address(blob), btfLogBuf: 0n, btfSize: blob.length, btfLogSize: 0, btfLogLevel: 0, btfLogTrueSize: 0 };
+    let r = bpfTry(BpfCommand.BTF_LOAD, BtfLoadAttr.encode(attr));
     if (r.ret >= 0) return new Btf(r.ret);
     const log = Buffer.alloc(64 * 1024);
-    attr.writeBigUInt64LE(syscalls().address(log), 8);
-    attr.writeUInt32LE(log.length, 20);
-    attr.writeUInt32LE(1, 24);
-    r = bpfTry(BpfCommand.BTF_LOAD, attr, 32);
+    r = bpfTry(BpfCommand.BTF_LOAD, BtfLoadAttr.encode({ ...attr, btfLogBuf: syscalls().address(log), btfLogSize: log.length, btfLogLevel: 1 }));
     if (r.ret >= 0) return new Btf(r.ret);
     const text = log.toString("utf8", 0, Math.max(0, log.indexOf(0)));
     throw new SyscallError("BPF_BTF_LOAD", r.errno, text.trim().split("\n").slice(-5).join(" | "));

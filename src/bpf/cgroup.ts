@@ -5,9 +5,10 @@
  */
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { BpfError, SyscallError } from "./errors.js";
-import { BpfCommand, bpf, bpfTry, linkDetach, syscalls } from "./syscall.js";
+import { BpfCommand, bpf, bpfTry, syscalls } from "./syscall.js";
 import { AttachType, type AttachTypeName, type Program, programInfo } from "./program.js";
-import { objGet, objPin } from "./map.js";
+import { GetFdByIdAttr, LinkCreateAttr, LinkUpdateAttr, linkDetach, objGet, objPin, ProgAttachAttr, ProgQueryAttr } from "./sys.js";
+import { zero } from "./struct.js";
 
 /** Attach flags of BPF_PROG_ATTACH. */
 export const AttachFlag = { ALLOW_OVERRIDE: 1, ALLOW_MULTI: 2, REPLACE: 4 } as const;
@@ -84,10 +85,8 @@ export class CgroupAttachment {
    */
   replace(next: Program): void {
     if (this.mode === "link") {
-      const attr = Buffer.alloc(16);
-      attr.writeUInt32LE(this.linkFd, 0);
-      attr.writeUInt32LE(next.fd, 4);
-      bpf(BpfCommand.LINK_UPDATE, attr, 16, `${this.attachType} on ${this.cgroupPath}`);
+      const attr = LinkUpdateAttr.encode({ linkFd: this.linkFd, newProgFd: next.fd, flags: 0, oldProgFd: 0 });
+      bpf(BpfCommand.LINK_UPDATE, attr, attr.length, `${this.attachType} on ${this.cgroupPath}`);
     } else {
       const cg = openCgroup(this.cgroupPath);
       try {
@@ -131,31 +130,21 @@ export class CgroupAttachment {
 }
 
 function linkCreate(cgroupFd: number, programFd: number, attachType: AttachTypeName): { ret: number; errno: number } {
-  const attr = Buffer.alloc(16);
-  attr.writeUInt32LE(programFd, 0);
-  attr.writeUInt32LE(cgroupFd, 4);
-  attr.writeUInt32LE(AttachType[attachType], 8);
-  return bpfTry(BpfCommand.LINK_CREATE, attr, 16);
+  const attr = LinkCreateAttr.encode({ ...zero(LinkCreateAttr), progFd: programFd, targetFd: cgroupFd, attachType: AttachType[attachType] });
+  // Cgroup links use no member of the union: the attr ends where it starts.
+  return bpfTry(BpfCommand.LINK_CREATE, attr, LinkCreateAttr.relative);
 }
 
 /** BPF_PROG_ATTACH. */
 export function progAttach(cgroupFd: number, programFd: number, attachType: AttachTypeName, flags: number, replaceFd = 0): void {
-  const attr = Buffer.alloc(20);
-  attr.writeUInt32LE(cgroupFd, 0);
-  attr.writeUInt32LE(programFd, 4);
-  attr.writeUInt32LE(AttachType[attachType], 8);
-  attr.writeUInt32LE(flags, 12);
-  attr.writeUInt32LE(replaceFd, 16);
-  bpf(BpfCommand.PROG_ATTACH, attr, 20, attachType);
+  const attr = ProgAttachAttr.encode({ targetFd: cgroupFd, attachBpfFd: programFd, attachType: AttachType[attachType], attachFlags: flags, replaceBpfFd: replaceFd });
+  bpf(BpfCommand.PROG_ATTACH, attr, attr.length, attachType);
 }
 
 /** BPF_PROG_DETACH of one program. */
 export function progDetach(cgroupFd: number, programFd: number, attachType: AttachTypeName): void {
-  const attr = Buffer.alloc(16);
-  attr.writeUInt32LE(cgroupFd, 0);
-  attr.writeUInt32LE(programFd, 4);
-  attr.writeUInt32LE(AttachType[attachType], 8);
-  bpf(BpfCommand.PROG_DETACH, attr, 16, attachType);
+  const attr = ProgAttachAttr.encode({ targetFd: cgroupFd, attachBpfFd: programFd, attachType: AttachType[attachType], attachFlags: 0, replaceBpfFd: 0 });
+  bpf(BpfCommand.PROG_DETACH, attr, ProgAttachAttr.replaceBpfFd, attachType);
 }
 
 /** Attach a program to a cgroup folder: bpf_link when the kernel has it, else ALLOW_MULTI. */
@@ -191,16 +180,12 @@ export function queryCgroup(cgroupPath: string, attachType: AttachTypeName, effe
   const cg = openCgroup(cgroupPath);
   try {
     const ids = Buffer.alloc(4 * 64);
-    const attr = Buffer.alloc(40);
-    attr.writeUInt32LE(cg, 0);
-    attr.writeUInt32LE(AttachType[attachType], 4);
-    attr.writeUInt32LE(effective ? 1 : 0, 8);
-    attr.writeBigUInt64LE(syscalls().address(ids), 16);
-    attr.writeUInt32LE(64, 24);
-    bpf(BpfCommand.PROG_QUERY, attr, 40, `${attachType} on ${cgroupPath}`);
-    const count = attr.readUInt32LE(24);
+    const attr = ProgQueryAttr.encode({ ...zero(ProgQueryAttr), targetFd: cg, attachType: AttachType[attachType], queryFlags: effective ? 1 : 0, progIds: syscalls().address(ids), progCnt: 64 });
+    // Cgroups: up to prog_attach_flags (link_ids and the revision are tcx's, Linux 6.6).
+    bpf(BpfCommand.PROG_QUERY, attr, ProgQueryAttr.linkIds, `${attachType} on ${cgroupPath}`);
+    const { progCnt: count, attachFlags } = ProgQueryAttr.decode(attr);
     return {
-      attachFlags: attr.readUInt32LE(12),
+      attachFlags,
       programIds: Array.from({ length: Math.min(count, 64) }, (_, i) => ids.readUInt32LE(4 * i)),
     };
   } finally {
@@ -211,9 +196,7 @@ export function queryCgroup(cgroupPath: string, attachType: AttachTypeName, effe
 /** Name and id of each program attached at a cgroup, for status displays. */
 export function describeAttached(cgroupPath: string, attachType: AttachTypeName, effective = false): { id: number; name: string }[] {
   return queryCgroup(cgroupPath, attachType, effective).programIds.map((id) => {
-    const attr = Buffer.alloc(12);
-    attr.writeUInt32LE(id, 0);
-    const r = bpfTry(BpfCommand.PROG_GET_FD_BY_ID, attr, 12);
+    const r = bpfTry(BpfCommand.PROG_GET_FD_BY_ID, GetFdByIdAttr.encode({ id, nextId: 0, openFlags: 0 }));
     if (r.ret < 0) return { id, name: "?" };
     try {
       return { id, name: programInfo(r.ret).name };

@@ -1,4 +1,5 @@
 /** Typed key/value codecs for maps: how a TypeScript value becomes the bytes the kernel stores. */
+import { BpfError } from "./errors.js";
 
 /** Converts between T and a fixed number of bytes. */
 export interface Codec<T> {
@@ -12,7 +13,7 @@ export function bytes(size: number): Codec<Buffer> {
   return {
     size,
     encode: (v) => {
-      if (v.length !== size) throw new RangeError(`expected ${size} bytes, got ${v.length}`);
+      if (v.length !== size) throw new BpfError("BPF_ERR_INVALID_ARG", `expected ${size} bytes, got ${v.length}`);
       return v;
     },
     decode: (b) => Buffer.from(b),

@@ -5,7 +5,21 @@
 import { constants as osConstants } from "node:os";
 import { memlockRaiseErrno } from "./memlock.js";
 
-/** Stable error codes of the toolkit. */
+/**
+ * Stable error codes of the toolkit: the catalogue of everything src/bpf throws (always a
+ * {@link BpfError} or one of its subclasses below).
+ *
+ *   BPF_ERR_SYSCALL      a bpf(2), libc or netlink call failed ({@link SyscallError}: errno, hint)
+ *   BPF_ERR_VERIFIER     the verifier refused a program ({@link VerifierError}: the log)
+ *   BPF_ERR_UNSUPPORTED  the kernel lacks a feature ({@link UnsupportedFeatureError}), or a pinned
+ *                        object is of a kind the toolkit does not know
+ *   BPF_ERR_PERMISSION   not allowed (privileges)
+ *   BPF_ERR_ASM          the assembler refused an instruction or a label
+ *   BPF_ERR_BTF          a BTF description is invalid
+ *   BPF_ERR_INVALID_ARG  an argument, spec, option or value is out of range (names the field)
+ *   BPF_ERR_CLOSED       the object (map, program, BTF, attachment) was closed
+ *   BPF_ERR_CGROUP       no cgroup v2, or a cgroup folder that can't be used
+ */
 export type BpfErrorCode =
   | "BPF_ERR_SYSCALL"
   | "BPF_ERR_VERIFIER"
@@ -26,6 +40,32 @@ export class BpfError extends Error {
     this.name = new.target.name;
   }
 }
+
+/**
+ * The application using the toolkit, as its errors and objects name it: `name` prefixes the tc
+ * filters it leaves (tc.ts), `featureCheck` is the command hints send the user to when the kernel
+ * may lack a feature. Neutral until the application says otherwise with {@link setApplication}.
+ */
+export interface Application {
+  readonly name: string;
+  readonly featureCheck?: string;
+}
+
+let application: Application = { name: "bpf" };
+
+/** Name the application using the toolkit (once, at start-up); see {@link Application}. */
+export function setApplication(app: Application): void {
+  if (!/^[A-Za-z0-9_.-]{1,32}$/.test(app.name)) throw new BpfError("BPF_ERR_INVALID_ARG", `application name "${app.name}" must be 1-32 characters of [A-Za-z0-9_.-]`);
+  application = { ...app };
+}
+
+/** The application set by {@link setApplication} (default: name "bpf", no feature check). */
+export function currentApplication(): Application {
+  return application;
+}
+
+/** " (run `doctor`)" when the application named a feature check. */
+const featureCheckHint = (): string => (application.featureCheck ? ` (run \`${application.featureCheck}\`)` : "");
 
 const errnoNames = new Map<number, string>(
   Object.entries(osConstants.errno).map(([name, value]) => [value as number, name]),
@@ -60,7 +100,7 @@ function hintFor(command: string, errno: number): string {
     case "EACCES":
       return "the verifier refused the program; read the log above";
     case "EINVAL":
-      return `the kernel does not accept these ${command} arguments: a feature may be missing from this kernel (run \`toa doctor\`), or a field is out of range`;
+      return `the kernel does not accept these ${command} arguments: a feature may be missing from this kernel${featureCheckHint()}, or a field is out of range`;
     case "E2BIG":
       return "the attribute has non-zero bytes the kernel does not know: this kernel is older than the feature used";
     case "ENOENT":
@@ -77,7 +117,7 @@ function hintFor(command: string, errno: number): string {
       return "the object is in use (another program is attached exclusively?)";
     case "EOPNOTSUPP":
     case "ENOTSUPP":
-      return "this kernel does not support the operation (run `toa doctor`)";
+      return `this kernel does not support the operation${featureCheckHint()}`;
     case "ENOSYS":
       return "the kernel was built without bpf(2) (CONFIG_BPF_SYSCALL)";
     case "EAGAIN":

@@ -4,7 +4,9 @@
  */
 import { closeSync, readFileSync } from "node:fs";
 import { BpfError, SyscallError } from "./errors.js";
-import { BpfCommand, bpf, bpfTry, cString, syscalls } from "./syscall.js";
+import { BpfCommand, bpf, bpfTry, syscalls } from "./syscall.js";
+import { MapBatchAttr, MapCreateAttr, MapElemAttr, MapInfoStruct, nameText, objGet, objInfo, objName, objPin } from "./sys.js";
+import { zero } from "./struct.js";
 import { Btf, type BtfType, btfSize, buildBtf } from "./btf.js";
 import { bytes, type Codec } from "./codec.js";
 
@@ -78,21 +80,18 @@ export function possibleCpus(): number {
 
 /** Build the MAP_CREATE attr (exported for unit tests of the layout). */
 export function mapCreateAttr(spec: MapSpec, btf?: { fd: number; keyId: number; valueId: number }): Buffer {
-  const attr = Buffer.alloc(64);
-  attr.writeUInt32LE(MapType[spec.type], 0);
-  attr.writeUInt32LE(spec.keySize, 4);
-  attr.writeUInt32LE(spec.valueSize, 8);
-  attr.writeUInt32LE(spec.maxEntries, 12);
   let flags = spec.flags ?? 0;
   if (needsNoPrealloc.has(spec.type)) flags |= MapFlag.NO_PREALLOC;
-  attr.writeUInt32LE(flags, 16);
-  attr.write(spec.name, 28, 15, "latin1");
-  if (btf) {
-    attr.writeUInt32LE(btf.fd, 48);
-    attr.writeUInt32LE(btf.keyId, 52);
-    attr.writeUInt32LE(btf.valueId, 56);
-  }
-  return attr;
+  return MapCreateAttr.encode({
+    ...zero(MapCreateAttr),
+    mapType: MapType[spec.type],
+    keySize: spec.keySize,
+    valueSize: spec.valueSize,
+    maxEntries: spec.maxEntries,
+    mapFlags: flags,
+    mapName: objName(spec.name),
+    ...(btf && { btfFd: btf.fd, btfKeyTypeId: btf.keyId, btfValueTypeId: btf.valueId }),
+  });
 }
 
 /** Kernel facts about a map (BPF_OBJ_GET_INFO_BY_FD). */
@@ -108,16 +107,8 @@ export interface MapInfo {
 
 /** Read bpf_map_info for an fd. */
 export function mapInfo(fd: number): MapInfo {
-  const info = objectInfo(fd, 96);
-  return {
-    type: info.readUInt32LE(0),
-    id: info.readUInt32LE(4),
-    keySize: info.readUInt32LE(8),
-    valueSize: info.readUInt32LE(12),
-    maxEntries: info.readUInt32LE(16),
-    flags: info.readUInt32LE(20),
-    name: info.toString("latin1", 24, 40).replace(/\0.*$/s, ""),
-  };
+  const { type, id, keySize, valueSize, maxEntries, mapFlags, name } = objInfo(fd, MapInfoStruct);
+  return { type, id, keySize, valueSize, maxEntries, flags: mapFlags, name: nameText(name) };
 }
 
 /** A map in the kernel. K and V are the typed key and value. */
@@ -134,7 +125,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
   /** Reused buffers: lookups allocate nothing but the decoded value. */
   private readonly keyBuf: Buffer;
   private readonly valueBuf: Buffer;
-  private readonly attr = Buffer.alloc(32);
+  private readonly attr = Buffer.alloc(MapElemAttr.size);
 
   constructor(fd: number, readonly info: MapInfo, codecs: { key?: Codec<K>; value?: Codec<V> } = {}) {
     this._fd = fd;
@@ -145,8 +136,8 @@ export class BpfMap<K = Buffer, V = Buffer> {
     this.valueBufferSize = this.isPerCpu ? this.perCpuStride * possibleCpus() : info.valueSize;
     this.keyBuf = Buffer.alloc(info.keySize);
     this.valueBuf = Buffer.alloc(this.valueBufferSize);
-    this.attr.writeBigUInt64LE(syscalls().address(this.keyBuf), 8);
-    this.attr.writeBigUInt64LE(syscalls().address(this.valueBuf), 16);
+    this.attr.writeBigUInt64LE(syscalls().address(this.keyBuf), MapElemAttr.key);
+    this.attr.writeBigUInt64LE(syscalls().address(this.valueBuf), MapElemAttr.value);
   }
 
   /** Create a map from its spec (loads BTF first when the spec has key/value types). */
@@ -179,6 +170,11 @@ export class BpfMap<K = Buffer, V = Buffer> {
     return this._fd;
   }
 
+  private setFdFlags(flags: number): void {
+    this.attr.writeUInt32LE(this.fd, MapElemAttr.mapFd);
+    this.attr.writeBigUInt64LE(BigInt(flags), MapElemAttr.flags);
+  }
+
   private setKey(key: K): void {
     const k = this.keyCodec.encode(key);
     k.copy(this.keyBuf, 0, 0, this.info.keySize);
@@ -187,9 +183,8 @@ export class BpfMap<K = Buffer, V = Buffer> {
   /** Raw value bytes for `key` (per-CPU: every CPU's slot), or undefined when absent. */
   lookupRaw(key: K): Buffer | undefined {
     this.setKey(key);
-    this.attr.writeUInt32LE(this.fd, 0);
-    this.attr.writeBigUInt64LE(0n, 24);
-    const r = bpfTry(BpfCommand.MAP_LOOKUP_ELEM, this.attr, 32);
+    this.setFdFlags(0);
+    const r = bpfTry(BpfCommand.MAP_LOOKUP_ELEM, this.attr);
     if (r.ret < 0) {
       if (r.errno === 2 /* ENOENT */) return undefined;
       throw new SyscallError("BPF_MAP_LOOKUP_ELEM", r.errno, `map ${this.info.name}`);
@@ -223,19 +218,17 @@ export class BpfMap<K = Buffer, V = Buffer> {
       const stride = this.perCpuStride;
       for (let off = 0; off < this.valueBufferSize; off += stride) v.copy(this.valueBuf, off, 0, this.info.valueSize);
     }
-    this.attr.writeUInt32LE(this.fd, 0);
-    this.attr.writeBigUInt64LE(BigInt(flags), 24);
-    bpf(BpfCommand.MAP_UPDATE_ELEM, this.attr, 32, `map ${this.info.name}`);
+    this.setFdFlags(flags);
+    bpf(BpfCommand.MAP_UPDATE_ELEM, this.attr, this.attr.length, `map ${this.info.name}`);
   }
 
   /** Delete `key`; returns false when it was not there. */
   delete(key: K): boolean {
     this.setKey(key);
-    this.attr.writeUInt32LE(this.fd, 0);
-    this.attr.writeBigUInt64LE(0n, 24);
+    this.setFdFlags(0);
     // The attr ends at `key` for this command (BPF_MAP_DELETE_ELEM_LAST_FIELD): the shared attr's
-    // value pointer at 16 would make CHECK_ATTR fail with EINVAL, so pass only the first 16 bytes.
-    const r = bpfTry(BpfCommand.MAP_DELETE_ELEM, this.attr, 16);
+    // value pointer would make CHECK_ATTR fail with EINVAL, so pass only the bytes before it.
+    const r = bpfTry(BpfCommand.MAP_DELETE_ELEM, this.attr, MapElemAttr.value);
     if (r.ret >= 0) return true;
     if (r.errno === 2) return false;
     throw new SyscallError("BPF_MAP_DELETE_ELEM", r.errno, `map ${this.info.name}`);
@@ -243,21 +236,19 @@ export class BpfMap<K = Buffer, V = Buffer> {
 
   /** Every key (BPF_MAP_GET_NEXT_KEY from no key). Keys deleted meanwhile restart nothing: best effort, as in the kernel. */
   *keys(): Generator<K> {
-    const attr = Buffer.alloc(32);
     const cur = Buffer.alloc(this.info.keySize);
     const next = Buffer.alloc(this.info.keySize);
-    attr.writeUInt32LE(this.fd, 0);
-    attr.writeBigUInt64LE(0n, 8); // NULL key: first key
-    attr.writeBigUInt64LE(syscalls().address(next), 16);
+    // NULL key: first key; `value` is where the next key goes.
+    const attr = MapElemAttr.encode({ mapFd: this.fd, key: 0n, value: syscalls().address(next), flags: 0n });
     for (;;) {
-      const r = bpfTry(BpfCommand.MAP_GET_NEXT_KEY, attr, 32);
+      const r = bpfTry(BpfCommand.MAP_GET_NEXT_KEY, attr);
       if (r.ret < 0) {
         if (r.errno === 2) return;
         throw new SyscallError("BPF_MAP_GET_NEXT_KEY", r.errno, `map ${this.info.name}`);
       }
       next.copy(cur);
       yield this.keyCodec.decode(Buffer.from(cur));
-      attr.writeBigUInt64LE(syscalls().address(cur), 8);
+      attr.writeBigUInt64LE(syscalls().address(cur), MapElemAttr.key);
     }
   }
 
@@ -307,7 +298,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
       if (b && b.keys.length >= n * keySize) return b;
       // The batch token is opaque (a bucket index for hash maps); key size is always enough.
       const tokenSize = Math.max(8, keySize);
-      b = { attr: b?.attr ?? Buffer.alloc(56), keys: Buffer.alloc(n * keySize), values: Buffer.alloc(n * valueSize), tokenIn: b?.tokenIn ?? Buffer.alloc(tokenSize), tokenOut: b?.tokenOut ?? Buffer.alloc(tokenSize) };
+      b = { attr: b?.attr ?? Buffer.alloc(MapBatchAttr.size), keys: Buffer.alloc(n * keySize), values: Buffer.alloc(n * valueSize), tokenIn: b?.tokenIn ?? Buffer.alloc(tokenSize), tokenOut: b?.tokenOut ?? Buffer.alloc(tokenSize) };
       this.batch = b;
       return b;
     };
@@ -316,13 +307,13 @@ export class BpfMap<K = Buffer, V = Buffer> {
     for (;;) {
       const { attr, keys, values, tokenIn, tokenOut } = b;
       attr.fill(0);
-      attr.writeBigUInt64LE(first ? 0n : sys.address(tokenIn), 0); // NULL: from the start
-      attr.writeBigUInt64LE(sys.address(tokenOut), 8);
-      attr.writeBigUInt64LE(sys.address(keys), 16);
-      attr.writeBigUInt64LE(sys.address(values), 24);
-      attr.writeUInt32LE(keys.length / keySize, 32); // in: room, out: entries written
-      attr.writeUInt32LE(this.fd, 36);
-      const r = bpfTry(BpfCommand.MAP_LOOKUP_BATCH, attr, 56);
+      attr.writeBigUInt64LE(first ? 0n : sys.address(tokenIn), MapBatchAttr.inBatch); // NULL: from the start
+      attr.writeBigUInt64LE(sys.address(tokenOut), MapBatchAttr.outBatch);
+      attr.writeBigUInt64LE(sys.address(keys), MapBatchAttr.keys);
+      attr.writeBigUInt64LE(sys.address(values), MapBatchAttr.values);
+      attr.writeUInt32LE(keys.length / keySize, MapBatchAttr.count); // in: room, out: entries written
+      attr.writeUInt32LE(this.fd, MapBatchAttr.mapFd);
+      const r = bpfTry(BpfCommand.MAP_LOOKUP_BATCH, attr);
       const done = r.ret < 0 && r.errno === 2; // ENOENT: this was the last batch
       if (r.ret < 0 && !done) {
         if (r.errno === 28 /* ENOSPC */) {
@@ -336,7 +327,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
         throw new SyscallError("BPF_MAP_LOOKUP_BATCH", r.errno, `map ${this.info.name}`);
       }
       this.batchSupported = true;
-      const n = attr.readUInt32LE(32);
+      const n = attr.readUInt32LE(MapBatchAttr.count);
       if (n > 0) visit(keys, values, n);
       if (done) return true;
       tokenOut.copy(tokenIn);
@@ -354,36 +345,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
   }
 }
 
-/**
- * BPF_OBJ_GET_INFO_BY_FD: the kernel's bpf_map_info / bpf_prog_info / bpf_link_info for an fd, in a
- * buffer of `size` bytes (the kernel fills what it knows and leaves the rest zero).
- */
-export function objectInfo(fd: number, size: number): Buffer {
-  const info = Buffer.alloc(size);
-  const attr = Buffer.alloc(16);
-  attr.writeUInt32LE(fd, 0);
-  attr.writeUInt32LE(info.length, 4);
-  attr.writeBigUInt64LE(syscalls().address(info), 8);
-  bpf(BpfCommand.OBJ_GET_INFO_BY_FD, attr);
-  return info;
-}
-
-/** BPF_OBJ_PIN: pin an fd at `path` (bpffs). */
-export function objPin(path: string, fd: number): void {
-  const p = cString(path);
-  const attr = Buffer.alloc(20);
-  attr.writeBigUInt64LE(syscalls().address(p), 0);
-  attr.writeUInt32LE(fd, 8);
-  bpf(BpfCommand.OBJ_PIN, attr, 20, path);
-}
-
-/** BPF_OBJ_GET: open the object pinned at `path`. */
-export function objGet(path: string): number {
-  const p = cString(path);
-  const attr = Buffer.alloc(20);
-  attr.writeBigUInt64LE(syscalls().address(p), 0);
-  return bpf(BpfCommand.OBJ_GET, attr, 20, path);
-}
+export { objGet, objPin } from "./sys.js";
 
 /** The fd of a connected Node socket (libuv's handle), for sk_storage look-ups. */
 export function socketFd(socket: object): number {

@@ -6,7 +6,8 @@
  * as /proc/self/fd shows it); the details from BPF_OBJ_GET_INFO_BY_FD.
  */
 import { closeSync, readlinkSync } from "node:fs";
-import { objectInfo, objGet, mapInfo, type MapInfo } from "./map.js";
+import { mapInfo, type MapInfo } from "./map.js";
+import { LinkInfoStruct, objGet, objInfo } from "./sys.js";
 import { programInfo, type ProgramInfo } from "./program.js";
 import { SyscallError } from "./errors.js";
 
@@ -26,9 +27,8 @@ export interface LinkInfo {
 
 /** Read bpf_link_info for a link fd. */
 export function linkInfo(fd: number): LinkInfo {
-  // struct bpf_link_info: type u32, id u32, prog_id u32, (pad), union { struct { u64 cgroup_id; u32 attach_type; } cgroup; ... }
-  const info = objectInfo(fd, 64);
-  return { type: info.readUInt32LE(0), id: info.readUInt32LE(4), programId: info.readUInt32LE(8), cgroupId: info.readBigUInt64LE(16), attachType: info.readUInt32LE(24) };
+  const { type, id, progId, cgroupId, attachType } = objInfo(fd, LinkInfoStruct);
+  return { type, id, programId: progId, cgroupId, attachType };
 }
 
 /** What a pin holds. */

@@ -54,7 +54,7 @@ export function unpin(path: string): boolean {
 export interface ExpectedPin {
   name: string;
   kind: "map" | "program" | "link";
-  /** Maps and programs: the object's name in the kernel (e.g. "toa_peers"); a prefix when it ends with "*". */
+  /** Maps and programs: the object's name in the kernel (e.g. "my_map"); a prefix when it ends with "*". */
   objectName?: string;
   /** Maps: enum bpf_map_type. */
   mapType?: number;

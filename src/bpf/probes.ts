@@ -6,7 +6,9 @@ import { closeSync } from "node:fs";
 import { exit, mov, call, st, FP, R0, R2, R3, R4, add } from "./asm/index.js";
 import { UnsupportedFeatureError, BpfError, errnoName, SyscallError } from "./errors.js";
 import { BpfMap } from "./map.js";
-import { Program, type ProgramSpec } from "./program.js";
+import { AttachType, Program, type ProgramSpec } from "./program.js";
+import { LinkCreateAttr } from "./sys.js";
+import { zero } from "./struct.js";
 import { probeTcx } from "./tc.js";
 import { findCgroup2Mount } from "./cgroup.js";
 import { BpfCommand, bpfTry } from "./syscall.js";
@@ -69,11 +71,8 @@ export const features: Feature[] = [
     since: "5.7",
     probe: () => {
       // Invalid fds: a kernel with the command answers EBADF, one without it EINVAL.
-      const attr = Buffer.alloc(16);
-      attr.writeInt32LE(-1, 0);
-      attr.writeInt32LE(-1, 4);
-      attr.writeUInt32LE(3, 8);
-      const r = bpfTry(BpfCommand.LINK_CREATE, attr, 16);
+      const attr = LinkCreateAttr.encode({ ...zero(LinkCreateAttr), progFd: 0xffffffff, targetFd: 0xffffffff, attachType: AttachType.CGROUP_SOCK_OPS });
+      const r = bpfTry(BpfCommand.LINK_CREATE, attr, LinkCreateAttr.relative);
       if (r.ret >= 0) closeSync(r.ret);
       else if (r.errno !== 9 /* EBADF */) throw new BpfError("BPF_ERR_UNSUPPORTED", `BPF_LINK_CREATE answered errno ${r.errno}`);
     },

@@ -9,7 +9,8 @@ import { BpfError, SyscallError, VerifierError } from "./errors.js";
 import { BpfCommand, bpfTry, cString, syscalls } from "./syscall.js";
 import { encode, type Item } from "./asm/index.js";
 import type { BpfMap } from "./map.js";
-import { objectInfo, objGet, objPin } from "./map.js";
+import { nameText, objGet, objInfo, objName, objPin, ProgInfoStruct, ProgLoadAttr } from "./sys.js";
+import { zero } from "./struct.js";
 
 /** Program types (enum bpf_prog_type). */
 export const ProgramType = {
@@ -46,6 +47,11 @@ export const AttachType = {
 } as const;
 export type AttachTypeName = keyof typeof AttachType;
 
+/** The name of a program type number (enum bpf_prog_type), or undefined for one not in {@link ProgramType}. */
+export function programTypeName(type: number): ProgramTypeName | undefined {
+  return (Object.keys(ProgramType) as ProgramTypeName[]).find((k) => ProgramType[k] === type);
+}
+
 /** Blueprint of a program: plain data, no kernel involved. */
 export interface ProgramSpec {
   /** Object name: [A-Za-z0-9_.], at most 15 characters. */
@@ -71,7 +77,7 @@ const LOG_LEVEL_BRANCH = 1;
 const LOG_LEVEL_STATS = 4;
 // Before 6.4 the kernel refuses log buffers larger than UINT32_MAX >> 8.
 const MAX_LOG_SIZE = 0xffffffff >>> 8;
-const PROG_LOAD_ATTR_SIZE = 144; // offsetofend(log_true_size)
+const PROG_LOAD_ATTR_SIZE = ProgLoadAttr.size; // offsetofend(log_true_size)
 
 /**
  * BPF_PROG_LOAD, again when the verifier gave up because a signal came in (EAGAIN: it checks
@@ -86,20 +92,17 @@ function progLoad(attr: Buffer): { ret: number; errno: number } {
 
 /** Build the PROG_LOAD attr (exported for unit tests of the layout). Buffers must stay alive. */
 export function progLoadAttr(spec: ProgramSpec, insns: Buffer, license: Buffer, log?: Buffer, logLevel = 0): Buffer {
-  const attr = Buffer.alloc(PROG_LOAD_ATTR_SIZE);
   const addr = (b: Buffer) => syscalls().address(b);
-  attr.writeUInt32LE(ProgramType[spec.type], 0);
-  attr.writeUInt32LE(insns.length / 8, 4);
-  attr.writeBigUInt64LE(addr(insns), 8);
-  attr.writeBigUInt64LE(addr(license), 16);
-  if (log) {
-    attr.writeUInt32LE(logLevel, 24);
-    attr.writeUInt32LE(log.length, 28);
-    attr.writeBigUInt64LE(addr(log), 32);
-  }
-  attr.write(spec.name.slice(0, 15), 48, 15, "latin1");
-  if (spec.expectedAttachType !== undefined) attr.writeUInt32LE(AttachType[spec.expectedAttachType], 68);
-  return attr;
+  return ProgLoadAttr.encode({
+    ...zero(ProgLoadAttr),
+    progType: ProgramType[spec.type],
+    insnCnt: insns.length / 8,
+    insns: addr(insns),
+    license: addr(license),
+    ...(log && { logLevel, logSize: log.length, logBuf: addr(log) }),
+    progName: objName(spec.name),
+    expectedAttachType: spec.expectedAttachType === undefined ? 0 : AttachType[spec.expectedAttachType],
+  });
 }
 
 /** Kernel facts about a program (BPF_OBJ_GET_INFO_BY_FD). */
@@ -118,20 +121,10 @@ export interface ProgramInfo {
   runCount: bigint;
 }
 
-/** Read bpf_prog_info for an fd (the kernel fills what it knows of the 232 bytes, zeroes the rest). */
+/** Read bpf_prog_info for an fd (the kernel fills what it knows of it, zeroes the rest). */
 export function programInfo(fd: number): ProgramInfo {
-  const info = objectInfo(fd, 232);
-  return {
-    type: info.readUInt32LE(0),
-    id: info.readUInt32LE(4),
-    tag: info.subarray(8, 16).toString("hex"),
-    xlatedLength: info.readUInt32LE(20),
-    mapIds: info.readUInt32LE(52),
-    name: info.toString("latin1", 64, 80).replace(/\0.*$/s, ""),
-    // struct bpf_prog_info: run_time_ns at 192, run_cnt at 200 (include/uapi/linux/bpf.h)
-    runTimeNs: info.readBigUInt64LE(192),
-    runCount: info.readBigUInt64LE(200),
-  };
+  const i = objInfo(fd, ProgInfoStruct);
+  return { type: i.type, id: i.id, tag: i.tag.toString("hex"), xlatedLength: i.xlatedProgLen, mapIds: i.nrMapIds, name: nameText(i.name), runTimeNs: i.runTimeNs, runCount: i.runCnt };
 }
 
 function logText(log: Buffer): string {
@@ -167,7 +160,7 @@ export class Program {
       // (`level & BRANCH`: with stats requested the level is BRANCH | STATS.)
       if (log && level & LOG_LEVEL_BRANCH && r.errno !== 28 /* ENOSPC */) break;
       if (log && level & LOG_LEVEL_BRANCH) {
-        const trueSize = attr.readUInt32LE(140); // 6.4+: the size the whole log needs
+        const trueSize = attr.readUInt32LE(ProgLoadAttr.logTrueSize); // 6.4+: the size the whole log needs
         size = Math.min(MAX_LOG_SIZE, trueSize > size ? trueSize : size * 4);
         if (log.length >= MAX_LOG_SIZE) break;
       }
@@ -190,11 +183,16 @@ export class Program {
     return program;
   }
 
-  /** Open a program pinned in bpffs. */
+  /** Open a program pinned in bpffs (its type as the kernel reports it). */
   static fromPin(path: string): Program {
     const fd = objGet(path);
     const info = programInfo(fd);
-    return new Program(fd, { name: info.name, type: "SOCK_OPS" }, info);
+    const type = programTypeName(info.type);
+    if (type === undefined) {
+      closeSync(fd);
+      throw new BpfError("BPF_ERR_UNSUPPORTED", `${path}: program type ${info.type} is not one this toolkit knows`);
+    }
+    return new Program(fd, { name: info.name, type }, info);
   }
 
   get fd(): number {

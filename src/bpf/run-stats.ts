@@ -6,6 +6,7 @@
  */
 import { closeSync } from "node:fs";
 import { BpfCommand, bpf } from "./syscall.js";
+import { EnableStatsAttr } from "./sys.js";
 
 /** enum bpf_stats_type. */
 const BPF_STATS_RUN_TIME = 0;
@@ -17,9 +18,7 @@ export interface RunStatsHandle {
 
 /** Switch on run-time statistics until the handle is closed. */
 export function enableRunStats(): RunStatsHandle {
-  const attr = Buffer.alloc(4);
-  attr.writeUInt32LE(BPF_STATS_RUN_TIME, 0);
-  let fd = bpf(BpfCommand.ENABLE_STATS, attr, 4, "run-time statistics");
+  let fd = bpf(BpfCommand.ENABLE_STATS, EnableStatsAttr.encode({ type: BPF_STATS_RUN_TIME }), EnableStatsAttr.size, "run-time statistics");
   return {
     close() {
       if (fd >= 0) closeSync(fd);

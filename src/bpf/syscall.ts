@@ -8,7 +8,7 @@
  */
 import { createRequire } from "node:module";
 import { arch } from "node:process";
-import { SyscallError } from "./errors.js";
+import { BpfError, SyscallError } from "./errors.js";
 import { forgetMemlockRaise, memlockRaiseErrno, recordMemlockRaise } from "./memlock.js";
 
 /** Result of one raw call: `ret` < 0 means failure with `errno`. */
@@ -61,7 +61,7 @@ let koffiSource: () => Koffi = () => createRequire(import.meta.url)("koffi") as 
  * in its bundled copy, whose native binary it carries inside. Call before the first syscall.
  */
 export function useKoffi(source: () => Koffi): void {
-  if (loaded) throw new Error("useKoffi: koffi is already loaded");
+  if (loaded) throw new BpfError("BPF_ERR_INVALID_ARG", "useKoffi: koffi is already loaded");
   koffiSource = source;
 }
 
@@ -211,16 +211,6 @@ export function bpf(cmd: number, attr: Buffer, size = attr.length, detail?: stri
 /** Like {@link bpf} but returns the errno instead of throwing (for probes and expected misses). */
 export function bpfTry(cmd: number, attr: Buffer, size = attr.length): RawResult {
   return attempt(cmd, attr, size);
-}
-
-/**
- * BPF_LINK_DETACH: end a link's attachment now, even while it is pinned elsewhere (best effort: a
- * link already gone is fine). The fd stays the caller's to close.
- */
-export function linkDetach(linkFd: number): void {
-  const attr = Buffer.alloc(4);
-  attr.writeUInt32LE(linkFd, 0);
-  bpfTry(BpfCommand.LINK_DETACH, attr, 4);
 }
 
 /** Raise RLIMIT_MEMLOCK: BPF memory was charged to it before Linux 5.11 (memcg accounting since). */

@@ -4,18 +4,20 @@
  * tcx links first (Linux 6.6): BPF_LINK_CREATE with BPF_TCX_INGRESS/EGRESS. The attachment is a
  * bpf_link: it goes away with its last fd, so a crashed process leaves nothing attached. Without tcx,
  * classic tc over rtnetlink: a `clsact` qdisc and a direct-action `bpf` filter (tc-netlink.ts).
- * Classic filters outlive the process; they carry a name (TCA_BPF_NAME, default "toa:<program>") so
- * that a restarted process can find and remove what a crash left ({@link removeTcFilters}).
+ * Classic filters outlive the process; they carry a name (TCA_BPF_NAME, default "<application>:<program>",
+ * see setApplication) so that a restarted process can find and remove what a crash left
+ * ({@link removeTcFilters}).
  *
  * Which one the kernel has is found by trying tcx on the first attach, never from the kernel version.
  * Everything acts in the calling process's network namespace: ifindexes are per namespace.
  */
 import { closeSync } from "node:fs";
-import { BpfError, errnoName, SyscallError, UnsupportedFeatureError } from "./errors.js";
-import { BpfCommand, bpf, bpfTry, linkDetach, syscalls } from "./syscall.js";
+import { BpfError, currentApplication, errnoName, SyscallError, UnsupportedFeatureError } from "./errors.js";
+import { BpfCommand, bpf, bpfTry, syscalls } from "./syscall.js";
 import { AttachType, Program, ProgramType } from "./program.js";
 import { exit, mov, R0 } from "./asm/index.js";
-import { objPin } from "./map.js";
+import { LinkCreateAttr, linkDetach, objPin, ProgQueryAttr } from "./sys.js";
+import { zero } from "./struct.js";
 import {
   addBpfFilter,
   deleteClsactIfEmpty,
@@ -41,13 +43,16 @@ export type TcMode = "tcx" | "netlink";
  */
 export const TcAction = { NEXT: -1, OK: 0, SHOT: 2, REDIRECT: 7 } as const;
 
-/** Prefix of the default filter name: how {@link removeTcFilters} recognises this toolkit's filters. */
-export const TC_FILTER_NAME_PREFIX = "toa:";
+/**
+ * Prefix of the default filter name, "<application>:" (setApplication; "bpf:" by default): how
+ * {@link removeTcFilters} recognises the application's filters.
+ */
+export function tcFilterNamePrefix(): string {
+  return `${currentApplication().name}:`;
+}
 
 /** Flags of tcx attachments (BPF_F_* in bpf.h), for placing a program relative to another. */
 export const TcxFlag = { BEFORE: 1 << 3, AFTER: 1 << 4, ID: 1 << 5, LINK: 1 << 13 } as const;
-
-const TCX_ATTR_SIZE = 32; // offsetofend(link_create.tcx.expected_revision)
 
 /**
  * The BPF_LINK_CREATE attr of a tcx attachment (exported for unit tests of the layout):
@@ -56,14 +61,8 @@ const TCX_ATTR_SIZE = 32; // offsetofend(link_create.tcx.expected_revision)
  *   | prog_fd | target_ifindex | attach_type | flags | relative_fd / id | - | expected_revision |
  */
 export function tcxLinkCreateAttr(programFd: number, ifindex: number, direction: TcDirection, flags = 0, relative = 0, expectedRevision = 0n): Buffer {
-  const attr = Buffer.alloc(TCX_ATTR_SIZE);
-  attr.writeUInt32LE(programFd, 0);
-  attr.writeUInt32LE(ifindex, 4);
-  attr.writeUInt32LE(direction === "ingress" ? AttachType.TCX_INGRESS : AttachType.TCX_EGRESS, 8);
-  attr.writeUInt32LE(flags, 12);
-  attr.writeUInt32LE(relative, 16);
-  attr.writeBigUInt64LE(expectedRevision, 24);
-  return attr;
+  const attachType = direction === "ingress" ? AttachType.TCX_INGRESS : AttachType.TCX_EGRESS;
+  return LinkCreateAttr.encode({ progFd: programFd, targetFd: ifindex, attachType, flags, relative, expectedRevision });
 }
 
 /** Errnos of BPF_LINK_CREATE that mean "no tcx here": the attach type is unknown to this kernel. */
@@ -78,7 +77,7 @@ export interface TcAttachOptions {
   mode?: TcMode;
   /** netlink mode: filter priority 1..65535 (lower runs first); by default the kernel picks one that runs before the existing filters. */
   priority?: number;
-  /** netlink mode: the filter's name (TCA_BPF_NAME); default `toa:<program name>`. */
+  /** netlink mode: the filter's name (TCA_BPF_NAME); default `<application>:<program name>`. */
   name?: string;
 }
 
@@ -166,13 +165,13 @@ export function attachTc(device: number | string, program: Program, direction: T
   checkOptions(ifindex, program, direction, options);
   const where = `${direction} of ifindex ${ifindex}`;
   if (options.mode === "tcx" || (options.mode === undefined && !tcxMissing)) {
-    const r = bpfTry(BpfCommand.LINK_CREATE, tcxLinkCreateAttr(program.fd, ifindex, direction), TCX_ATTR_SIZE);
+    const r = bpfTry(BpfCommand.LINK_CREATE, tcxLinkCreateAttr(program.fd, ifindex, direction));
     if (r.ret >= 0) return new TcAttachment("tcx", ifindex, direction, program.info.id, r.ret);
     if (!NO_TCX.has(r.errno)) throw new SyscallError("BPF_LINK_CREATE", r.errno, `tcx ${where}`, r.errno === 19 ? "no device with this ifindex in this process's network namespace" : undefined);
     if (options.mode === "tcx") throw new UnsupportedFeatureError("tcx links (BPF_TCX_INGRESS/EGRESS)", "6.6", new SyscallError("BPF_LINK_CREATE", r.errno, `tcx ${where}`));
     tcxMissing = true;
   }
-  const name = options.name ?? `${TC_FILTER_NAME_PREFIX}${program.spec.name}`;
+  const name = options.name ?? `${tcFilterNamePrefix()}${program.spec.name}`;
   return withRtnetlink((sock) => {
     const created = ensureClsact(sock, ifindex);
     if (created) ourClsact.set(ifindex, 0);
@@ -216,12 +215,12 @@ export function listTcFilters(ifindex: number, direction?: TcDirection): TcFilte
 }
 
 /**
- * Remove the bpf filters whose name starts with `namePrefix` (default "toa:"): what a crashed process
+ * Remove the bpf filters whose name starts with `namePrefix` (default {@link tcFilterNamePrefix}): what a crashed process
  * left in netlink mode. tcx links need no such cleanup. The clsact qdisc stays: after a crash nobody
  * knows who created it. Returns the filters removed.
  */
 export function removeTcFilters(ifindex: number, options: { direction?: TcDirection; namePrefix?: string } = {}): TcFilter[] {
-  const prefix = options.namePrefix ?? TC_FILTER_NAME_PREFIX;
+  const prefix = options.namePrefix ?? tcFilterNamePrefix();
   if (!prefix) throw new BpfError("BPF_ERR_INVALID_ARG", "namePrefix must not be empty: that would remove every bpf filter");
   const dirs: TcDirection[] = options.direction ? [options.direction] : ["ingress", "egress"];
   return withRtnetlink((sock) =>
@@ -245,22 +244,18 @@ export interface TcxQuery {
 export function queryTcx(ifindex: number, direction: TcDirection, max = 64): TcxQuery {
   const progIds = Buffer.alloc(4 * max);
   const linkIds = Buffer.alloc(4 * max);
-  // query: target_ifindex 0, attach_type 4, query_flags 8, attach_flags 12, prog_ids 16, count 24,
-  // prog_attach_flags 32, link_ids 40, link_attach_flags 48, revision 56.
-  const attr = Buffer.alloc(64);
-  attr.writeUInt32LE(ifindex, 0);
-  attr.writeUInt32LE(direction === "ingress" ? AttachType.TCX_INGRESS : AttachType.TCX_EGRESS, 4);
-  attr.writeBigUInt64LE(syscalls().address(progIds), 16);
-  attr.writeUInt32LE(max, 24);
-  attr.writeBigUInt64LE(syscalls().address(linkIds), 40);
-  const r = bpfTry(BpfCommand.PROG_QUERY, attr, 64);
+  const attachType = direction === "ingress" ? AttachType.TCX_INGRESS : AttachType.TCX_EGRESS;
+  const sys = syscalls();
+  const attr = ProgQueryAttr.encode({ ...zero(ProgQueryAttr), targetFd: ifindex, attachType, progIds: sys.address(progIds), progCnt: max, linkIds: sys.address(linkIds) });
+  const r = bpfTry(BpfCommand.PROG_QUERY, attr);
   if (r.ret < 0) {
     if (r.errno === 22 /* EINVAL */ && !tcxAvailable()) return { programIds: [], linkIds: [], revision: 0n };
     throw new SyscallError("BPF_PROG_QUERY", r.errno, `tcx ${direction} of ifindex ${ifindex}`);
   }
-  const count = Math.min(attr.readUInt32LE(24), max);
+  const out = ProgQueryAttr.decode(attr);
+  const count = Math.min(out.progCnt, max);
   const ids = (b: Buffer) => Array.from({ length: count }, (_, i) => b.readUInt32LE(4 * i));
-  return { programIds: ids(progIds), linkIds: ids(linkIds), revision: attr.readBigUInt64LE(56) };
+  return { programIds: ids(progIds), linkIds: ids(linkIds), revision: out.revision };
 }
 
 /**

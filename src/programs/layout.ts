@@ -1,54 +1,47 @@
 /**
  * Layouts shared by the eBPF programs and the TypeScript that reads their maps: declared once here
  * so the two sides can't disagree.
- *
- * struct toa_peer (sk_storage value, 40 bytes; one per socket that carried a TOA)
- *   0  u8  family      4 = IPv4 TOA, 6 = IPv6 TOA
- *   1  u8  kind        option kind it came in (254, 253, 200...)
- *   2  u8  found_in    1 = SYN, 2 = handshake ACK, 3 = data segment
- *   3  u8  via_family  4 or 6: family of the balancer's connection
- *   4  be16 port       client port, network order
- *   6  be16 via_port   balancer's source port, network order
- *   8  u8  addr[16]    client address (IPv4 in the first 4 bytes)
- *  24  u8  via_addr[16] balancer's address (IPv4 in the first 4 bytes)
  */
-import type { BtfType, MapSpec } from "../bpf/index.js";
-import { btf } from "../bpf/index.js";
+import type { MapSpec } from "../bpf/index.js";
+import { btf, setApplication } from "../bpf/index.js";
+import { be16, bytes, pad, struct, u16, u32, u8 } from "../bpf/struct.js";
 
-export const Peer = {
-  size: 40,
-  family: 0,
-  kind: 1,
-  foundIn: 2,
-  viaFamily: 3,
-  port: 4,
-  viaPort: 6,
-  addr: 8,
-  viaAddr: 24,
-} as const;
+/**
+ * The toolkit knows nothing about TOA: tell it who is using it (tc filters named "toa:<program>",
+ * hints that send the user to `toa doctor`). Here because every part of toa that loads programs
+ * reads these layouts; an entry point may call it again.
+ */
+setApplication({ name: "toa", featureCheck: "toa doctor" });
+
+/**
+ * struct toa_peer: the sk_storage value, one per socket that carried a TOA. Addresses are 16 bytes
+ * (IPv4 in the first 4); ports in network order. `peerBtf` is its BTF, so `bpftool map dump` prints
+ * it readably.
+ */
+export const Peer = struct("toa_peer", {
+  /** 4 = IPv4 TOA, 6 = IPv6 TOA. */
+  family: u8,
+  /** Option kind it came in (254, 253, 200...). */
+  kind: u8,
+  /** FoundIn: 1 = SYN, 2 = handshake ACK, 3 = data segment. */
+  foundIn: u8,
+  /** 4 or 6: family of the balancer's connection. */
+  viaFamily: u8,
+  /** Client port. */
+  port: be16,
+  /** Balancer's source port. */
+  viaPort: be16,
+  /** Client address. */
+  addr: bytes(16),
+  /** Balancer's address. */
+  viaAddr: bytes(16),
+});
 
 /** Where the TOA was found (toa_peer.found_in). */
 export const FoundIn = { SYN: 1, ACK: 2, DATA: 3 } as const;
 
-const u8x16: BtfType = { kind: "array", element: btf.u8, length: 16 };
-const be16: BtfType = { kind: "typedef", name: "__be16", type: btf.u16 };
-
-/** BTF of struct toa_peer, so `bpftool map dump` prints it readably. */
-export const peerBtf: BtfType = {
-  kind: "struct",
-  name: "toa_peer",
-  size: Peer.size,
-  members: [
-    { name: "family", type: btf.u8, offset: Peer.family },
-    { name: "kind", type: btf.u8, offset: Peer.kind },
-    { name: "found_in", type: btf.u8, offset: Peer.foundIn },
-    { name: "via_family", type: btf.u8, offset: Peer.viaFamily },
-    { name: "port", type: be16, offset: Peer.port },
-    { name: "via_port", type: be16, offset: Peer.viaPort },
-    { name: "addr", type: u8x16, offset: Peer.addr },
-    { name: "via_addr", type: u8x16, offset: Peer.viaAddr },
-  ],
-};
+/** BTF of struct toa_peer. */
+export const peerBtf = Peer.btf;
 
 /**
  * Counters (per-CPU array of u64, summed by the reader). The first four carry toa.ko's names so
@@ -76,8 +69,10 @@ export type CounterName = keyof typeof Counter;
 export const COUNTER_SLOTS = 16;
 
 /** Trust list keys (LPM trie): u32 prefix length, then the address. */
-export const TRUST4_KEY_SIZE = 8;
-export const TRUST6_KEY_SIZE = 20;
+export const Trust4Key = struct("toa_trust4_key", { prefixlen: u32, addr: bytes(4) });
+export const Trust6Key = struct("toa_trust6_key", { prefixlen: u32, addr: bytes(16) });
+export const TRUST4_KEY_SIZE = Trust4Key.size;
+export const TRUST6_KEY_SIZE = Trust6Key.size;
 
 /**
  * Settings of a load, kept in a pinned one-entry array so `toa status` can read them back
@@ -85,16 +80,32 @@ export const TRUST6_KEY_SIZE = 20;
  */
 export const SETTINGS_SIZE = 1024;
 
-/**
- * Sender connection key (48 bytes), filled from bpf_sock_ops on the balancer:
- *   0 u32 family (2 = AF_INET, 10 = AF_INET6)  4 u16 local port (host order)
- *   6 u16 remote port (host order)            8 u64 zero
- *  16 u8 local[16]   32 u8 remote[16]  (IPv4 in the first 4 bytes)
- * Value (24 bytes): 0 u8 kind, 1 u8 family (4/6), 2 u8 flags (bit0: also in SYN), 3 u8 pad,
- *   4 be16 client port, 6 u16 pad, 8 u8 addr[16]
- */
-export const SenderKey = { size: 48, family: 0, localPort: 4, remotePort: 6, local: 16, remote: 32 } as const;
-export const SenderValue = { size: 24, kind: 0, family: 1, flags: 2, port: 4, addr: 8 } as const;
+/** Sender connection key, filled from bpf_sock_ops on the balancer. Addresses: IPv4 in the first 4 bytes. */
+export const SenderKey = struct("toa_snd_key", {
+  /** 2 = AF_INET, 10 = AF_INET6. */
+  family: u32,
+  /** Host order. */
+  localPort: u16,
+  /** Host order. */
+  remotePort: u16,
+  _zero: pad(8),
+  local: bytes(16),
+  remote: bytes(16),
+});
+
+/** Sender value: the TOA to write on the connection. */
+export const SenderValue = struct("toa_snd_value", {
+  kind: u8,
+  /** 4 or 6. */
+  family: u8,
+  /** Bit 0 (SENDER_FLAG_SYN): also in the SYN. */
+  flags: u8,
+  _pad: pad(1),
+  /** Client port, network order. */
+  port: be16,
+  _pad2: pad(2),
+  addr: bytes(16),
+});
 export const SENDER_FLAG_SYN = 1;
 
 /** Map names; the pins in the pin folder carry the same names. */

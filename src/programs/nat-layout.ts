@@ -18,6 +18,7 @@
  * Addresses are 16 bytes; IPv4 uses the first 4 (the rest zero). Ports are in network order.
  */
 import type { MapSpec } from "../bpf/index.js";
+import { be16, bytes, pad, struct, u16, u32, u64, u8 } from "../bpf/struct.js";
 
 export const NatMapName = {
   flows: "nat_flows",
@@ -29,46 +30,50 @@ export const NatMapName = {
   admission: "nat_admission",
 } as const;
 
-/**
- * struct nat_flow_key (40 bytes): the 4-tuple of a packet as it arrives.
- *   0 saddr[16]  16 daddr[16]  32 be16 sport  34 be16 dport  36 u8 family (4|6)  37 pad[3]
- */
-export const FlowKey = { size: 40, saddr: 0, daddr: 16, sport: 32, dport: 34, family: 36 } as const;
+/** struct nat_flow_key: the 4-tuple of a packet as it arrives. */
+export const FlowKey = struct("nat_flow_key", {
+  saddr: bytes(16),
+  daddr: bytes(16),
+  sport: be16,
+  dport: be16,
+  /** 4 or 6. */
+  family: u8,
+  _pad: pad(3),
+});
 
-/**
- * struct nat_flow (72 bytes): what to rewrite the packet to and where to send it.
- *   0 saddr[16]  16 daddr[16]  32 be16 sport  34 be16 dport
- *  36 u32 ifindex   device the rewritten packet leaves by (bpf_redirect_neigh)
- *  40 u32 backend   backend index (counters, status)
- *  44 u8 dir        FlowDir
- *  45 u8 flags      FlowFlag bits, set by the program (the control plane reads them)
- *  46 u8 service    the service's id (its listener's timeouts apply)
- *  47 u8 toa_kind   the service's TOA kind (0: mode none or proxy-v2): a client's own option of this
- *                   kind is removed like the well-known ones
- *  48 u64 last_ns   CLOCK_MONOTONIC of the last packet this way
- *  56 u64 created_ns
- *  64 u32 seq_base  the client's ISN + 1 (host order): where a PROXY v2 header goes; an
- *                   acknowledgment past it tells that the backend has the client's data
- *  68 u16 hdr_len   PROXY v2 flows: the header's length (28 IPv4, 52 IPv6); 0 = no header
- *  70 u16 pad
- */
-export const FlowValue = {
-  size: 72,
-  saddr: 0,
-  daddr: 16,
-  sport: 32,
-  dport: 34,
-  ifindex: 36,
-  backend: 40,
-  dir: 44,
-  flags: 45,
-  service: 46,
-  toaKind: 47,
-  lastNs: 48,
-  createdNs: 56,
-  seqBase: 64,
-  hdrLen: 68,
-} as const;
+/** struct nat_flow: what to rewrite the packet to and where to send it. */
+export const FlowValue = struct("nat_flow", {
+  saddr: bytes(16),
+  daddr: bytes(16),
+  sport: be16,
+  dport: be16,
+  /** Device the rewritten packet leaves by (bpf_redirect_neigh). */
+  ifindex: u32,
+  /** Backend index (counters, status). */
+  backend: u32,
+  /** FlowDir. */
+  dir: u8,
+  /** FlowFlag bits, set by the program (the control plane reads them). */
+  flags: u8,
+  /** The service's id (its listener's timeouts apply). */
+  service: u8,
+  /**
+   * The service's TOA kind (0: mode none or proxy-v2): a client's own option of this kind is removed
+   * like the well-known ones.
+   */
+  toaKind: u8,
+  /** CLOCK_MONOTONIC of the last packet this way. */
+  lastNs: u64,
+  createdNs: u64,
+  /**
+   * The client's ISN + 1 (host order): where a PROXY v2 header goes; an acknowledgment past it tells
+   * that the backend has the client's data.
+   */
+  seqBase: u32,
+  /** PROXY v2 flows: the header's length (28 IPv4, 52 IPv6); 0 = no header. */
+  hdrLen: u16,
+  _pad: pad(2),
+});
 
 export const FlowDir = { TO_BACKEND: 0, TO_CLIENT: 1 } as const;
 
@@ -109,26 +114,37 @@ export const FlowFlag = {
  */
 export const Admission = { opened: 0, completed: 1, settled: 2, budget: 3, slots: 4 } as const;
 
-/**
- * struct nat_service_key (20 bytes): a listener.  0 addr[16]  16 be16 port  18 u8 family  19 pad
- */
-export const ServiceKey = { size: 20, addr: 0, port: 16, family: 18 } as const;
+/** struct nat_service_key: a listener. */
+export const ServiceKey = struct("nat_service_key", {
+  addr: bytes(16),
+  port: be16,
+  family: u8,
+  _pad: pad(1),
+});
 
-/**
- * struct nat_service (32 bytes)
- *   0 u32 id          row in nat_slots (id × SLOTS)
- *   4 u32 slots       filled slots; 0 = no healthy backend: the SYN goes to the stack (refused)
- *   8 u8  scheduler   NatScheduler
- *   9 u8  toa_kind    TCP option kind for the TOA; 0 = write none (mode none)
- *  10 u8  proxy       1 = write a PROXY v2 header in front of the client's bytes (mode proxy-v2)
- *  11 u8  pad
- *  12 u32 port_first local port range for backend connections (host order)
- *  16 u32 port_count
- *  20 u32 mtu        a TOA goes into a segment with payload only if the result fits this
- *  24 u32 rr_cursor  the program's round robin position (the control plane keeps these 8 bytes)
- *  28 u32 port_cursor the program's next local port (offset into the range)
- */
-export const ServiceValue = { size: 32, id: 0, slots: 4, scheduler: 8, toaKind: 9, proxy: 10, portFirst: 12, portCount: 16, mtu: 20, rrCursor: 24, portCursor: 28 } as const;
+/** struct nat_service. */
+export const ServiceValue = struct("nat_service", {
+  /** Row in nat_slots (id × SLOTS). */
+  id: u32,
+  /** Filled slots; 0 = no healthy backend: the SYN goes to the stack (refused). */
+  slots: u32,
+  /** NatScheduler. */
+  scheduler: u8,
+  /** TCP option kind for the TOA; 0 = write none (mode none). */
+  toaKind: u8,
+  /** 1 = write a PROXY v2 header in front of the client's bytes (mode proxy-v2). */
+  proxy: u8,
+  _pad: pad(1),
+  /** Local port range for backend connections (host order). */
+  portFirst: u32,
+  portCount: u32,
+  /** A TOA goes into a segment with payload only if the result fits this. */
+  mtu: u32,
+  /** The program's round robin position (the control plane keeps it). */
+  rrCursor: u32,
+  /** The program's next local port (offset into the range; the control plane keeps it). */
+  portCursor: u32,
+});
 
 export const NatScheduler = { ROUND_ROBIN: 0, SOURCE_HASH: 1 } as const;
 
@@ -137,12 +153,18 @@ export const SLOTS = 256;
 export const MAX_SERVICES = 64;
 export const MAX_BACKENDS = 1024;
 
-/**
- * struct nat_backend (48 bytes)
- *   0 addr[16]   16 local[16] (the balancer's address the connection comes from)
- *  32 be16 port  34 u8 family  35 pad  36 u32 ifindex (device towards the backend)  40 pad[8]
- */
-export const BackendValue = { size: 48, addr: 0, local: 16, port: 32, family: 34, ifindex: 36 } as const;
+/** struct nat_backend. */
+export const BackendValue = struct("nat_backend", {
+  addr: bytes(16),
+  /** The balancer's address the connection comes from. */
+  local: bytes(16),
+  port: be16,
+  family: u8,
+  _pad: pad(1),
+  /** Device towards the backend. */
+  ifindex: u32,
+  _reserved: pad(8),
+});
 
 /** Global counters, nat_counters[0..16). */
 export const NatCounter = {

@@ -156,3 +156,19 @@ test("a pinned map outlives its fd and reopens with the values written before", 
   // The open fd keeps the map alive after unpinning.
   assert.equal(again.lookup(7), 0xdeadbeefn);
 });
+
+test("a pinned program reopens with the type the kernel reports, not an assumed one", (t) => {
+  if (!requireRoot(t)) return;
+  const dir = pinDir(t);
+  const path = join(dir, "prog");
+  const p = Program.load({ name: "test_pinprog", type: "SCHED_CLS", instructions: [mov(R0, 0), exit()] });
+  t.after(() => p.close());
+  t.after(() => removePins(dir, [{ name: "prog", kind: "program" }]));
+  p.pin(path);
+  const again = Program.fromPin(path);
+  t.after(() => again.close());
+  assert.equal(again.spec.type, "SCHED_CLS");
+  assert.equal(again.spec.name, "test_pinprog");
+  assert.equal(again.info.id, p.info.id);
+  assert.deepEqual(removePins(dir, [{ name: "prog", kind: "program", objectName: "test_pinprog" }]).removed, [path]);
+});

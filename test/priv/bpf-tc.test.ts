@@ -137,10 +137,10 @@ for (const mode of ["tcx", "netlink"] as TcMode[]) {
       assert.equal(attached.filters?.length, 1);
       assert.deepEqual(
         { kind: attached.filters![0].kind, name: attached.filters![0].name, programId: attached.filters![0].programId, directAction: attached.filters![0].directAction },
-        { kind: "bpf", name: "toa:tc_test", programId: attached.programId, directAction: true },
+        { kind: "bpf", name: "bpf:tc_test", programId: attached.programId, directAction: true },
       );
       // iproute2's view agrees.
-      assert.match(await s.tcFilters(), /bpf .*toa:tc_test direct-action/);
+      assert.match(await s.tcFilters(), /bpf .*bpf:tc_test direct-action/);
     }
 
     assert.equal(await s.connect(OPEN_PORT), "ok", "other ports pass");
@@ -183,10 +183,10 @@ test("tc after a crash: a tcx link goes with the process; a netlink filter stays
       continue;
     }
     assert.equal(await s.connect(DROP_PORT), "timeout", "the classic filter outlives its process");
-    assert.match(await s.tcFilters(), /toa:tc_test/);
+    assert.match(await s.tcFilters(), /bpf:tc_test/);
     const cleaner = s.attacher({ cleanup: true });
     const cleaned = await cleaner.next("cleaned");
-    assert.deepEqual(cleaned.removed?.map((f) => f.name), ["toa:tc_test"]);
+    assert.deepEqual(cleaned.removed?.map((f) => f.name), ["bpf:tc_test"]);
     assert.deepEqual(cleaned.tcx?.programIds, []);
     assert.doesNotMatch(await s.tcFilters(), /bpf|toa:/);
     assert.equal(await s.connect(DROP_PORT), "ok");

@@ -12,7 +12,7 @@ import { link, Netns } from "../harness/netns.js";
 import { BpfMap, possibleCpus } from "../../src/bpf/index.js";
 import { NatTables, type NatServiceSpec } from "../../src/lb/packet/tables.js";
 import { encodeFlowKey, encodeFlowValue, type Family } from "../../src/lb/packet/structs.js";
-import { FlowDir, FlowFlag, natBackendCounterIndex, natMapSpecs, NatCounter, NatBackendCounter, SLOTS } from "../../src/programs/nat-layout.js";
+import { BackendValue, FlowDir, FlowFlag, ServiceKey, ServiceValue, natBackendCounterIndex, natMapSpecs, NatCounter, NatBackendCounter, SLOTS } from "../../src/programs/nat-layout.js";
 
 const hex = (s: string): string => s.replace(/\s+/g, "");
 const zeros = (n: number): string => "00".repeat(n);
@@ -61,16 +61,16 @@ test("apply writes services, slots and backends at the layout's offsets", (t) =>
   ]);
 
   // nat_services: key 0 addr[16] 16 be16 port 18 family 19 pad; value id, slots, scheduler, toa kind, pad, ports, mtu, cursor.
-  const services = new Map([...nat.maps.services.entries()].map(([k, v]) => [k.toString("hex"), v.toString("hex")]));
+  const services = new Map([...nat.maps.services.entries()].map(([k, v]) => [ServiceKey.encode(k).toString("hex"), ServiceValue.encode(v).toString("hex")]));
   assert.deepEqual(services, new Map([
     [hex(`c633640a ${zeros(12)} 0050 04 00`), hex(`00000000 00010000 00 fe 0000 204e0000 409c0000 dc050000 ${zeros(8)}`)],
     [hex(`20010db8 ${zeros(10)} 0010 01bb 06 00`), hex(`01000000 00010000 01 00 0000 00040000 01000000 28230000 ${zeros(8)}`)],
   ]));
   // nat_backends: 0 addr[16] 16 local[16] 32 be16 port 34 family 35 pad 36 u32 ifindex 40 pad[8].
-  assert.equal(nat.maps.backends.lookup(0)!.toString("hex"), hex(`cb007102 ${zeros(12)} c6336401 ${zeros(12)} 0050 04 00 07000000 ${zeros(8)}`));
-  assert.equal(nat.maps.backends.lookup(1)!.toString("hex"), hex(`cb007103 ${zeros(12)} c6336401 ${zeros(12)} 1f90 04 00 07000000 ${zeros(8)}`));
-  assert.equal(nat.maps.backends.lookup(2)!.toString("hex"), hex(`20010db8 ${zeros(10)} 0002 20010db8 ${zeros(10)} 0001 01bb 06 00 09000000 ${zeros(8)}`));
-  assert.equal(nat.maps.backends.lookup(3)!.toString("hex"), zeros(48), "unused entries stay zero");
+  assert.equal(BackendValue.encode(nat.maps.backends.lookup(0)!).toString("hex"), hex(`cb007102 ${zeros(12)} c6336401 ${zeros(12)} 0050 04 00 07000000 ${zeros(8)}`));
+  assert.equal(BackendValue.encode(nat.maps.backends.lookup(1)!).toString("hex"), hex(`cb007103 ${zeros(12)} c6336401 ${zeros(12)} 1f90 04 00 07000000 ${zeros(8)}`));
+  assert.equal(BackendValue.encode(nat.maps.backends.lookup(2)!).toString("hex"), hex(`20010db8 ${zeros(10)} 0002 20010db8 ${zeros(10)} 0001 01bb 06 00 09000000 ${zeros(8)}`));
+  assert.equal(BackendValue.encode(nat.maps.backends.lookup(3)!).toString("hex"), zeros(48), "unused entries stay zero");
   // nat_slots: row id × 256, weights 3:1 interleaved; the v6 service's row all on its backend.
   assert.deepEqual(row(nat, 0, SLOTS), new Map([[0, 192], [1, 64]]));
   assert.deepEqual(Array.from({ length: 8 }, (_, s) => nat.maps.slots.lookup(s)), [0, 0, 1, 0, 0, 0, 1, 0]);
@@ -83,9 +83,9 @@ test("health and config changes: slots follow, ids and indices stay, removed ind
   t.after(() => nat.close());
   nat.apply([web(), api6]);
   // The program keeps its round robin cursor in the service value's last 8 bytes: apply keeps it.
-  const key = [...nat.maps.services.keys()].find((k) => k[18] === 4)!;
+  const key = [...nat.maps.services.keys()].find((k) => k.family === 4)!;
   const withCursor = nat.maps.services.lookup(key)!;
-  withCursor.writeUInt32LE(12345, 24);
+  withCursor.rrCursor = 12345; // at 24
   nat.maps.services.update(key, withCursor);
 
   // First backend down: every slot on the second; the first keeps its index and entry.
@@ -93,12 +93,12 @@ test("health and config changes: slots follow, ids and indices stay, removed ind
   assert.deepEqual(applied[0].backends.map((b) => b.index), [0, 1]);
   assert.equal(applied[0].filled, 256);
   assert.deepEqual(row(nat, 0, SLOTS), new Map([[1, 256]]));
-  assert.equal(nat.maps.services.lookup(key)!.readUInt32LE(24), 12345, "round robin cursor kept");
+  assert.equal(nat.maps.services.lookup(key)!.rrCursor, 12345, "round robin cursor kept");
 
   // Both down: slots = 0 in the service; the row is left as it was (it still names valid backends).
   applied = nat.apply([web([false, false]), api6]);
   assert.equal(applied[0].filled, 0);
-  assert.equal(nat.maps.services.lookup(key)!.readUInt32LE(4), 0);
+  assert.equal(nat.maps.services.lookup(key)!.slots, 0);
   assert.deepEqual(row(nat, 0, SLOTS), new Map([[1, 256]]));
 
   // Back up, plus a new backend: it takes the next free index; the others keep theirs.
@@ -116,7 +116,7 @@ test("health and config changes: slots follow, ids and indices stay, removed ind
   assert.equal(applied[0].backends[3].index, 4, "not the retired index 2");
   // A sweep with no flow on index 2 frees it (and zeroes its entry); the next new backend gets it later.
   nat.sweep({ connectMs: 1000, synMs: 1000, idleMs: 1000, closedMs: 1000 });
-  assert.equal(nat.maps.backends.lookup(2)!.toString("hex"), zeros(48));
+  assert.equal(BackendValue.encode(nat.maps.backends.lookup(2)!).toString("hex"), zeros(48));
   assert.equal(nat.indexOf({ addr: "2001:db8::2", port: 443, local: "2001:db8::1" }), undefined);
 
   // A service that comes back gets a free id (freed ids are taken last: 2, not its old 1) and its row written whole.
@@ -130,7 +130,7 @@ test("bad services are refused before anything is written", (t) => {
   const nat = NatTables.create(16, 16);
   t.after(() => nat.close());
   nat.apply([web()]);
-  const before = [...nat.maps.services.entries()].map(([k, v]) => k.toString("hex") + v.toString("hex"));
+  const before = [...nat.maps.services.entries()].map(([k, v]) => ServiceKey.encode(k).toString("hex") + ServiceValue.encode(v).toString("hex"));
   const cases: [NatServiceSpec[], RegExp][] = [
     [[web(), { ...api6, scheduler: "least-connections" }], /least-connections is not supported on the packet data path/],
     [[web(), { ...api6, backends: [{ ...api6.backends[0], addr: "203.0.113.9" }] }], /services\[1\].*backends\[0\]\.addr.*203\.0\.113\.9 is not an IPv6 address/],
@@ -139,7 +139,7 @@ test("bad services are refused before anything is written", (t) => {
     [[{ ...web(), toaKind: 1 }], /toaKind must be 0 \(none\) or a TCP option kind 2\.\.255/],
   ];
   for (const [input, want] of cases) assert.throws(() => nat.apply(input), want);
-  assert.deepEqual([...nat.maps.services.entries()].map(([k, v]) => k.toString("hex") + v.toString("hex")), before);
+  assert.deepEqual([...nat.maps.services.entries()].map(([k, v]) => ServiceKey.encode(k).toString("hex") + ServiceValue.encode(v).toString("hex")), before);
 });
 
 test("open() takes maps made elsewhere and keeps the ids and indices they hold", (t) => {

@@ -221,7 +221,7 @@ function rtnetlink(overrides: Partial<Record<number, (m: netlink.NetlinkMessage)
   return (m: netlink.NetlinkMessage): Buffer[] => {
     const o = overrides[m.type];
     if (o) return o(m);
-    if (m.type === Rtm.NEWTFILTER) return [filterMessage(m.seq, { ifindex: 3, handle: 1, parent: m.payload.readUInt32LE(12), priority: 49152, name: "toa:t_count", id: 77 }), errorReply(m.seq, 0)];
+    if (m.type === Rtm.NEWTFILTER) return [filterMessage(m.seq, { ifindex: 3, handle: 1, parent: m.payload.readUInt32LE(12), priority: 49152, name: m.payload.includes("toa:t_count") ? "toa:t_count" : "bpf:t_count", id: 77 }), errorReply(m.seq, 0)];
     if (m.type === Rtm.GETTFILTER) return [reply(NlmsgType.DONE, NlmFlag.MULTI, m.seq, Buffer.alloc(4))];
     return [errorReply(m.seq, 0)];
   };
@@ -233,13 +233,14 @@ test("no tcx (EINVAL from BPF_LINK_CREATE): clsact + direct-action filter, then 
   const k = useFake(t, new FakeKernel(({ cmd }) => (cmd === BpfCommand.LINK_CREATE ? EINVAL : { ret: 0, errno: 0 }), rtnetlink()));
   const a = attachTc(3, schedCls, "ingress");
   assert.equal(a.mode, "netlink");
-  assert.deepEqual(a.filter, { ifindex: 3, parent: TcHandle.INGRESS, priority: 49152, handle: 1, name: "toa:t_count" });
+  // The default name: the application's ("bpf" until setApplication names it) and the program's.
+  assert.deepEqual(a.filter, { ifindex: 3, parent: TcHandle.INGRESS, priority: 49152, handle: 1, name: "bpf:t_count" });
   const { REQUEST, ACK, ECHO, EXCL, CREATE, DUMP } = NlmFlag;
   assert.deepEqual(k.requests(), [
     [Rtm.NEWQDISC, REQUEST | ACK | EXCL | CREATE],
     [Rtm.NEWTFILTER, REQUEST | ACK | ECHO | EXCL | CREATE],
   ]);
-  assert.equal(k.sent[1].payload.toString("hex"), addBpfFilterRequest({ ifindex: 3, direction: "ingress", priority: 0, programFd: 9, name: "toa:t_count" }).payload.toString("hex"));
+  assert.equal(k.sent[1].payload.toString("hex"), addBpfFilterRequest({ ifindex: 3, direction: "ingress", priority: 0, programFd: 9, name: "bpf:t_count" }).payload.toString("hex"));
   assert.deepEqual(k.closed, [1000], "one socket per operation, closed");
 
   a.detach();

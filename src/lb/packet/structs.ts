@@ -1,18 +1,25 @@
 /**
- * The packet data path's structs as bytes, at the offsets of src/programs/nat-layout.ts: flow keys
- * and values, service keys and values, backend values. Addresses are 16 bytes (IPv4 in the first
- * 4, the rest zero), ports in network order, every other integer in host order (little endian on
- * the architectures we build for: x86-64, arm64). Pad bytes are written as zero, as the program
- * zeroes its keys: a hash key with garbage in its pad would never match.
+ * The packet data path's structs (declared in src/programs/nat-layout.ts) with their addresses as
+ * text: what the layout alone can't say is the family, which decides how the 16 address bytes
+ * read (IPv4 in the first 4, the rest zero). Each struct has a pair here: text → struct value
+ * (checked, naming the field) and struct value → text; the encode/decode pairs add the bytes.
+ * Pad bytes are written as zero, as the program zeroes its keys: a hash key with garbage in its pad
+ * would never match.
  */
+import type { ValueOf } from "../../bpf/index.js";
 import { formatIpv4, formatIpv6, parseAddress } from "../../wire/addr.js";
 import { LbError } from "../errors.js";
 import { BackendValue, FlowKey, FlowValue, ServiceKey, ServiceValue } from "../../programs/nat-layout.js";
 
 export type Family = 4 | 6;
 
-/** Write `addr` (text of `family`) into the 16 bytes at `off`; throws naming `what` otherwise. */
-export function writeAddress(buf: Buffer, off: number, addr: string, family: Family, what: string): void {
+/** struct nat_service_key, struct nat_service and struct nat_backend as their maps hold them. */
+export type ServiceKeyStruct = ValueOf<typeof ServiceKey>;
+export type ServiceValueStruct = ValueOf<typeof ServiceValue>;
+export type BackendStruct = ValueOf<typeof BackendValue>;
+
+/** The 16 bytes of `addr` (text of `family`); throws naming `what` otherwise. */
+export function addressBytes(addr: string, family: Family, what: string): Buffer {
   let parsed: { family: Family; bytes: Uint8Array };
   try {
     parsed = parseAddress(addr, what);
@@ -20,8 +27,9 @@ export function writeAddress(buf: Buffer, off: number, addr: string, family: Fam
     throw new LbError("LB_ERR_CONFIG", (e as Error).message, { cause: e });
   }
   if (parsed.family !== family) throw new LbError("LB_ERR_CONFIG", `${what} ${addr} is not an IPv${family} address`);
-  buf.fill(0, off, off + 16);
-  buf.set(parsed.bytes, off);
+  const b = Buffer.alloc(16);
+  b.set(parsed.bytes);
+  return b;
 }
 
 /** The address of `family` in the 16 bytes at `off`, as text. */
@@ -31,13 +39,10 @@ export function readAddress(buf: Buffer, off: number, family: Family): string {
 
 /** The same address in its canonical text (RFC 5952 for IPv6): map keys must not depend on spelling. */
 export function canonicalAddress(addr: string, family: Family, what: string): string {
-  const b = Buffer.alloc(16);
-  writeAddress(b, 0, addr, family, what);
-  return readAddress(b, 0, family);
+  return readAddress(addressBytes(addr, family, what), 0, family);
 }
 
-function familyAt(buf: Buffer, off: number, what: string): Family {
-  const f = buf[off];
+function checkFamily(f: number, what: string): Family {
   if (f !== 4 && f !== 6) throw new LbError("LB_ERR_CONFIG", `${what}: family byte is ${f}, expected 4 or 6`);
   return f;
 }
@@ -52,24 +57,13 @@ export interface NatFlowKey {
 }
 
 export function encodeFlowKey(k: NatFlowKey): Buffer {
-  const b = Buffer.alloc(FlowKey.size);
-  writeAddress(b, FlowKey.saddr, k.saddr, k.family, "flow key saddr");
-  writeAddress(b, FlowKey.daddr, k.daddr, k.family, "flow key daddr");
-  b.writeUInt16BE(k.sport, FlowKey.sport);
-  b.writeUInt16BE(k.dport, FlowKey.dport);
-  b[FlowKey.family] = k.family;
-  return b;
+  return FlowKey.encode({ ...k, saddr: addressBytes(k.saddr, k.family, "flow key saddr"), daddr: addressBytes(k.daddr, k.family, "flow key daddr") });
 }
 
 export function decodeFlowKey(b: Buffer): NatFlowKey {
-  const family = familyAt(b, FlowKey.family, "flow key");
-  return {
-    saddr: readAddress(b, FlowKey.saddr, family),
-    daddr: readAddress(b, FlowKey.daddr, family),
-    sport: b.readUInt16BE(FlowKey.sport),
-    dport: b.readUInt16BE(FlowKey.dport),
-    family,
-  };
+  const k = FlowKey.decode(b);
+  const family = checkFamily(k.family, "flow key");
+  return { saddr: readAddress(k.saddr, 0, family), daddr: readAddress(k.daddr, 0, family), sport: k.sport, dport: k.dport, family };
 }
 
 /** struct nat_flow: what a packet of the key's direction is rewritten to. Its family is the key's. */
@@ -91,35 +85,20 @@ export interface NatFlow {
 }
 
 export function encodeFlowValue(v: NatFlow, family: Family): Buffer {
-  const b = Buffer.alloc(FlowValue.size);
-  writeAddress(b, FlowValue.saddr, v.saddr, family, "flow saddr");
-  writeAddress(b, FlowValue.daddr, v.daddr, family, "flow daddr");
-  b.writeUInt16BE(v.sport, FlowValue.sport);
-  b.writeUInt16BE(v.dport, FlowValue.dport);
-  b.writeUInt32LE(v.ifindex, FlowValue.ifindex);
-  b.writeUInt32LE(v.backend, FlowValue.backend);
-  b[FlowValue.dir] = v.dir;
-  b[FlowValue.flags] = v.flags;
-  b[FlowValue.service] = v.service ?? 0;
-  b.writeBigUInt64LE(v.lastNs, FlowValue.lastNs);
-  b.writeBigUInt64LE(v.createdNs, FlowValue.createdNs);
-  return b;
+  return FlowValue.encode({
+    ...v,
+    saddr: addressBytes(v.saddr, family, "flow saddr"),
+    daddr: addressBytes(v.daddr, family, "flow daddr"),
+    service: v.service ?? 0,
+    toaKind: 0,
+    seqBase: 0,
+    hdrLen: 0,
+  });
 }
 
 export function decodeFlowValue(b: Buffer, family: Family): NatFlow {
-  return {
-    saddr: readAddress(b, FlowValue.saddr, family),
-    daddr: readAddress(b, FlowValue.daddr, family),
-    sport: b.readUInt16BE(FlowValue.sport),
-    dport: b.readUInt16BE(FlowValue.dport),
-    ifindex: b.readUInt32LE(FlowValue.ifindex),
-    backend: b.readUInt32LE(FlowValue.backend),
-    dir: b[FlowValue.dir],
-    flags: b[FlowValue.flags],
-    service: b[FlowValue.service],
-    lastNs: b.readBigUInt64LE(FlowValue.lastNs),
-    createdNs: b.readBigUInt64LE(FlowValue.createdNs),
-  };
+  const { saddr, daddr, sport, dport, ifindex, backend, dir, flags, service, lastNs, createdNs } = FlowValue.decode(b);
+  return { saddr: readAddress(saddr, 0, family), daddr: readAddress(daddr, 0, family), sport, dport, ifindex, backend, dir, flags, service, lastNs, createdNs };
 }
 
 /**
@@ -145,20 +124,19 @@ export interface NatServiceKey {
   family: Family;
 }
 
-export function encodeServiceKey(k: NatServiceKey): Buffer {
-  const b = Buffer.alloc(ServiceKey.size);
-  writeAddress(b, ServiceKey.addr, k.addr, k.family, "service address");
-  b.writeUInt16BE(k.port, ServiceKey.port);
-  b[ServiceKey.family] = k.family;
-  return b;
+export function serviceKeyStruct(k: NatServiceKey): ServiceKeyStruct {
+  return { addr: addressBytes(k.addr, k.family, "service address"), port: k.port, family: k.family };
 }
 
-export function decodeServiceKey(b: Buffer): NatServiceKey {
-  const family = familyAt(b, ServiceKey.family, "service key");
-  return { addr: readAddress(b, ServiceKey.addr, family), port: b.readUInt16BE(ServiceKey.port), family };
+export function natServiceKey(k: ServiceKeyStruct): NatServiceKey {
+  const family = checkFamily(k.family, "service key");
+  return { addr: readAddress(k.addr, 0, family), port: k.port, family };
 }
 
-/** struct nat_service. */
+export const encodeServiceKey = (k: NatServiceKey): Buffer => ServiceKey.encode(serviceKeyStruct(k));
+export const decodeServiceKey = (b: Buffer): NatServiceKey => natServiceKey(ServiceKey.decode(b));
+
+/** struct nat_service, as the control plane writes it (the program owns the cursors). */
 export interface NatService {
   id: number;
   slots: number;
@@ -173,35 +151,21 @@ export interface NatService {
 }
 
 /**
- * Encode a service value. The 8 bytes at 24 are the program's round robin and port cursors
- * (ServiceValue.rrCursor, portCursor): pass the current value's bytes as `keep` so
- * an update does not send the next connections back to slot 0.
+ * A service value with the program's round robin and port cursors (rrCursor, portCursor) taken from
+ * `keep`, the value in the map now: an update must not send the next connections back to slot 0.
  */
+export function serviceValueStruct(v: NatService, keep?: ServiceValueStruct): ServiceValueStruct {
+  return { ...v, proxy: v.proxy ?? 0, rrCursor: keep?.rrCursor ?? 0, portCursor: keep?.portCursor ?? 0 };
+}
+
+/** Encode a service value, the cursors kept from the bytes `keep` (see {@link serviceValueStruct}). */
 export function encodeServiceValue(v: NatService, keep?: Buffer): Buffer {
-  const b = Buffer.alloc(ServiceValue.size);
-  if (keep && keep.length >= ServiceValue.size) keep.copy(b, ServiceValue.rrCursor, ServiceValue.rrCursor, ServiceValue.size);
-  b.writeUInt32LE(v.id, ServiceValue.id);
-  b.writeUInt32LE(v.slots, ServiceValue.slots);
-  b[ServiceValue.scheduler] = v.scheduler;
-  b[ServiceValue.toaKind] = v.toaKind;
-  b[ServiceValue.proxy] = v.proxy ?? 0;
-  b.writeUInt32LE(v.portFirst, ServiceValue.portFirst);
-  b.writeUInt32LE(v.portCount, ServiceValue.portCount);
-  b.writeUInt32LE(v.mtu, ServiceValue.mtu);
-  return b;
+  return ServiceValue.encode(serviceValueStruct(v, keep && keep.length >= ServiceValue.size ? ServiceValue.decode(keep) : undefined));
 }
 
 export function decodeServiceValue(b: Buffer): NatService {
-  return {
-    id: b.readUInt32LE(ServiceValue.id),
-    slots: b.readUInt32LE(ServiceValue.slots),
-    scheduler: b[ServiceValue.scheduler],
-    toaKind: b[ServiceValue.toaKind],
-    proxy: b[ServiceValue.proxy],
-    portFirst: b.readUInt32LE(ServiceValue.portFirst),
-    portCount: b.readUInt32LE(ServiceValue.portCount),
-    mtu: b.readUInt32LE(ServiceValue.mtu),
-  };
+  const { id, slots, scheduler, toaKind, proxy, portFirst, portCount, mtu } = ServiceValue.decode(b);
+  return { id, slots, scheduler, toaKind, proxy, portFirst, portCount, mtu };
 }
 
 /** struct nat_backend. */
@@ -214,25 +178,16 @@ export interface NatBackend {
   ifindex: number;
 }
 
-export function encodeBackendValue(v: NatBackend): Buffer {
-  const b = Buffer.alloc(BackendValue.size);
-  writeAddress(b, BackendValue.addr, v.addr, v.family, "backend address");
-  writeAddress(b, BackendValue.local, v.local, v.family, "backend local address");
-  b.writeUInt16BE(v.port, BackendValue.port);
-  b[BackendValue.family] = v.family;
-  b.writeUInt32LE(v.ifindex, BackendValue.ifindex);
-  return b;
+export function backendStruct(v: NatBackend): BackendStruct {
+  return { ...v, addr: addressBytes(v.addr, v.family, "backend address"), local: addressBytes(v.local, v.family, "backend local address") };
 }
 
-/** A backend value, or undefined for an unused (all-zero family) entry of the array. */
-export function decodeBackendValue(b: Buffer): NatBackend | undefined {
-  if (b[BackendValue.family] === 0) return undefined;
-  const family = familyAt(b, BackendValue.family, "backend value");
-  return {
-    addr: readAddress(b, BackendValue.addr, family),
-    local: readAddress(b, BackendValue.local, family),
-    port: b.readUInt16BE(BackendValue.port),
-    family,
-    ifindex: b.readUInt32LE(BackendValue.ifindex),
-  };
+/** A backend, or undefined for an unused (all-zero family) entry of the array. */
+export function natBackend(v: BackendStruct): NatBackend | undefined {
+  if (v.family === 0) return undefined;
+  const family = checkFamily(v.family, "backend value");
+  return { addr: readAddress(v.addr, 0, family), local: readAddress(v.local, 0, family), port: v.port, family, ifindex: v.ifindex };
 }
+
+export const encodeBackendValue = (v: NatBackend): Buffer => BackendValue.encode(backendStruct(v));
+export const decodeBackendValue = (b: Buffer): NatBackend | undefined => natBackend(BackendValue.decode(b));

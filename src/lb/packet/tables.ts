@@ -9,8 +9,7 @@
  * local address, shared by the services that name it. A removed backend's index is reused only
  * after a sweep found no flow left on it, so old flows never count for a new backend.
  */
-import { BpfError, BpfMap, codec, type MapSpec, MapType } from "../../bpf/index.js";
-import type { PortRange, SchedulerName } from "../config.js";
+import { BpfError, BpfMap, codec } from "../../bpf/index.js";
 import { formatEndpoint } from "../endpoint.js";
 import { LbError } from "../errors.js";
 import {
@@ -23,47 +22,16 @@ import {
   natBackendCounterIndex,
   natMapSpecs,
   NatMapName,
+  ServiceKey,
+  ServiceValue,
   SLOTS,
 } from "../../programs/nat-layout.js";
-import { fillSlots, natScheduler } from "./slots.js";
+import { fillSlots } from "./slots.js";
 import { sweepFlows, type SweepResult, type SweepTimeouts } from "./flows.js";
-import { canonicalAddress, decodeBackendValue, decodeServiceKey, decodeServiceValue, encodeBackendValue, encodeServiceKey, encodeServiceValue, type Family } from "./structs.js";
+import { type BackendStruct, natBackend, natServiceKey, type ServiceKeyStruct, type ServiceValueStruct, serviceValueStruct } from "./structs.js";
+import { backendKey, checkMap, plan, type NatServiceSpec } from "./service-spec.js";
 
-/** A backend of a service on the packet path. */
-export interface NatBackendSpec {
-  /** Stable text (`addr:port` from the config): the status sums a backend's figures by it. */
-  readonly id: string;
-  /**
-   * Identity of this entry's source-hash permutation (default `id`): distinct for the entries of one
-   * backend reached from several local addresses.
-   */
-  readonly hashId?: string;
-  readonly addr: string;
-  readonly port: number;
-  /** 0 = no new connections. */
-  readonly weight: number;
-  readonly healthy: boolean;
-  /** The balancer's address connections to this backend come from. */
-  readonly local: string;
-  /** The device towards the backend (see route.ts). */
-  readonly ifindex: number;
-}
-
-/** A listener on the packet path and its backends. */
-export interface NatServiceSpec {
-  readonly key: { readonly addr: string; readonly port: number };
-  readonly family: Family;
-  readonly scheduler: SchedulerName;
-  /** TCP option kind of the TOA; 0 = none. */
-  readonly toaKind: number;
-  /** Write a PROXY v2 header in front of each connection's bytes (mode proxy-v2). */
-  readonly proxy?: boolean;
-  /** Local ports for backend connections. */
-  readonly portRange: PortRange;
-  /** A TOA goes into a segment with payload only if the result fits this. */
-  readonly mtu: number;
-  readonly backends: readonly NatBackendSpec[];
-}
+export type { NatBackendSpec, NatServiceSpec } from "./service-spec.js";
 
 /** What {@link NatTables.apply} wrote for a service. */
 export interface AppliedService {
@@ -90,12 +58,15 @@ export interface NatCounters {
   backends: Map<number, NatBackendCounters>;
 }
 
-/** The maps as this module reads them (the flow, service and backend structs as raw bytes, see structs.ts). */
+/**
+ * The maps as this module reads them: services and backends typed by their struct declarations
+ * (nat-layout.ts); flows as raw bytes, which the sweep reads field by field (flows.ts).
+ */
 export interface NatMaps {
   flows: BpfMap<Buffer, Buffer>;
-  services: BpfMap<Buffer, Buffer>;
+  services: BpfMap<ServiceKeyStruct, ServiceValueStruct>;
   slots: BpfMap<number, number>;
-  backends: BpfMap<number, Buffer>;
+  backends: BpfMap<number, BackendStruct>;
   counters: BpfMap<number, bigint>;
   /** The program's per-CPU buffer; nothing to fill. */
   scratch: BpfMap<number, Buffer>;
@@ -105,9 +76,9 @@ export interface NatMaps {
 
 const codecs = {
   flows: {},
-  services: {},
+  services: { key: ServiceKey, value: ServiceValue },
   slots: { key: codec.u32, value: codec.u32 },
-  backends: { key: codec.u32 },
+  backends: { key: codec.u32, value: BackendValue },
   counters: { key: codec.u32, value: codec.u64 },
   scratch: { key: codec.u32 },
   admission: { key: codec.u32, value: codec.u64 },
@@ -115,15 +86,6 @@ const codecs = {
 
 const MAP_NAMES = Object.keys(NatMapName) as (keyof typeof NatMapName)[];
 
-
-/** A spec checked and with canonical addresses. */
-interface Planned {
-  spec: NatServiceSpec;
-  key: string;
-  keyBytes: Buffer;
-  scheduler: number;
-  backends: { spec: NatBackendSpec; key: string; value: Buffer }[];
-}
 
 export class NatTables {
   private closed = false;
@@ -143,10 +105,9 @@ export class NatTables {
     private readonly owned: boolean,
   ) {
     const takenIds = new Set<number>();
-    for (const [k, v] of maps.services.entries()) {
-      const id = decodeServiceValue(v).id;
+    for (const [k, { id }] of maps.services.entries()) {
       if (id >= MAX_SERVICES || takenIds.has(id)) continue;
-      const key = decodeServiceKey(k);
+      const key = natServiceKey(k);
       this.serviceIds.set(formatEndpoint({ address: key.addr, port: key.port }), id);
       takenIds.add(id);
     }
@@ -157,12 +118,12 @@ export class NatTables {
       // counters keep their backend. Fresh maps are all zero: nothing to read.
       for (let i = 0; i < MAX_BACKENDS; i++) {
         const raw = maps.backends.lookup(i);
-        const b = raw && decodeBackendValue(raw);
+        const b = raw && natBackend(raw);
         if (!raw || !b) continue;
         const key = `${b.addr}|${b.port}|${b.local}`;
         if (this.backendIndex.has(key)) continue;
         this.backendIndex.set(key, i);
-        this.backendValues.set(i, raw);
+        this.backendValues.set(i, BackendValue.encode(raw));
         takenIndices.add(i);
       }
     }
@@ -233,13 +194,13 @@ export class NatTables {
     const planned = services.map((s, i) => plan(s, `services[${i}]`));
     if (planned.length > MAX_SERVICES) throw new LbError("LB_ERR_CONFIG", `packet tables: ${planned.length} services, at most ${MAX_SERVICES}`);
     const seen = new Set<string>();
-    const values = new Map<string, Buffer>();
+    const values = new Map<string, BackendStruct>();
     for (const p of planned) {
       if (seen.has(p.key)) throw new LbError("LB_ERR_CONFIG", `packet tables: service ${p.key} is listed twice`);
       seen.add(p.key);
       for (const b of p.backends) {
         const prev = values.get(b.key);
-        if (prev && !prev.equals(b.value)) throw new LbError("LB_ERR_CONFIG", `packet tables: backend ${b.spec.id} from ${b.spec.local} has different devices in two services`);
+        if (prev && !BackendValue.encode(prev).equals(BackendValue.encode(b.value))) throw new LbError("LB_ERR_CONFIG", `packet tables: backend ${b.spec.id} from ${b.spec.local} has different devices in two services`);
         values.set(b.key, b.value);
       }
     }
@@ -272,17 +233,18 @@ export class NatTables {
     for (const p of planned) {
       const id = ids.get(p.key)!;
       const table = fillSlots(p.spec.scheduler, p.backends.map((b) => ({ index: index.get(b.key)!, id: b.spec.hashId ?? b.spec.id, weight: b.spec.weight, healthy: b.spec.healthy })));
-      const value = encodeServiceValue(
+      const value = serviceValueStruct(
         { id, slots: table.filled, scheduler: p.scheduler, toaKind: p.spec.toaKind, proxy: p.spec.proxy ? 1 : 0, portFirst: p.spec.portRange.first, portCount: p.spec.portRange.last - p.spec.portRange.first + 1, mtu: p.spec.mtu },
-        m.services.lookup(p.keyBytes),
+        m.services.lookup(p.keyStruct),
       );
       if (table.filled > 0) this.writeRow(id, table.slots);
-      m.services.update(p.keyBytes, value);
+      m.services.update(p.keyStruct, value);
       applied.push({ key: p.key, id, filled: table.filled, backends: p.backends.map((b) => ({ id: b.spec.id, index: index.get(b.key)! })) });
     }
 
-    const keep = new Set(planned.map((p) => p.keyBytes.toString("latin1")));
-    for (const k of [...m.services.keys()]) if (!keep.has(k.toString("latin1"))) m.services.delete(k);
+    const keyId = (k: ServiceKeyStruct) => ServiceKey.encode(k).toString("latin1");
+    const keep = new Set(planned.map((p) => keyId(p.keyStruct)));
+    for (const k of [...m.services.keys()]) if (!keep.has(keyId(k))) m.services.delete(k);
 
     // Commit.
     for (const [key, id] of this.serviceIds) {
@@ -319,7 +281,7 @@ export class NatTables {
     for (const [key, i] of [...this.retired]) {
       if (result.active.has(i)) continue;
       this.retired.delete(key);
-      this.writeBackend(i, Buffer.alloc(BackendValue.size));
+      this.writeBackend(i, BackendValue.decode(Buffer.alloc(BackendValue.size)));
       this.backendValues.delete(i);
       this.freeIndices.push(i);
     }
@@ -354,10 +316,11 @@ export class NatTables {
     if (this.closed) throw new BpfError("BPF_ERR_CLOSED", "packet tables are closed");
   }
 
-  private writeBackend(i: number, value: Buffer): void {
-    if (this.backendValues.get(i)?.equals(value)) return;
+  private writeBackend(i: number, value: BackendStruct): void {
+    const bytes = BackendValue.encode(value);
+    if (this.backendValues.get(i)?.equals(bytes)) return;
     this.maps.backends.update(i, value);
-    this.backendValues.set(i, value);
+    this.backendValues.set(i, bytes);
   }
 
   /** Write the slots of row `id` that differ from what the kernel holds. */
@@ -383,55 +346,3 @@ function takeOldest(retired: Map<string, number>): number | undefined {
   return undefined;
 }
 
-/** Canonical backend key, or undefined when the addresses do not parse. */
-function backendKey(addr: string, port: number, local: string): string | undefined {
-  const family = addr.includes(":") ? 6 : 4;
-  try {
-    return `${canonicalAddress(addr, family, "address")}|${port}|${canonicalAddress(local, family, "local")}`;
-  } catch {
-    return undefined;
-  }
-}
-
-function checkMap(m: BpfMap<any, any> | undefined, spec: MapSpec, exactEntries: boolean): void {
-  const bad = (what: string) => new LbError("LB_ERR_CONFIG", `packet tables: map ${spec.name}: ${what}`);
-  if (!m) throw bad("missing");
-  const i = m.info;
-  if (i.type !== MapType[spec.type]) throw bad(`type ${i.type}, expected ${spec.type} (${MapType[spec.type]})`);
-  if (i.keySize !== spec.keySize || i.valueSize !== spec.valueSize) throw bad(`key/value sizes ${i.keySize}/${i.valueSize}, expected ${spec.keySize}/${spec.valueSize}`);
-  if (exactEntries && i.maxEntries !== spec.maxEntries) throw bad(`${i.maxEntries} entries, expected ${spec.maxEntries}`);
-}
-
-const int = (v: unknown, min: number, max: number): v is number => typeof v === "number" && Number.isInteger(v) && v >= min && v <= max;
-
-/** Check one service where it enters, naming the field; addresses canonical, structs encoded. */
-function plan(s: NatServiceSpec, path: string): Planned {
-  const where = s?.key ? `${path} (${s.key.addr}:${s.key.port})` : path;
-  const bad = (field: string, what: string) => new LbError("LB_ERR_CONFIG", `packet tables: ${where}: ${field} ${what}`);
-  if (s.family !== 4 && s.family !== 6) throw bad("family", `must be 4 or 6, got ${s.family}`);
-  if (!int(s.key?.port, 1, 65535)) throw bad("key.port", `must be an integer 1..65535, got ${s.key?.port}`);
-  const scheduler = natScheduler(s.scheduler);
-  if (!(s.toaKind === 0 || int(s.toaKind, 2, 255))) throw bad("toaKind", `must be 0 (none) or a TCP option kind 2..255, got ${s.toaKind}`);
-  const r = s.portRange;
-  if (!int(r?.first, 1, 65535) || !int(r?.last, r.first, 65535)) throw bad("portRange", `must be {first, last} with 1 <= first <= last <= 65535, got ${JSON.stringify(r)}`);
-  if (!int(s.mtu, 68, 65535)) throw bad("mtu", `must be an integer 68..65535, got ${s.mtu}`);
-  const keyBytes = encodeServiceKey({ addr: s.key.addr, port: s.key.port, family: s.family });
-  const addr = canonicalAddress(s.key.addr, s.family, `${where}: key.addr`);
-  const ids = new Set<string>();
-  const backends = (s.backends ?? []).map((b, j) => {
-    const bp = `backends[${j}]`;
-    if (typeof b.id !== "string" || b.id === "") throw bad(`${bp}.id`, "must be a non-empty string");
-    const entry = b.hashId ?? b.id;
-    if (ids.has(entry)) throw bad(`${bp}.id`, `${entry} is listed twice`);
-    ids.add(entry);
-    if (!int(b.port, 1, 65535)) throw bad(`${bp}.port`, `must be an integer 1..65535, got ${b.port}`);
-    if (!int(b.weight, 0, Number.MAX_SAFE_INTEGER)) throw bad(`${bp}.weight`, `must be an integer >= 0, got ${b.weight}`);
-    if (typeof b.healthy !== "boolean") throw bad(`${bp}.healthy`, `must be true or false, got ${b.healthy}`);
-    if (!int(b.ifindex, 1, 0xffffffff)) throw bad(`${bp}.ifindex`, `must be a device index >= 1, got ${b.ifindex}`);
-    // The program rewrites addresses in place: client and backend side share the family.
-    const a = canonicalAddress(b.addr, s.family, `${where}: ${bp}.addr (the packet path does not translate between IPv4 and IPv6)`);
-    const local = canonicalAddress(b.local, s.family, `${where}: ${bp}.local`);
-    return { spec: b, key: `${a}|${b.port}|${local}`, value: encodeBackendValue({ addr: a, local, port: b.port, family: s.family, ifindex: b.ifindex }) };
-  });
-  return { spec: s, key: formatEndpoint({ address: addr, port: s.key.port }), keyBytes, scheduler, backends };
-}
