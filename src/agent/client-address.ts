@@ -11,7 +11,7 @@ import type { Socket } from "node:net";
 import { BpfMap, codec, socketFd, socketStorage, type ValueOf } from "../bpf/index.js";
 import { Peer } from "../programs/layout.js";
 import { DEFAULT_PIN_DIR, pinPaths } from "./pins.js";
-import { formatAddress } from "./settings.js";
+import { formatAddress } from "../wire/addr.js";
 
 /** A client address as the load balancer wrote it. */
 export interface ClientAddress {

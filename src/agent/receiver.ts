@@ -29,7 +29,8 @@ import {
   requireFeatures,
   unpin,
 } from "../bpf/index.js";
-import { mapSpecs, MapName, TRUST4_KEY_SIZE, TRUST6_KEY_SIZE } from "../programs/layout.js";
+import { mapSpecs, MapName, Trust4Key, Trust6Key } from "../programs/layout.js";
+import { parseAddress } from "../wire/addr.js";
 import { receiverProgram } from "../programs/receiver.js";
 import { getpeername4Program, getpeername6Program } from "../programs/rewriter.js";
 import { nat64LookupProgram } from "../programs/nat64.js";
@@ -37,7 +38,7 @@ import { checkCgroupFolder, cgroupId } from "./cgroup-folder.js";
 import { findReceiverPinDirs, readLoadedSettings } from "./loaded.js";
 import { AgentError } from "./errors.js";
 import { Attachments, type ProgramKey, pinPaths, RECEIVER_PINS } from "./pins.js";
-import { addressBytes, type Cidr, encodeSettings, type ReceiverSettings, type StoredSettings } from "./settings.js";
+import { type Cidr, encodeSettings, type ReceiverSettings, type StoredSettings } from "./settings.js";
 import { kernelLog } from "./kmsg.js";
 import { join, resolve } from "node:path";
 
@@ -98,12 +99,9 @@ function openOrCreate(spec: MapSpec, path: string, created: Created): BpfMap {
 /** A fresh trust trie filled with `cidrs` of one family. */
 function buildTrust(spec: MapSpec, cidrs: Cidr[], family: 4 | 6): BpfMap {
   const m = BpfMap.create(spec);
-  const keySize = family === 4 ? TRUST4_KEY_SIZE : TRUST6_KEY_SIZE;
+  const Key = family === 4 ? Trust4Key : Trust6Key;
   for (const c of cidrs.filter((x) => x.family === family)) {
-    const key = Buffer.alloc(keySize);
-    key.writeUInt32LE(c.prefix, 0);
-    addressBytes(c.address).copy(key, 4);
-    m.update(key, Buffer.from([1]));
+    m.update(Key.encode({ prefixlen: c.prefix, addr: Buffer.from(parseAddress(c.address).bytes) }), Buffer.from([1]));
   }
   return m;
 }

@@ -5,14 +5,11 @@
  */
 import { ALIBABA_CDN_KIND, DEFAULT_KINDS, SETTINGS_SIZE } from "../programs/layout.js";
 import { parseToaKinds } from "../wire/toa.js";
-import { parseAddress } from "../wire/addr.js";
 import { type Cidr, parseCidr as parseWireCidr } from "../wire/cidr.js";
 import { WireError } from "../wire/errors.js";
 import { SettingsError } from "./errors.js";
 
 export type { Cidr } from "../wire/cidr.js";
-/** Address text of 4 or 16 network-order bytes: wire/addr.ts's, re-exported for client-address.ts. */
-export { formatAddress } from "../wire/addr.js";
 
 /** What `toa load` was asked to do. */
 export interface ReceiverSettings {
@@ -78,11 +75,6 @@ export function parseTrust(text: string | undefined): Cidr[] {
     throw new SettingsError("--trust", "is empty: give the load balancers' source CIDRs (e.g. 100.125.0.0/16), or leave --trust out to believe a TOA from any source");
   }
   return text.split(",").filter((s) => s.trim() !== "").map(parseCidr);
-}
-
-/** Address bytes in network order (4 or 16) of an IPv4 or IPv6 address; throws WireError for anything else. */
-export function addressBytes(address: string): Buffer {
-  return Buffer.from(parseAddress(address).bytes);
 }
 
 /** Encode stored settings into the settings map value. */

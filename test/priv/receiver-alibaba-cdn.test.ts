@@ -7,13 +7,13 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { requireRoot } from "../harness/privileged.js";
 import { ADDR, counterDelta, crafted, createReceiver, createTopology, dropScapyResets, requireTool, startNodeServer, type CraftedResult, type ServerReply } from "../harness/topology.js";
-import { addressBytes } from "../../src/agent/settings.js";
+import { parseAddress } from "../../src/wire/addr.js";
 import { scaled } from "../harness/time.js";
 
 const PORT = 8083;
 
 function cdnOption(address: string): string {
-  const a = addressBytes(address);
+  const a = Buffer.from(parseAddress(address).bytes);
   return Buffer.concat([Buffer.from([28, 2 + 1 + a.length, 1]), a]).toString("hex");
 }
 

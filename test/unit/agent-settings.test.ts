@@ -1,9 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { addressBytes, decodeSettings, encodeSettings, formatAddress, parseCidr, parseKinds, parseTrust, SettingsError, synDefault, type StoredSettings } from "../../src/agent/settings.js";
+import { decodeSettings, encodeSettings, parseCidr, parseKinds, parseTrust, SettingsError, synDefault, type StoredSettings } from "../../src/agent/settings.js";
 import { agentConfigFromFlags } from "../../src/cli/commands/agent-flags.js";
 import { decodePeer } from "../../src/agent/client-address.js";
 import { Peer } from "../../src/programs/layout.js";
+import { formatAddress, parseAddress } from "../../src/wire/addr.js";
 import { unitText } from "../../src/cli/commands/service.js";
 
 test("parseKinds: defaults, dedupe, and errors naming the flag", () => {
@@ -41,7 +42,9 @@ test("parseCidr and parseTrust", () => {
   assert.equal(parseTrust("192.0.2.0/24,2001:db8::/32").length, 2);
 });
 
-test("addressBytes and formatAddress round trip (RFC 5952 text)", () => {
+const addressBytes = (text: string) => Buffer.from(parseAddress(text).bytes);
+
+test("parseAddress and formatAddress round trip (RFC 5952 text)", () => {
   const cases: { have: string; want: string }[] = [
     { have: "192.0.2.1", want: "c0000201" },
     { have: "2001:db8::1", want: "20010db8000000000000000000000001" },
