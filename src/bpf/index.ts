@@ -4,6 +4,7 @@
  */
 export * as asm from "./asm/index.js";
 export * from "./errors.js";
+export * as uapi from "./uapi.js";
 export * from "./syscall.js";
 export * as btf from "./btf.js";
 export { Btf, buildBtf, type BtfType } from "./btf.js";

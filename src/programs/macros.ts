@@ -3,7 +3,8 @@
  * so each expansion has its own labels. Every program keeps its context in r6.
  */
 import { asm } from "../bpf/index.js";
-import { Counter, type CounterName, MapName, SockOps } from "./layout.js";
+import { BPF_SK_STORAGE_GET_F_CREATE, SockOps } from "../bpf/uapi.js";
+import { Counter, type CounterName, MapName } from "./layout.js";
 
 const { add, and, call, exit, FP, jeq, jge, jlt, label, ldMap, ldx, lsh, mov, R0, R1, R2, R3, R4, R6, R7, R8, rsh, st, stx } = asm;
 type Item = asm.Item;
@@ -42,7 +43,7 @@ export function peerStorage(skOffset: number, create: boolean, fail: string): It
     jeq(R2, 0, fail),
     ldMap(R1, MapName.peers),
     mov(R3, 0),
-    mov(R4, create ? 1 /* BPF_SK_STORAGE_GET_F_CREATE */ : 0),
+    mov(R4, create ? BPF_SK_STORAGE_GET_F_CREATE : 0),
     call("sk_storage_get"),
     jeq(R0, 0, fail),
   ];

@@ -30,6 +30,20 @@
  */
 import { asm, type ProgramSpec } from "../bpf/index.js";
 import {
+  BPF_F_PSEUDO_HDR,
+  BPF_NOEXIST,
+  E2BIG,
+  ETH_HLEN,
+  ETH_P_IP_BE,
+  ETH_P_IPV6_BE,
+  IPPROTO_TCP,
+  Skb,
+  TC_ACT_OK,
+  TC_ACT_REDIRECT,
+  TC_ACT_SHOT,
+  TcpFlag as TCP,
+} from "../bpf/uapi.js";
+import {
   Admission,
   BackendValue,
   FlowDir,
@@ -50,15 +64,6 @@ import {
 const { add, add32, and, atomicAdd, sub, sub32, be16, be32, call, exit, FP, ja, jeq, jge, jgt, jle, jlt, jne, jset, jslt, label, ldMap, ldx, lsh, mod32, mov, mul32, or, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, rsh, rsh32, st, stx, xor } = asm;
 type Item = asm.Item;
 
-/** `struct __sk_buff` offsets. */
-const Skb = { len: 0, protocol: 16, ifindex: 40, data: 76, dataEnd: 80 } as const;
-const ETH_P_IP_BE = 0x0008; // htons(0x0800) as the u32 skb->protocol reads on little endian
-const ETH_P_IPV6_BE = 0xdd86; // htons(0x86dd)
-const IPPROTO_TCP = 6;
-const TC_ACT_OK = 0;
-const TC_ACT_SHOT = 2;
-const TC_ACT_REDIRECT = 7;
-const E2BIG = 7;
 /**
  * Option kinds a TOA receiver may accept (reference/toa-formats.md): a client's own option of any of
  * these kinds is overwritten with NOPs before its segment reaches a backend, so whatever the backends'
@@ -68,14 +73,10 @@ const E2BIG = 7;
 const CLIENT_TOA_KINDS = [254, 253, 252, 200, 28];
 /** TCP Fast Open (RFC 7413): removed from PROXY v2 clients' SYNs, so no backend takes data before the header. */
 const TCPOPT_FASTOPEN = 34;
-const BPF_NOEXIST = 1;
-const BPF_F_PSEUDO_HDR = 0x10;
-const TCP = { FIN: 0x01, SYN: 0x02, RST: 0x04, ACK: 0x10 } as const;
 /** Ports tried (in cursor order) before a SYN is given up to the stack as "ports exhausted". */
 const PORT_TRIES = 16;
 /** Options looked at in a SYN before giving up (each at least 1 byte of the 40). */
 const OPTION_STEPS = 16;
-const ETH_HLEN = 14;
 
 /** Stack frame (offsets from r10). */
 const S = {

@@ -6,7 +6,8 @@
  * Every other getsockopt passes through untouched.
  */
 import { asm, type ProgramSpec } from "../bpf/index.js";
-import { MapName, Peer, SockOpt, TOA_SO_GET_LOOKUP } from "./layout.js";
+import { SockOpt } from "../bpf/uapi.js";
+import { MapName, Peer, TOA_SO_GET_LOOKUP } from "./layout.js";
 import { count, peerStorage, returnOne } from "./macros.js";
 
 const { add, jgt, jne, label, ldx, mov, R0, R1, R2, R6, R7, R8, R9, stx } = asm;

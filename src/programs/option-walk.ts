@@ -23,7 +23,8 @@
  * step with the same offset range are the same state and the verifier prunes them.
  */
 import { asm } from "../bpf/index.js";
-import { ALIBABA_CDN_KIND, SockOps } from "./layout.js";
+import { SockOps } from "../bpf/uapi.js";
+import { ALIBABA_CDN_KIND } from "./layout.js";
 
 const { add, and, FP, ja, jeq, jge, jgt, jlt, jne, label, ldx, mov, R1, R2, R3, R4, R5, R6, R7, R8, R9, st, stx } = asm;
 type Item = asm.Item;

@@ -12,7 +12,8 @@
  *      then, and cleared once found, so established connections pay nothing per packet.
  */
 import { asm, type ProgramSpec } from "../bpf/index.js";
-import { AF_INET, AF_INET6, CbFlag, FoundIn, MapName, Op, Peer, SOL_TCP, SockOps, TCP_BPF_SYN, TCP_SAVE_SYN } from "./layout.js";
+import { AF_INET, AF_INET6, CbFlag, Op, SOL_TCP, SockOps, TCP_BPF_SYN, TCP_SAVE_SYN } from "../bpf/uapi.js";
+import { FoundIn, MapName, Peer } from "./layout.js";
 import { count, peerStorage, loadScratch, returnOne, setCbFlags, clampToDataOffset } from "./macros.js";
 import { walkOptions } from "./option-walk.js";
 

@@ -9,7 +9,8 @@
  *   AF_INET socket,  IPv6 TOA  -> unchanged (NAT64: counted; read it with getsockopt 4096)
  */
 import { asm, type ProgramSpec } from "../bpf/index.js";
-import { MapName, Peer, SockAddr } from "./layout.js";
+import { SockAddr } from "../bpf/uapi.js";
+import { MapName, Peer } from "./layout.js";
 import { count, returnOne } from "./macros.js";
 
 const { call, ja, jeq, jne, label, ldMap, ldx, mov, R0, R1, R2, R3, R4, R6, R7, stx } = asm;

@@ -6,7 +6,8 @@
  * option that doesn't fit the 40-byte option space is skipped and counted, never forced.
  */
 import { asm, type ProgramSpec } from "../bpf/index.js";
-import { AF_INET6, CbFlag, MapName, Op, SENDER_FLAG_SYN, SenderKey, SenderValue, SockOps } from "./layout.js";
+import { AF_INET6, CbFlag, Op, SockOps } from "../bpf/uapi.js";
+import { MapName, SENDER_FLAG_SYN, SenderKey, SenderValue } from "./layout.js";
 import { count, returnOne, setCbFlags } from "./macros.js";
 
 const { add, and, be16, call, FP, ja, jeq, jne, jset, jslt, label, ldMap, ldx, mov, R0, R1, R2, R3, R4, R6, R7, rsh, st, stx } = asm;
