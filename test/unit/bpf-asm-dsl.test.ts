@@ -20,6 +20,8 @@ import {
   labels,
   labelSeries,
   ldMap,
+  ldx,
+  mem,
   mov,
   ptr,
   R0,
@@ -58,6 +60,11 @@ test("call() moves each argument into r1..r5, in order, then calls", async (t) =
       want: [mov(R1, R9), mov(R2, 4), mov(R3, R9), add(R3, 0), mov(R4, 4), mov(R5, 0), callInsn("csum_diff")],
     },
     { name: "helper by id", have: call(5, 1), want: [mov(R1, 1), callInsn(5)] },
+    {
+      name: "a value loaded from the stack",
+      have: call("skb_store_bytes", R6, R2, mem("DW", FP, -312), R9, 0),
+      want: [mov(R1, R6), ldx("DW", R3, FP, -312), mov(R4, R9), mov(R5, 0), callInsn("skb_store_bytes")],
+    },
   ];
   for (const c of cases) await t.test(c.name, () => same(c.have, c.want));
   await t.test("the same bytes as the moves written out", () => {

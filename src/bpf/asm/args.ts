@@ -8,10 +8,12 @@
  *   string            r<i> = &map      (ld_imm64 with the map's fd, resolved at load time)
  *   ptr(base, off)    r<i> = base; r<i> += off   (always both, so `off` may be 0 in a loop)
  *   fp(off)           ptr(r10, off): a pointer into the stack frame
+ *   mem(size, b, off) r<i> = *(size *)(b + off): a value loaded from memory (a parked spill)
  */
 import { AsmError } from "./encode.js";
 import { Helper, type HelperName } from "./helpers.js";
-import { add, callInsn, FP, type Instruction, ldMap, mov, type Register, R1, R2, R3, R4, R5 } from "./instruction.js";
+import { add, callInsn, FP, type Instruction, ldMap, ldx, mov, type Register, R1, R2, R3, R4, R5 } from "./instruction.js";
+import { type SizeName } from "./opcodes.js";
 
 /** `base + off` as a helper argument: a pointer into the stack (base r10) or into memory a register points at. */
 export interface Pointer {
@@ -25,8 +27,19 @@ export const ptr = (base: Register, off: number): Pointer => Object.freeze({ kin
 /** `r10 + off`: a stack slot's address, for {@link call}. */
 export const fp = (off: number): Pointer => ptr(FP, off);
 
-/** One helper argument: a register, an immediate, a map (by name) or a pointer. */
-export type Arg = Register | number | string | Pointer;
+/** `*(size *)(base + off)` as a helper argument. */
+export interface Load {
+  readonly kind: "mem";
+  readonly size: SizeName;
+  readonly base: Register;
+  readonly off: number;
+}
+
+/** `*(size *)(base + off)`, for {@link call}. */
+export const mem = (size: SizeName, base: Register, off: number): Load => Object.freeze({ kind: "mem", size, base, off });
+
+/** One helper argument: a register, an immediate, a map (by name), a pointer or a load. */
+export type Arg = Register | number | string | Pointer | Load;
 
 const ARGS = [R1, R2, R3, R4, R5] as const;
 
@@ -49,7 +62,8 @@ export function moveArgs(helper: string, args: readonly Arg[]): Instruction[] {
     else if (typeof a === "string") out.push(ldMap(dst, a));
     else if (a.kind === "reg") {
       if (a.n !== dst.n) out.push(mov(dst, a));
-    } else out.push(mov(dst, a.base), add(dst, a.off));
+    } else if (a.kind === "mem") out.push(ldx(a.size, dst, a.base, a.off));
+    else out.push(mov(dst, a.base), add(dst, a.off));
   });
   return out;
 }
