@@ -65,6 +65,9 @@ function handshakeDone(c: Ctx, done: string): Item[] {
   ];
 }
 
+/** `flow->flags |= flag` (r7 = flow). Clobbers r1. */
+const markFlow = (flag: number): Item[] => [ldx("B", R1, R7, FlowValue.flags), or(R1, flag), stx("B", R7, FlowValue.flags, R1)];
+
 /** Starts at `c.flow` (r7 = the flow's entry): rewrite the packet, count it and send it on. */
 export function forward(c: Ctx): Item[] {
   const { f } = c;
@@ -81,15 +84,11 @@ export function forward(c: Ctx): Item[] {
     mov(R3, R2),
     and(R3, TCP.FIN),
     jeq(R3, 0, L.rst),
-    ldx("B", R1, R7, FlowValue.flags),
-    or(R1, FlowFlag.FIN),
-    stx("B", R7, FlowValue.flags, R1),
+    ...markFlow(FlowFlag.FIN),
     label(L.rst),
     and(R2, TCP.RST),
     jeq(R2, 0, L.flagsDone),
-    ldx("B", R1, R7, FlowValue.flags),
-    or(R1, FlowFlag.RST),
-    stx("B", R7, FlowValue.flags, R1),
+    ...markFlow(FlowFlag.RST),
     label(L.flagsDone),
     // Bytes per backend and direction.
     ldx("W", R9, R7, FlowValue.backend),

@@ -101,18 +101,32 @@ export function serviceLookup(miss: string): Item[] {
   ];
 }
 
+/** Where a struct keeps a connection's two ends (FlowKey and FlowValue both do). */
+interface Ends {
+  readonly saddr: number;
+  readonly daddr: number;
+  readonly sport: number;
+  readonly dport: number;
+}
+
+/**
+ * The other direction's ends: `to.saddr = from.daddr; to.daddr = from.saddr`, ports likewise, for
+ * the struct `To` at `dst + dOff` from the struct `From` at `src + sOff`. Clobbers r1.
+ */
+export function swappedEnds(dst: asm.Register, dOff: number, To: Ends, src: asm.Register, sOff: number, From: Ends): Item[] {
+  return [
+    ...copy(dst, dOff + To.saddr, src, sOff + From.daddr, 16),
+    ...copy(dst, dOff + To.daddr, src, sOff + From.saddr, 16),
+    ldx("H", R1, src, sOff + From.dport),
+    stx("H", dst, dOff + To.sport, R1),
+    ldx("H", R1, src, sOff + From.sport),
+    stx("H", dst, dOff + To.dport, R1),
+  ];
+}
+
 /** S.rkey = the key of the other direction of the flow in r7 (its value's addresses and ports, swapped). */
 export function reverseKey(f: Family): Item[] {
-  return [
-    ...zero(S.rkey, FlowKey.size),
-    ...copy(FP, S.rkey + FlowKey.saddr, R7, FlowValue.daddr, 16),
-    ...copy(FP, S.rkey + FlowKey.daddr, R7, FlowValue.saddr, 16),
-    ldx("H", R1, R7, FlowValue.dport),
-    stx("H", FP, S.rkey + FlowKey.sport, R1),
-    ldx("H", R1, R7, FlowValue.sport),
-    stx("H", FP, S.rkey + FlowKey.dport, R1),
-    st("B", FP, S.rkey + FlowKey.family, f.family),
-  ];
+  return [...zero(S.rkey, FlowKey.size), ...swappedEnds(FP, S.rkey, FlowKey, R7, 0, FlowValue), st("B", FP, S.rkey + FlowKey.family, f.family)];
 }
 
 /**

@@ -13,7 +13,7 @@ import { asm } from "../../bpf/index.js";
 import { BPF_NOEXIST, E2BIG, Skb, TC_ACT_SHOT } from "../../bpf/uapi.js";
 import { Admission, BackendValue, FlowDir, FlowFlag, FlowKey, FlowValue, NatBackendCounter, NatCounter, NatMapName, NatScheduler, ServiceValue, SLOTS } from "../nat-layout.js";
 import { type Ctx, proxyLen } from "./family.js";
-import { admissionAdd, backendCounterAdd, copy, counterAdd, S, serviceLookup, zero } from "./frame.js";
+import { admissionAdd, backendCounterAdd, copy, counterAdd, S, serviceLookup, swappedEnds, zero } from "./frame.js";
 import { loadSeq } from "./seq-shift.js";
 
 const { add, add32, and, be16, call, fp, FP, ja, jeq, jne, jslt, label, labels, ldx, lsh, mod32, mov, mul32, R0, R1, R2, R3, R6, R7, R8, R9, rsh32, st, stx, sub, xor } = asm;
@@ -124,12 +124,7 @@ export function newConnection(c: Ctx): Item[] {
     ...flowShared(S.fval, FlowDir.TO_BACKEND),
     // Backend side: { backend → local } → { VIP → client }, out the device the SYN came in by.
     ...zero(S.rval, FlowValue.size),
-    ...copy(FP, S.rval + FlowValue.saddr, FP, S.key + FlowKey.daddr, 16),
-    ...copy(FP, S.rval + FlowValue.daddr, FP, S.key + FlowKey.saddr, 16),
-    ldx("H", R1, FP, S.key + FlowKey.dport),
-    stx("H", FP, S.rval + FlowValue.sport, R1),
-    ldx("H", R1, FP, S.key + FlowKey.sport),
-    stx("H", FP, S.rval + FlowValue.dport, R1),
+    ...swappedEnds(FP, S.rval, FlowValue, FP, S.key, FlowKey),
     ldx("W", R1, R6, Skb.ifindex),
     stx("W", FP, S.rval + FlowValue.ifindex, R1),
     ...flowShared(S.rval, FlowDir.TO_CLIENT),

@@ -24,6 +24,16 @@ export function loadSeq(f: Family, at: 4 | 8, fail: string): Item[] {
   return [...call("skb_load_bytes", R6, f.l4 + at, fp(S.u32), 4), jne(R0, 0, fail), ldx("W", R0, FP, S.u32), be32(R0)];
 }
 
+/** r8 = the sequence (4) or acknowledgment (8) number as in the packet, r9 = in host order; goto `fail` when unreadable. */
+function seqInR8R9(f: Family, at: 4 | 8, fail: string): Item[] {
+  return [...loadSeq(f, at, fail), ldx("W", R8, FP, S.u32), mov(R9, R0)];
+}
+
+/** Not a PROXY v2 flow (r7): goto `done`; a SYN: goto `syn`; else on with r1 = the TCP flags. */
+function proxyFlow(done: string, syn: string): Item[] {
+  return [ldx("H", R1, R7, FlowValue.hdrLen), jeq(R1, 0, done), ldx("W", R1, FP, S.tcpFlags), jset(R1, TCP.SYN, syn)];
+}
+
 /**
  * Replace the sequence (at = 4) or acknowledgment (at = 8) number whose network-order bytes are in
  * r8 by the host-order value in r9, fixing the checksum (not in the pseudo-header). Clobbers r1-r5, r9.
@@ -117,10 +127,7 @@ export function proxyToBackend(c: Ctx, done: string): Item[] {
   const { f } = c;
   const L = labels(`proxyOut${f.name}`, ["syn", "shift", "written", "noData"]);
   return [
-    ldx("H", R1, R7, FlowValue.hdrLen),
-    jeq(R1, 0, done),
-    ldx("W", R1, FP, S.tcpFlags),
-    jset(R1, TCP.SYN, L.syn),
+    ...proxyFlow(done, L.syn),
     ldx("B", R1, R7, FlowValue.flags),
     and(R1, FlowFlag.PROXY_UNACKED),
     jeq(R1, 0, L.shift),
@@ -134,9 +141,7 @@ export function proxyToBackend(c: Ctx, done: string): Item[] {
     ...counterAdd(NatCounter.proxy_written),
     ja(done),
     label(L.shift),
-    ...loadSeq(f, 4, c.pass),
-    ldx("W", R8, FP, S.u32),
-    mov(R9, R0),
+    ...seqInR8R9(f, 4, c.pass),
     ldx("H", R1, R7, FlowValue.hdrLen),
     add32(R9, R1),
     ...storeSeq(f, 4),
@@ -169,15 +174,10 @@ export function proxyToClient(c: Ctx, done: string): Item[] {
   const { f } = c;
   const L = labels(`proxyIn${f.name}`, ["syn", "covers", "acked", "store"]);
   return [
-    ldx("H", R1, R7, FlowValue.hdrLen),
-    jeq(R1, 0, done),
-    ldx("W", R1, FP, S.tcpFlags),
-    jset(R1, TCP.SYN, L.syn),
+    ...proxyFlow(done, L.syn),
     and(R1, TCP.ACK),
     jeq(R1, 0, done),
-    ...loadSeq(f, 8, c.pass),
-    ldx("W", R8, FP, S.u32),
-    mov(R9, R0),
+    ...seqInR8R9(f, 8, c.pass),
     ldx("W", R2, R7, FlowValue.seqBase),
     mov(R3, R9),
     sub32(R3, R2), // how far past seq_base (mod 2^32)
