@@ -43,7 +43,7 @@ export function nat64LookupProgram(): ProgramSpec {
       stx("W", R6, SockOpt.optlen, R2),
       mov(R2, 0),
       stx("W", R6, SockOpt.retval, R2),
-      ...count("ok", MapName.stats, "nat64_lookup_ok"),
+      ...count(MapName.stats, "nat64_lookup_ok"),
       label("out"),
       ...returnOne(),
     ],

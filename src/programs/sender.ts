@@ -105,7 +105,7 @@ export function senderProgram(): ProgramSpec {
     // A current-MSS estimate is not a packet: don't count it.
     ldx("W", R2, R6, SockOps.args),
     jset(R2, WRITE_HDR_TCP_CURRENT_MSS, "out"),
-    ...count("skip", MapName.senderStats, "sender_skipped_no_space"),
+    ...count(MapName.senderStats, "sender_skipped_no_space"),
     ja("out"),
 
     // Write [kind][len][port][address].
@@ -133,11 +133,11 @@ export function senderProgram(): ProgramSpec {
     call("store_hdr_opt"),
     label("written"),
     jne(R0, 0, "out"),
-    ...count("wr", MapName.senderStats, "sender_written"),
+    ...count(MapName.senderStats, "sender_written"),
     ldx("W", R2, R6, SockOps.skbTcpFlags),
     and(R2, TCP_FLAG_SYN),
     jeq(R2, 0, "out"),
-    ...count("wrsyn", MapName.senderStats, "sender_syn_written"),
+    ...count(MapName.senderStats, "sender_syn_written"),
     ja("out"),
 
     // The server has spoken: the balancer's job for this connection is done.
