@@ -83,6 +83,8 @@ export const BPF_EXIST = UpdateFlag.EXIST;
 
 /** `flags` of bpf_l4_csum_replace: the change is in the pseudo-header (low 4 bits: field size). */
 export const BPF_F_PSEUDO_HDR = 0x10;
+/** `args[0]` bit of BPF_SOCK_OPS_HDR_OPT_LEN_CB/WRITE_HDR_OPT_CB: an MSS estimate, no packet. */
+export const BPF_WRITE_HDR_TCP_CURRENT_MSS = 1;
 /** `flags` of bpf_sk_storage_get: create the storage when missing. */
 export const BPF_SK_STORAGE_GET_F_CREATE = 1;
 

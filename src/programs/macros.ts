@@ -14,6 +14,7 @@ export const Stack = frame({ key: 4 });
 
 /** A TOA program's stack frame: {@link Stack}'s key first, then `slots` in order. */
 export function toaFrame<const T extends Record<string, asm.SlotSpec>>(slots: T): asm.Frame<{ key: number } & T> {
+  if ("key" in slots) throw new asm.AsmError(`toaFrame: "key" is Stack.key's slot`);
   return frame({ key: 4, ...slots });
 }
 
