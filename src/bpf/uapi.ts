@@ -55,6 +55,7 @@ export const CbFlag = { STATE: 4, PARSE_ALL_HDR_OPT: 16, PARSE_UNKNOWN_HDR_OPT: 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 /** Protocol numbers (linux/in.h); SOL_TCP is IPPROTO_TCP as a socket option level. */
+export const IPPROTO_IP = 0;
 export const IPPROTO_TCP = 6;
 export const SOL_TCP = 6;
 /** TCP socket options (linux/tcp.h) and the BPF-only one (bpf.h) that reads the saved SYN. */
