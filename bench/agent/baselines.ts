@@ -11,7 +11,8 @@
  *            finds it by cookie. It answers "would a hash be cheaper than sk_storage?".
  */
 import { asm, BpfMap, Program } from "../../src/bpf/index.js";
-import { CbFlag, mapSpecs, Op, Peer, SockAddr, SockOps } from "../../src/programs/layout.js";
+import { CbFlag, Op, SockAddr, SockOps } from "../../src/bpf/uapi.js";
+import { mapSpecs, Peer } from "../../src/programs/layout.js";
 
 const { add, call, exit, FP, jeq, jne, label, ldMap, ldx, mov, or, R0, R1, R2, R3, R4, R6, st, stx } = asm;
 

@@ -4,6 +4,7 @@
  */
 export * as asm from "./asm/index.js";
 export * from "./errors.js";
+export * as uapi from "./uapi.js";
 export * from "./syscall.js";
 export { linkDetach, objInfo } from "./sys.js";
 /** The bpf(2) attrs and info structs, declared with struct() (cilium/ebpf's internal/sys). */

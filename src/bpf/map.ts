@@ -9,6 +9,7 @@ import { MapBatchAttr, MapCreateAttr, MapElemAttr, MapInfoStruct, nameText, objG
 import { zero } from "./struct.js";
 import { Btf, type BtfType, btfSize, buildBtf } from "./btf.js";
 import { bytes, type Codec } from "./codec.js";
+import { UpdateFlag } from "./uapi.js";
 
 /** Map types (enum bpf_map_type). */
 export const MapType = {
@@ -27,8 +28,8 @@ export type MapTypeName = keyof typeof MapType;
 /** Map flags. */
 export const MapFlag = { NO_PREALLOC: 1, RDONLY: 1 << 3, WRONLY: 1 << 4 } as const;
 
-/** Update flags. */
-export const UpdateFlag = { ANY: 0, NOEXIST: 1, EXIST: 2 } as const;
+/** Update flags: defined with the kernel's other constants. */
+export { UpdateFlag } from "./uapi.js";
 
 /** Blueprint of a map: plain data, no kernel involved. */
 export interface MapSpec {

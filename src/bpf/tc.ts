@@ -37,11 +37,8 @@ export type { TcDirection, TcFilter } from "./tc-netlink.js";
 /** How a program is attached: a tcx link, or a classic tc filter over netlink. */
 export type TcMode = "tcx" | "netlink";
 
-/**
- * Verdicts of a tc program (TC_ACT_* in pkt_cls.h; tcx's TCX_* in bpf.h share the values). NEXT
- * (TC_ACT_UNSPEC) hands the packet to the next program or filter, OK lets it through, SHOT drops it.
- */
-export const TcAction = { NEXT: -1, OK: 0, SHOT: 2, REDIRECT: 7 } as const;
+/** Verdicts of a tc program: defined with the kernel's other constants. */
+export { TcAction } from "./uapi.js";
 
 /**
  * Prefix of the default filter name, "<application>:" (setApplication; "bpf:" by default): how

@@ -134,55 +134,8 @@ export const mapSpecs = {
   senderStats: { name: MapName.senderStats, type: "PERCPU_ARRAY", keySize: 4, valueSize: 8, maxEntries: COUNTER_SLOTS },
 } satisfies Record<string, MapSpec>;
 
-/** Offsets in struct bpf_sock_ops (include/uapi/linux/bpf.h). */
-export const SockOps = {
-  op: 0,
-  args: 4,
-  reply: 4,
-  family: 20,
-  remoteIp4: 24,
-  localIp4: 28,
-  remoteIp6: 32,
-  localIp6: 48,
-  remotePort: 64,
-  localPort: 68,
-  cbFlags: 84,
-  state: 88,
-  dataSegsIn: 144,
-  bytesReceived: 168,
-  sk: 184,
-  skbData: 192,
-  skbDataEnd: 200,
-  skbLen: 208,
-  skbTcpFlags: 212,
-} as const;
-
-/** Offsets in struct bpf_sock_addr. */
-export const SockAddr = { userFamily: 0, userIp4: 4, userIp6: 8, userPort: 24, family: 28, sk: 64 } as const;
-
-/** Offsets in struct bpf_sockopt. */
-export const SockOpt = { sk: 0, optval: 8, optvalEnd: 16, level: 24, optname: 28, optlen: 32, retval: 36 } as const;
-
-/** sock_ops op values. */
-export const Op = {
-  TCP_CONNECT_CB: 3,
-  ACTIVE_ESTABLISHED_CB: 4,
-  PASSIVE_ESTABLISHED_CB: 5,
-  STATE_CB: 10,
-  TCP_LISTEN_CB: 11,
-  PARSE_HDR_OPT_CB: 13,
-  HDR_OPT_LEN_CB: 14,
-  WRITE_HDR_OPT_CB: 15,
-} as const;
-
-/** sock_ops callback flags. */
-export const CbFlag = { STATE: 4, PARSE_ALL_HDR_OPT: 16, PARSE_UNKNOWN_HDR_OPT: 32, WRITE_HDR_OPT: 64 } as const;
-
-export const AF_INET = 2;
-export const AF_INET6 = 10;
-export const SOL_TCP = 6;
-export const TCP_SAVE_SYN = 27;
-export const TCP_BPF_SYN = 1005;
+/** Kernel constants are in bpf/uapi.ts; these two stay importable from here for the agent's sender key. */
+export { AF_INET, AF_INET6 } from "../bpf/uapi.js";
 /** DPVS/elb-toa/Tencent NAT64 look-up: getsockopt(fd, IPPROTO_IP, TOA_SO_GET_LOOKUP). */
 export const TOA_SO_GET_LOOKUP = 4096;
 export const DEFAULT_KINDS = [254, 253, 200];

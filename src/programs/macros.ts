@@ -1,33 +1,41 @@
 /**
- * Instruction sequences shared by the programs, expanded inline (like C macros) with a label prefix
- * so each expansion has its own labels. Every program keeps its context in r6.
+ * Instruction sequences shared by the programs, expanded inline (like C macros); each expansion
+ * takes fresh labels from asm.labels(). Every program keeps its context in r6.
  */
 import { asm } from "../bpf/index.js";
-import { Counter, type CounterName, MapName, SockOps } from "./layout.js";
+import { BPF_SK_STORAGE_GET_F_CREATE, SockOps } from "../bpf/uapi.js";
+import { Counter, type CounterName, MapName } from "./layout.js";
 
-const { add, and, call, exit, FP, jeq, jge, jlt, label, ldMap, ldx, lsh, mov, R0, R1, R2, R3, R4, R6, R7, R8, rsh, st, stx } = asm;
+const { add, and, call, exit, FP, frame, jeq, jge, jlt, label, labels, ldMap, ldx, lsh, mov, R0, R1, R2, R6, R7, R8, rsh, st, stx } = asm;
 type Item = asm.Item;
 
-/** The stack slot (offset from r10) every TOA program keeps its u32 array key in. */
-export const Stack = { key: -4 } as const;
+/** The stack slot (offset from r10) every TOA program keeps its u32 array key in: the first of its frame. */
+export const Stack = frame({ key: 4 });
+
+/** A TOA program's stack frame: {@link Stack}'s key first, then `slots` in order. */
+export function toaFrame<const T extends Record<string, asm.SlotSpec>>(slots: T): asm.Frame<{ key: number } & T> {
+  if ("key" in slots) throw new asm.AsmError(`toaFrame: "key" is Stack.key's slot`);
+  return frame({ key: 4, ...slots });
+}
 
 /**
  * `stats[counter]++` on a per-CPU array (no atomics needed: each CPU owns its slot). Clobbers r0-r5.
  */
-export function count(prefix: string, map: string, counter: CounterName | { reg: asm.Register }): Item[] {
+export function count(map: string, counter: CounterName | { reg: asm.Register }): Item[] {
+  const L = labels("count", ["done"]);
   const key: Item[] =
     typeof counter === "string" ? [st("W", FP, Stack.key, Counter[counter])] : [stx("W", FP, Stack.key, counter.reg)];
   return [
     ...key,
-    mov(R2, FP),
+    mov(R2, FP), // &key before &map: the order these programs were written in
     add(R2, Stack.key),
     ldMap(R1, map),
     call("map_lookup_elem"),
-    jeq(R0, 0, `${prefix}_cnt_done`),
+    jeq(R0, 0, L.done),
     ldx("DW", R1, R0, 0),
     add(R1, 1),
     stx("DW", R0, 0, R1),
-    label(`${prefix}_cnt_done`),
+    label(L.done),
   ];
 }
 
@@ -40,16 +48,13 @@ export function peerStorage(skOffset: number, create: boolean, fail: string): It
   return [
     ldx("DW", R2, R6, skOffset),
     jeq(R2, 0, fail),
-    ldMap(R1, MapName.peers),
-    mov(R3, 0),
-    mov(R4, create ? 1 /* BPF_SK_STORAGE_GET_F_CREATE */ : 0),
-    call("sk_storage_get"),
+    ...call("sk_storage_get", MapName.peers, R2, 0, create ? BPF_SK_STORAGE_GET_F_CREATE : 0),
     jeq(R0, 0, fail),
   ];
 }
 
 /** `r7 = &scratch[0]` or goto `fail`. Clobbers r0-r5. */
-export function loadScratch(prefix: string, map: string, fail: string): Item[] {
+export function loadScratch(map: string, fail: string): Item[] {
   return [
     st("W", FP, Stack.key, 0),
     mov(R2, FP),
@@ -62,15 +67,16 @@ export function loadScratch(prefix: string, map: string, fail: string): Item[] {
 }
 
 /** r8 = min(r8, doff * 4) where doff is the high nibble of header byte 12; fail when r8 < 20. */
-export function clampToDataOffset(prefix: string, fail: string): Item[] {
+export function clampToDataOffset(fail: string): Item[] {
+  const L = labels("clamp", ["lenOk"]);
   return [
     jlt(R8, 20, fail),
     ldx("B", R2, R7, 12),
     rsh(R2, 4),
     lsh(R2, 2), // doff * 4, at most 60
-    jge(R2, R8, `${prefix}_len_ok`),
+    jge(R2, R8, L.lenOk),
     mov(R8, R2),
-    label(`${prefix}_len_ok`),
+    label(L.lenOk),
     jlt(R8, 20, fail),
   ];
 }
@@ -80,7 +86,7 @@ export function setCbFlags(set: number, clear = 0): Item[] {
   const out: Item[] = [ldx("W", R2, R6, SockOps.cbFlags)];
   if (set) out.push(asm.or(R2, set));
   if (clear) out.push(and(R2, ~clear));
-  out.push(mov(R1, R6), call("sock_ops_cb_flags_set"));
+  out.push(...call("sock_ops_cb_flags_set", R6, R2));
   return out;
 }
 

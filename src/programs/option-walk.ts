@@ -23,9 +23,10 @@
  * step with the same offset range are the same state and the verifier prunes them.
  */
 import { asm } from "../bpf/index.js";
-import { ALIBABA_CDN_KIND, SockOps } from "./layout.js";
+import { SockOps } from "../bpf/uapi.js";
+import { ALIBABA_CDN_KIND } from "./layout.js";
 
-const { add, and, FP, ja, jeq, jge, jgt, jlt, jne, label, ldx, mov, R1, R2, R3, R4, R5, R6, R7, R8, R9, st, stx } = asm;
+const { add, and, FP, ja, jeq, jge, jgt, jlt, jne, label, labels, labelSeries, ldx, mov, R1, R2, R3, R4, R5, R6, R7, R8, R9, st, stx } = asm;
 type Item = asm.Item;
 
 /** Where the header is: see the file comment. */
@@ -44,8 +45,6 @@ function optionPointer(memory: HeaderMemory): Item[] {
 const OPTION_SPACE = 40;
 
 export interface WalkOptions {
-  /** Label prefix, unique per expansion. */
-  prefix: string;
   memory: HeaderMemory;
   /** Option kinds accepted (8-byte IPv4 and 20-byte IPv6 forms; 28 adds the CDN forms). */
   kinds: readonly number[];
@@ -65,12 +64,16 @@ export interface WalkOptions {
  * Clobbers r1-r5, r9.
  */
 export function walkOptions(o: WalkOptions): Item[] {
-  const { prefix: p, memory, kinds, optSlot, malformedSlot, found, notFound } = o;
+  const { memory, kinds, malformedSlot, notFound } = o;
+  const L = labels(`walk_${memory}`, ["step", "option", "kind", "cdn", "bad", "v4", "v6", "cdn4", "cdn6"]);
   const packet = memory === "packet";
   const cdn = kinds.includes(ALIBABA_CDN_KIND);
   const portKinds = kinds.filter((k) => k !== ALIBABA_CDN_KIND);
-  const step = (i: number) => `${p}_s${i}`;
-  const bad = `${p}_bad`;
+  const step = labelSeries(L.step);
+  const option = labelSeries(L.option);
+  const kind = labelSeries(L.kind);
+  const cdnKind = labelSeries(L.cdn);
+  const bad = L.bad;
   /** Go to `fail` unless `n` bytes from r2 are inside the header (r5 clobbered). */
   const inside = (n: number | asm.Register, fail: string): Item[] =>
     packet
@@ -94,35 +97,35 @@ export function walkOptions(o: WalkOptions): Item[] {
       ...inside(1, notFound), // no byte left: the options end here
       ldx("B", R3, R2, 0), // kind
       jeq(R3, 0, notFound), // EOL
-      jne(R3, 1, `${p}_o${i}`),
+      jne(R3, 1, option(i)),
       add(R9, 1), // NOP
       ja(step(i + 1)),
-      label(`${p}_o${i}`),
+      label(option(i)),
       ...inside(2, bad), // a kind without its length byte
       ldx("B", R4, R2, 1), // length
       jlt(R4, 2, bad),
       ...inside(R4, bad), // runs past the header
-      ...portKinds.map((k) => jeq(R3, k, `${p}_k${i}`)),
-      ...(cdn ? [jeq(R3, ALIBABA_CDN_KIND, `${p}_c${i}`)] : []),
+      ...portKinds.map((k) => jeq(R3, k, kind(i))),
+      ...(cdn ? [jeq(R3, ALIBABA_CDN_KIND, cdnKind(i))] : []),
       ...advance(i),
-      label(`${p}_k${i}`),
-      jeq(R4, 8, `${p}_v4`),
-      jeq(R4, 20, `${p}_v6`),
+      label(kind(i)),
+      jeq(R4, 8, L.v4),
+      jeq(R4, 20, L.v6),
       st("W", FP, malformedSlot, 1), // a listed kind with another length: skip it, keep looking
       ...advance(i),
     );
     if (cdn) {
       out.push(
-        label(`${p}_c${i}`),
-        jeq(R4, 7, `${p}_cdn4`),
-        jeq(R4, 19, `${p}_cdn6`),
+        label(cdnKind(i)),
+        jeq(R4, 7, L.cdn4),
+        jeq(R4, 19, L.cdn6),
         // Kind 28 is also TCP User Timeout (RFC 5482, length 4): not ours, not malformed.
         ...advance(i),
       );
     }
   }
   out.push(label(step(OPTION_SPACE)), ja(notFound), label(bad), st("W", FP, malformedSlot, 1), ja(notFound));
-  out.push(...copies(o, cdn));
+  out.push(...copies(o, L, cdn));
   return out;
 }
 
@@ -131,8 +134,8 @@ export function walkOptions(o: WalkOptions): Item[] {
  * the end first (the walk proved it with a variable length); in the map value the offset is below
  * 60 and the value 96 bytes long, so 20 bytes past it are always readable.
  */
-function copies(o: WalkOptions, cdn: boolean): Item[] {
-  const { prefix: p, memory, optSlot: at, found, notFound } = o;
+function copies(o: WalkOptions, L: asm.Labels<"v4" | "v6" | "cdn4" | "cdn6">, cdn: boolean): Item[] {
+  const { memory, optSlot: at, found, notFound } = o;
   const proven = (n: number): Item[] => (memory === "packet" ? [mov(R5, R2), add(R5, n), jgt(R5, R8, notFound)] : []);
   /** Copy `bytes` from r2 + `from` to the slot + `to`, in words then a half-word and a byte. */
   const copy = (from: number, to: number, bytes: number): Item[] => {
@@ -144,12 +147,12 @@ function copies(o: WalkOptions, cdn: boolean): Item[] {
   };
   const zeroTail = [8, 12, 16].map((k) => st("W", FP, at + k, 0)); // addr[4..16) of an IPv4 option
   const out: Item[] = [
-    label(`${p}_v4`),
+    label(L.v4),
     ...proven(8),
     ...copy(0, 0, 8),
     ...zeroTail,
     ja(found),
-    label(`${p}_v6`),
+    label(L.v6),
     ...proven(20),
     ...copy(0, 0, 20),
     ja(found),
@@ -157,7 +160,7 @@ function copies(o: WalkOptions, cdn: boolean): Item[] {
   if (cdn) {
     out.push(
       // [28][7][ver][a.b.c.d] -> [28][8][0 0][a.b.c.d]
-      label(`${p}_cdn4`),
+      label(L.cdn4),
       ...proven(7),
       ...copy(3, 4, 4),
       ...zeroTail,
@@ -166,7 +169,7 @@ function copies(o: WalkOptions, cdn: boolean): Item[] {
       st("H", FP, at + 2, 0),
       ja(found),
       // [28][19][ver][16 bytes] -> [28][20][0 0][16 bytes]
-      label(`${p}_cdn6`),
+      label(L.cdn6),
       ...proven(19),
       ...copy(3, 4, 16),
       st("B", FP, at, ALIBABA_CDN_KIND),

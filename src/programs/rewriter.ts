@@ -9,25 +9,24 @@
  *   AF_INET socket,  IPv6 TOA  -> unchanged (NAT64: counted; read it with getsockopt 4096)
  */
 import { asm, type ProgramSpec } from "../bpf/index.js";
-import { MapName, Peer, SockAddr } from "./layout.js";
+import { SockAddr } from "../bpf/uapi.js";
+import { MapName, Peer } from "./layout.js";
 import { count, returnOne } from "./macros.js";
 
-const { call, ja, jeq, jne, label, ldMap, ldx, mov, R0, R1, R2, R3, R4, R6, R7, stx } = asm;
+const { call, ja, jeq, jne, label, labels, ldx, mov, R0, R1, R2, R6, R7, stx } = asm;
 type Item = asm.Item;
 
 /** toa_peer *p = bpf_sk_storage_get(&toa_peers, ctx->sk, NULL, 0): r7, or count empty and return. */
-function lookupPeer(): Item[] {
+function lookupPeer(out: string): Item[] {
+  const L = labels("peer", ["found"]);
   return [
     mov(R6, R1),
     ldx("DW", R2, R6, SockAddr.sk), // never NULL in sock_addr programs
-    ldMap(R1, MapName.peers),
-    mov(R3, 0),
-    mov(R4, 0),
-    call("sk_storage_get"),
-    jne(R0, 0, "have_peer"),
-    ...count("empty", MapName.stats, "getname_toa_empty"),
-    ja("out"),
-    label("have_peer"),
+    ...call("sk_storage_get", MapName.peers, R2, 0, 0),
+    jne(R0, 0, L.found),
+    ...count(MapName.stats, "getname_toa_empty"),
+    ja(out),
+    label(L.found),
     mov(R7, R0),
     ldx("B", R2, R7, Peer.family),
   ];
@@ -37,55 +36,56 @@ function lookupPeer(): Item[] {
  * user_port = p->port: both are network order; the context field keeps it in its low 16 bits.
  * Port 0 means the option carried none (Alibaba CDN): keep the connection's own.
  */
-function rewritePort(prefix: string): Item[] {
-  return [ldx("H", R2, R7, Peer.port), jeq(R2, 0, `${prefix}_keep_port`), stx("W", R6, SockAddr.userPort, R2), label(`${prefix}_keep_port`)];
+function rewritePort(): Item[] {
+  const L = labels("port", ["keep"]);
+  return [ldx("H", R2, R7, Peer.port), jeq(R2, 0, L.keep), stx("W", R6, SockAddr.userPort, R2), label(L.keep)];
+}
+
+/** A getpeername program: `body` runs with r7 = the peer and r2 = its family, and goes to `out` when done. */
+function getpeernameProgram(family: 4 | 6, body: (out: string) => Item[]): ProgramSpec {
+  const L = labels(`getpeername${family}`, ["out"]);
+  return {
+    name: `toa_getpeer${family}`,
+    type: "CGROUP_SOCK_ADDR",
+    expectedAttachType: family === 4 ? "CGROUP_INET4_GETPEERNAME" : "CGROUP_INET6_GETPEERNAME",
+    license: "GPL",
+    instructions: [...lookupPeer(L.out), ...body(L.out), ...rewritePort(), ...count(MapName.stats, "getname_toa_ok"), label(L.out), ...returnOne()],
+  };
 }
 
 /** cgroup/getpeername4. */
 export function getpeername4Program(): ProgramSpec {
-  return {
-    name: "toa_getpeer4",
-    type: "CGROUP_SOCK_ADDR",
-    expectedAttachType: "CGROUP_INET4_GETPEERNAME",
-    license: "GPL",
-    instructions: [
-      ...lookupPeer(),
-      jeq(R2, 4, "v4"),
-      jeq(R2, 0, "empty"),
-      ...count("mismatch", MapName.stats, "getname_toa_mismatch"),
-      ja("out"),
-      label("empty"),
-      ...count("empty0", MapName.stats, "getname_toa_empty"),
-      ja("out"),
-      label("v4"),
+  return getpeernameProgram(4, (out) => {
+    const L = labels("v4", ["v4", "empty"]);
+    return [
+      jeq(R2, 4, L.v4),
+      jeq(R2, 0, L.empty),
+      ...count(MapName.stats, "getname_toa_mismatch"),
+      ja(out),
+      label(L.empty),
+      ...count(MapName.stats, "getname_toa_empty"),
+      ja(out),
+      label(L.v4),
       ldx("W", R2, R7, Peer.addr),
       stx("W", R6, SockAddr.userIp4, R2),
-      ...rewritePort("p4"),
-      ...count("ok", MapName.stats, "getname_toa_ok"),
-      label("out"),
-      ...returnOne(),
-    ],
-  };
+    ];
+  });
 }
 
 /** cgroup/getpeername6. */
 export function getpeername6Program(): ProgramSpec {
-  return {
-    name: "toa_getpeer6",
-    type: "CGROUP_SOCK_ADDR",
-    expectedAttachType: "CGROUP_INET6_GETPEERNAME",
-    license: "GPL",
-    instructions: [
-      ...lookupPeer(),
-      jeq(R2, 6, "v6"),
-      jeq(R2, 4, "mapped"),
-      ...count("empty0", MapName.stats, "getname_toa_empty"),
-      ja("out"),
-      label("v6"),
+  return getpeernameProgram(6, (out) => {
+    const L = labels("v6", ["v6", "mapped", "port"]);
+    return [
+      jeq(R2, 6, L.v6),
+      jeq(R2, 4, L.mapped),
+      ...count(MapName.stats, "getname_toa_empty"),
+      ja(out),
+      label(L.v6),
       // Context stores must be register stores (BPF_ST into ctx is refused).
       ...[0, 4, 8, 12].flatMap((o) => [ldx("W", R2, R7, Peer.addr + o), stx("W", R6, SockAddr.userIp6 + o, R2)]),
-      ja("port"),
-      label("mapped"),
+      ja(L.port),
+      label(L.mapped),
       // ::ffff:a.b.c.d, the IPv4-mapped form a dual-stack socket reports for IPv4 peers
       mov(R2, 0),
       stx("W", R6, SockAddr.userIp6, R2),
@@ -94,11 +94,7 @@ export function getpeername6Program(): ProgramSpec {
       stx("W", R6, SockAddr.userIp6 + 8, R2),
       ldx("W", R2, R7, Peer.addr),
       stx("W", R6, SockAddr.userIp6 + 12, R2),
-      label("port"),
-      ...rewritePort("p6"),
-      ...count("ok", MapName.stats, "getname_toa_ok"),
-      label("out"),
-      ...returnOne(),
-    ],
-  };
+      label(L.port),
+    ];
+  });
 }

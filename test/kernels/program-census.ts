@@ -11,7 +11,7 @@ import { receiverProgram } from "../../src/programs/receiver.js";
 import { getpeername4Program, getpeername6Program } from "../../src/programs/rewriter.js";
 import { nat64LookupProgram } from "../../src/programs/nat64.js";
 import { senderProgram } from "../../src/programs/sender.js";
-import { natProgram } from "../../src/programs/nat.js";
+import { natProgram } from "../../src/programs/nat/index.js";
 import { NatMapName, natMapSpecs } from "../../src/programs/nat-layout.js";
 
 export interface CensusRow {

@@ -24,7 +24,7 @@ test("Program.load under a sampling profiler's SIGPROF: EAGAIN, retried, then an
     script,
     `import { Program } from ${JSON.stringify(join(dist, "src/bpf/index.js"))};
 import { NatTables } from ${JSON.stringify(join(dist, "src/lb/packet/tables.js"))};
-import { natProgram } from ${JSON.stringify(join(dist, "src/programs/nat.js"))};
+import { natProgram } from ${JSON.stringify(join(dist, "src/programs/nat/index.js"))};
 import { NatMapName } from ${JSON.stringify(join(dist, "src/programs/nat-layout.js"))};
 const tables = NatTables.create(1024, 64);
 const maps = Object.fromEntries(Object.keys(NatMapName).map((k) => [NatMapName[k], tables.maps[k]]));

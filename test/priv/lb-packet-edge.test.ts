@@ -1,5 +1,5 @@
 /**
- * Edge cases of the packet data path (`dataPath: packet`, src/programs/nat.ts + src/lb/packet/):
+ * Edge cases of the packet data path (`dataPath: packet`, src/programs/nat/ + src/lb/packet/):
  * IPv6 with full checksums, the TOA in a handshake-completing segment that carries data (and the
  * MTU limit on it), SYN retransmission, a client reusing its port, reloads under traffic, the idle
  * and connect timeouts, RSTs, and checksums the balancer's egress device computes itself. Same

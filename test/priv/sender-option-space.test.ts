@@ -11,7 +11,7 @@ import { requireRoot } from "../harness/privileged.js";
 import { createTestCgroup } from "../harness/cgroup.js";
 import { asm, attachCgroup, Program } from "../../src/bpf/index.js";
 import { ToaSender } from "../../src/lb/sender/toa-sender.js";
-import { CbFlag, Op, SockOps } from "../../src/programs/layout.js";
+import { CbFlag, Op, SockOps } from "../../src/bpf/uapi.js";
 
 const { add, call, exit, FP, ja, jne, label, ldx, mov, or, R0, R1, R2, R3, R4, R6, st } = asm;
 

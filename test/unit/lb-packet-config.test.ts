@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { validateConfig } from "../../src/lb/config.js";
 import { ConfigError } from "../../src/lb/errors.js";
-import { natProgram } from "../../src/programs/nat.js";
+import { natProgram } from "../../src/programs/nat/index.js";
 import { asm } from "../../src/bpf/index.js";
 
 const base = (listener: Record<string, unknown>, pool: Record<string, unknown> = {}, top: Record<string, unknown> = {}) => ({

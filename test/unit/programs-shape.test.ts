@@ -31,7 +31,7 @@ test("the receiver compares against exactly the configured kinds", () => {
     const seen = new Set<number>();
     for (const i of receiverProgram({ kinds, trust: false }).instructions) {
       // jeq r3, K: the option-kind compare in the walk
-      if (i.kind === "insn" && i.opcode === 0x15 && i.dst === 3 && /_k\d+$/.test(i.target ?? "")) seen.add(i.imm);
+      if (i.kind === "insn" && i.opcode === 0x15 && i.dst === 3 && /\.kind\.\d+$/.test(i.target ?? "")) seen.add(i.imm);
     }
     return [...seen].sort((a, b) => a - b);
   };

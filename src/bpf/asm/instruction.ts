@@ -152,8 +152,8 @@ export const jsge32 = jmp32("jsge");
 export const jslt32 = jmp32("jslt");
 export const jsle32 = jmp32("jsle");
 
-/** `r0 = helper(r1..r5)`, by helper name or id. Clobbers r1..r5. */
-export function call(helper: HelperName | number): Instruction {
+/** The call instruction `r0 = helper(r1..r5)`, by helper name or id (see `call` in args.ts for the argument moves). */
+export function callInsn(helper: HelperName | number): Instruction {
   const id = typeof helper === "number" ? helper : Helper[helper];
   return insn(Class.JMP | JmpOp.call, 0, 0, 0, id, { comment: typeof helper === "string" ? `bpf_${helper}` : undefined });
 }
