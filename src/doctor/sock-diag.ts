@@ -13,14 +13,12 @@
 import { readdirSync, readlinkSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { netlink } from "../bpf/index.js";
+import { AF_INET, AF_INET6, IPPROTO_TCP } from "../bpf/uapi.js";
 import { procFdLinks, type FdLister } from "./proc.js";
 
 const SOCK_DIAG_BY_FAMILY = 20;
-const IPPROTO_TCP = 6;
 const TCP_LISTEN = 10;
 const INET_DIAG_CGROUP_ID = 21;
-const AF_INET = 2;
-const AF_INET6 = 10;
 
 /** A listening TCP socket as inet_diag reports it. */
 export interface DiagSocket {

@@ -134,8 +134,6 @@ export const mapSpecs = {
   senderStats: { name: MapName.senderStats, type: "PERCPU_ARRAY", keySize: 4, valueSize: 8, maxEntries: COUNTER_SLOTS },
 } satisfies Record<string, MapSpec>;
 
-/** Kernel constants are in bpf/uapi.ts; these two stay importable from here for the agent's sender key. */
-export { AF_INET, AF_INET6 } from "../bpf/uapi.js";
 /** DPVS/elb-toa/Tencent NAT64 look-up: getsockopt(fd, IPPROTO_IP, TOA_SO_GET_LOOKUP). */
 export const TOA_SO_GET_LOOKUP = 4096;
 export const DEFAULT_KINDS = [254, 253, 200];

@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
 import { attachTc, ifindexOf, Program, removeTcFilters, type TcAttachment } from "../../bpf/index.js";
-import { natProgram } from "../../programs/nat.js";
+import { natProgram } from "../../programs/nat/index.js";
 import { NatMapName } from "../../programs/nat-layout.js";
 import type { ListenerConfig, PacketConfig } from "../config.js";
 import { LbError } from "../errors.js";

@@ -5,7 +5,8 @@
  * agent API's TOA source for tests and benchmarks (re-exported by src/agent/index.ts).
  */
 import { attachCgroup, BpfMap, type CgroupAttachment, codec, Program, raiseMemlockLimit, requireFeatures } from "../../bpf/index.js";
-import { AF_INET, AF_INET6, Counter, MapName, mapSpecs, SENDER_FLAG_SYN, SenderKey, SenderValue } from "../../programs/layout.js";
+import { AF_INET, AF_INET6 } from "../../bpf/uapi.js";
+import { Counter, MapName, mapSpecs, SENDER_FLAG_SYN, SenderKey, SenderValue } from "../../programs/layout.js";
 import { senderProgram } from "../../programs/sender.js";
 import { parseIpv4, parseIpv6 } from "../../wire/addr.js";
 import type { ClientAddressWriter, ConnectionKey } from "../client-address.js";
