@@ -4,6 +4,7 @@
  * errors of the kernel calls underneath come through as the toolkit's BpfError (src/bpf/errors.ts),
  * and those of address and option parsing as WireError (src/wire/errors.ts).
  */
+import { CodedError } from "../shared/coded-error.js";
 
 /** Stable error codes of the agent layer. */
 export type AgentErrorCode =
@@ -21,13 +22,10 @@ export type AgentErrorCode =
   | "AGENT_ERR_NOT_LOADED";
 
 /** The base of every error the agent throws; `field` names the flag or file key when there is one. */
-export class AgentError extends Error {
-  readonly code: AgentErrorCode;
+export class AgentError extends CodedError<AgentErrorCode> {
   readonly field?: string;
   constructor(code: AgentErrorCode, message: string, options?: { field?: string; cause?: unknown }) {
-    super(options?.field === undefined ? message : `${options.field}: ${message}`, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
-    this.name = "AgentError";
+    super(code, options?.field === undefined ? message : `${options.field}: ${message}`, options?.cause === undefined ? undefined : { cause: options.cause });
     if (options?.field !== undefined) this.field = options.field;
   }
 }
@@ -37,7 +35,6 @@ export class SettingsError extends AgentError {
   declare readonly field: string;
   constructor(field: string, message: string) {
     super("AGENT_ERR_SETTINGS", message, { field });
-    this.name = "SettingsError";
   }
 }
 
@@ -46,7 +43,6 @@ export class TargetError extends AgentError {
   declare readonly field: string;
   constructor(field: string, message: string) {
     super("AGENT_ERR_TARGET", message, { field });
-    this.name = "TargetError";
   }
 }
 
@@ -55,6 +51,5 @@ export class AgentConfigError extends AgentError {
   declare readonly field: string;
   constructor(field: string, message: string) {
     super("AGENT_ERR_CONFIG", message, { field });
-    this.name = "AgentConfigError";
   }
 }

@@ -2,6 +2,7 @@
  * Errors of `toa demo`: every error the demo throws is a {@link DemoError} with a stable code from
  * this catalogue (errors of the receiver and the toolkit it drives come through as theirs).
  */
+import { CodedError } from "../shared/coded-error.js";
 
 /** Stable error codes of the demo. */
 export type DemoErrorCode =
@@ -21,11 +22,4 @@ export type DemoErrorCode =
   | "DEMO_ERR_CGROUP_BUSY";
 
 /** The only error class the demo throws. */
-export class DemoError extends Error {
-  readonly code: DemoErrorCode;
-  constructor(code: DemoErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-    this.name = "DemoError";
-  }
-}
+export class DemoError extends CodedError<DemoErrorCode> {}

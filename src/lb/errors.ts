@@ -2,6 +2,7 @@
  * Errors of the load balancer, one class with a stable, literal-typed `code` (the undici
  * `UND_ERR_*` model): callers branch on the code, users read the message.
  */
+import { CodedError } from "../shared/coded-error.js";
 
 /** Stable error codes of `src/lb`. */
 export type LbErrorCode =
@@ -25,14 +26,7 @@ export type LbErrorCode =
   | "LB_ERR_INVALID_ARG";
 
 /** The only error class thrown by `src/lb`; `cause` keeps the underlying error. */
-export class LbError extends Error {
-  readonly code: LbErrorCode;
-  constructor(code: LbErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-    this.name = "LbError";
-  }
-}
+export class LbError extends CodedError<LbErrorCode> {}
 
 /** No usable route to `address` (unreachable, blackhole, no source address...); `reason` is the kernel's word. */
 export class RouteError extends LbError {
@@ -42,7 +36,6 @@ export class RouteError extends LbError {
     options?: { cause?: unknown },
   ) {
     super("LB_ERR_NO_ROUTE", `no route to ${address}: ${reason}`, options);
-    this.name = "RouteError";
   }
 }
 
@@ -59,6 +52,5 @@ export class ConfigError extends LbError {
     readonly issues: readonly ConfigIssue[],
   ) {
     super("LB_ERR_CONFIG", issues.map((i) => `${file}: ${i.path || "(top level)"}: ${i.message}`).join("\n"));
-    this.name = "ConfigError";
   }
 }

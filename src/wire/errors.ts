@@ -3,6 +3,7 @@
  * bytes (a capture, a socket) needs one `catch` and can branch on a stable `code`. The one subclass,
  * CidrError (cidr.ts), carries the input and what was wrong with it, with WIRE_ERR_INVALID_ARG.
  */
+import { CodedError } from "../shared/coded-error.js";
 
 /** Stable error codes of the wire layer. */
 export type WireErrorCode =
@@ -18,13 +19,10 @@ export type WireErrorCode =
   | "WIRE_ERR_CHECKSUM";
 
 /** The only error the wire codecs throw; `offset` is the byte where the problem was found. */
-export class WireError extends Error {
-  readonly code: WireErrorCode;
+export class WireError extends CodedError<WireErrorCode> {
   readonly offset?: number;
   constructor(code: WireErrorCode, message: string, offset?: number) {
-    super(offset === undefined ? message : `${message} (at byte ${offset})`);
-    this.code = code;
-    this.name = "WireError";
+    super(code, offset === undefined ? message : `${message} (at byte ${offset})`);
     if (offset !== undefined) this.offset = offset;
   }
 }
