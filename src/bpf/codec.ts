@@ -1,5 +1,8 @@
 /** Typed key/value codecs for maps: how a TypeScript value becomes the bytes the kernel stores. */
 import { BpfError } from "./errors.js";
+import { type FieldType, u32 as u32Field, s32 as s32Field, u64 as u64Field } from "./struct.js";
+
+const ctype = { u32: u32Field, s32: s32Field, u64: u64Field };
 
 /** Converts between T and a fixed number of bytes. */
 export interface Codec<T> {
@@ -20,35 +23,24 @@ export function bytes(size: number): Codec<Buffer> {
   };
 }
 
+/** A map key or value that is one field type of struct.ts (u32, s32, u64...), alone. */
+export function scalar<T>(field: FieldType<T>): Codec<T> {
+  return {
+    size: field.size,
+    encode: (v) => {
+      const b = Buffer.alloc(field.size);
+      field.write(b, 0, v);
+      return b;
+    },
+    decode: (b) => field.read(b, 0),
+  };
+}
+
 /** Host-endian u32 (what `__u32` keys and values are in the kernel). */
-export const u32: Codec<number> = {
-  size: 4,
-  encode: (v) => {
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(v >>> 0);
-    return b;
-  },
-  decode: (b) => b.readUInt32LE(0),
-};
+export const u32: Codec<number> = scalar(ctype.u32);
 
 /** Host-endian s32 (file descriptors as sk_storage keys). */
-export const s32: Codec<number> = {
-  size: 4,
-  encode: (v) => {
-    const b = Buffer.alloc(4);
-    b.writeInt32LE(v);
-    return b;
-  },
-  decode: (b) => b.readInt32LE(0),
-};
+export const s32: Codec<number> = scalar(ctype.s32);
 
 /** Host-endian u64. */
-export const u64: Codec<bigint> = {
-  size: 8,
-  encode: (v) => {
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(v);
-    return b;
-  },
-  decode: (b) => b.readBigUInt64LE(0),
-};
+export const u64: Codec<bigint> = scalar(ctype.u64);

@@ -50,7 +50,8 @@ export const u8 = int<number>(1, btfU8, (b, o) => b[o], (b, o, v) => void b.writ
 /** Host-order u16. */
 export const u16 = int<number>(2, btfU16, (b, o) => b.readUInt16LE(o), (b, o, v) => void b.writeUInt16LE(v, o));
 /** Host-order u32. */
-export const u32 = int<number>(4, btfU32, (b, o) => b.readUInt32LE(o), (b, o, v) => void b.writeUInt32LE(v, o));
+// `>>> 0`: a negative number (an all-ones mask written as ~0) is its u32 bit pattern.
+export const u32 = int<number>(4, btfU32, (b, o) => b.readUInt32LE(o), (b, o, v) => void b.writeUInt32LE(v >>> 0, o));
 /** Host-order s32. */
 export const s32 = int<number>(4, btfS32, (b, o) => b.readInt32LE(o), (b, o, v) => void b.writeInt32LE(v, o));
 /** Host-order u64, as a bigint. */
