@@ -10,7 +10,7 @@ export const CLIENT_ADDRESS_MODES: readonly ClientAddressMode[] = ["toa", "proxy
 
 /**
  * How a listener forwards: `packet` (no socket on the balancer: a tc program rewrites each packet,
- * full NAT like LVS FULLNAT, src/programs/nat.ts + src/lb/packet/) or `js` (two sockets per
+ * full NAT like LVS FULLNAT, src/programs/nat/ + src/lb/packet/) or `js` (two sockets per
  * connection, bytes relayed by src/lb/relay.ts).
  */
 export type DataPath = "packet" | "js";

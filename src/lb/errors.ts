@@ -23,7 +23,9 @@ export type LbErrorCode =
   /** A reload was refused before it started: no config source, or the balancer is draining. */
   | "LB_ERR_RELOAD"
   /** A function of `src/lb` was called with a value it cannot use (e.g. an address that is not one). */
-  | "LB_ERR_INVALID_ARG";
+  | "LB_ERR_INVALID_ARG"
+  /** Something already closed was used (the packet path's tables after close()). */
+  | "LB_ERR_CLOSED";
 
 /** The only error class thrown by `src/lb`; `cause` keeps the underlying error. */
 export class LbError extends CodedError<LbErrorCode> {}

@@ -1,5 +1,5 @@
 /**
- * The packet data path at run time: loads the NAT program (src/programs/nat.ts), attaches it to the
+ * The packet data path at run time: loads the NAT program (src/programs/nat/), attaches it to the
  * ingress of the balancer's devices, keeps its tables in step with the config and the health checks,
  * and removes finished connections. Listeners on this path have no socket: the kernel forwards their
  * packets, so a connection costs two table entries and no work in this process.

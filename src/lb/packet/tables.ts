@@ -9,7 +9,7 @@
  * local address, shared by the services that name it. A removed backend's index is reused only
  * after a sweep found no flow left on it, so old flows never count for a new backend.
  */
-import { BpfError, BpfMap, codec } from "../../bpf/index.js";
+import { BpfMap, codec } from "../../bpf/index.js";
 import { formatEndpoint } from "../endpoint.js";
 import { LbError } from "../errors.js";
 import {
@@ -313,7 +313,7 @@ export class NatTables {
   }
 
   private checkOpen(): void {
-    if (this.closed) throw new BpfError("BPF_ERR_CLOSED", "packet tables are closed");
+    if (this.closed) throw new LbError("LB_ERR_CLOSED", "packet tables are closed");
   }
 
   private writeBackend(i: number, value: BackendStruct): void {
