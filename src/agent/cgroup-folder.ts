@@ -14,17 +14,19 @@ const CGROUP2_MAGIC = 0x63677270;
 /** Check `--cgroup` before anything is created: an existing cgroup v2 folder. */
 export function checkCgroupFolder(path: string, flag = "--cgroup"): void {
   let magic: number;
+  let isFolder: boolean;
   try {
-    if (!statSync(path).isDirectory()) throw new AgentError("AGENT_ERR_CGROUP", `${flag}: ${path} is not a folder: give a cgroup v2 folder, e.g. ${findCgroup2Mount()}/system.slice/nginx.service`);
+    isFolder = statSync(path).isDirectory();
     magic = statfsSync(path).type;
   } catch (e) {
-    if (e instanceof AgentError) throw e;
     throw new AgentError(
       "AGENT_ERR_CGROUP",
       `${flag}: ${path} does not exist: give an existing cgroup v2 folder (see \`systemctl status UNIT\` or /proc/PID/cgroup for where a service runs), or run \`toa agent --target ...\`, which attaches when the folder appears`,
       { cause: e },
     );
   }
+  // findCgroup2Mount() only in the messages, outside the try: a missing cgroup2 mount is its own error.
+  if (!isFolder) throw new AgentError("AGENT_ERR_CGROUP", `${flag}: ${path} is not a folder: give a cgroup v2 folder, e.g. ${findCgroup2Mount()}/system.slice/nginx.service`);
   if (magic !== CGROUP2_MAGIC) throw new AgentError("AGENT_ERR_CGROUP", `${flag}: ${path} is not on a cgroup v2 mount: give a folder under ${findCgroup2Mount()}`);
 }
 

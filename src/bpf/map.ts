@@ -152,7 +152,7 @@ export class BpfMap<K = Buffer, V = Buffer> {
       btfIds = { fd: btf.fd, keyId: blob.ids[0], valueId: blob.ids[1] };
     }
     try {
-      const fd = bpf(BpfCommand.MAP_CREATE, mapCreateAttr(spec, btfIds), 64, `map ${spec.name}, type ${spec.type}`);
+      const fd = bpf(BpfCommand.MAP_CREATE, mapCreateAttr(spec, btfIds), MapCreateAttr.size, `map ${spec.name}, type ${spec.type}`);
       return new BpfMap<K, V>(fd, mapInfo(fd), codecs);
     } finally {
       // The map holds its own reference to the BTF.

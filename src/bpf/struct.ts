@@ -42,24 +42,42 @@ function int<T>(size: 1 | 2 | 4 | 8, btf: BtfType, read: (b: Buffer, o: number) 
   return { size, align: size, btf, read, write };
 }
 
+/**
+ * A number field that refuses what it can't hold with a BpfError naming the type (Buffer's own
+ * RangeError would escape the catalogue; a silent wrap would reach the kernel as a confusing EINVAL).
+ */
+function num(size: 1 | 2 | 4, btf: BtfType, min: number, max: number, read: (b: Buffer, o: number) => number, write: (b: Buffer, o: number, v: number) => void): FieldType<number> {
+  const type = btf.kind === "int" || btf.kind === "typedef" ? btf.name : `${size * 8}-bit integer`;
+  return int<number>(size, btf, read, (b, o, v) => {
+    if (!Number.isInteger(v) || v < min || v > max) throw new BpfError("BPF_ERR_INVALID_ARG", `${v} does not fit a ${type} (${min}..${max})`);
+    write(b, o, v);
+  });
+}
+
 const be16Btf: BtfType = { kind: "typedef", name: "__be16", type: btfU16 };
 const be32Btf: BtfType = { kind: "typedef", name: "__be32", type: btfU32 };
+const U64_MAX = (1n << 64n) - 1n;
 
 /** Unsigned 8-bit integer. */
-export const u8 = int<number>(1, btfU8, (b, o) => b[o], (b, o, v) => void b.writeUInt8(v, o));
+export const u8 = num(1, btfU8, 0, 0xff, (b, o) => b[o], (b, o, v) => void b.writeUInt8(v, o));
 /** Host-order u16. */
-export const u16 = int<number>(2, btfU16, (b, o) => b.readUInt16LE(o), (b, o, v) => void b.writeUInt16LE(v, o));
-/** Host-order u32. */
-// `>>> 0`: a negative number (an all-ones mask written as ~0) is its u32 bit pattern.
-export const u32 = int<number>(4, btfU32, (b, o) => b.readUInt32LE(o), (b, o, v) => void b.writeUInt32LE(v >>> 0, o));
+export const u16 = num(2, btfU16, 0, 0xffff, (b, o) => b.readUInt16LE(o), (b, o, v) => void b.writeUInt16LE(v, o));
+/**
+ * Host-order u32. Negative numbers down to -2^31 are their u32 bit pattern (`>>> 0`), so a mask
+ * written as `~0` or `~flag` works.
+ */
+export const u32 = num(4, btfU32, -(2 ** 31), 2 ** 32 - 1, (b, o) => b.readUInt32LE(o), (b, o, v) => void b.writeUInt32LE(v >>> 0, o));
 /** Host-order s32. */
-export const s32 = int<number>(4, btfS32, (b, o) => b.readInt32LE(o), (b, o, v) => void b.writeInt32LE(v, o));
+export const s32 = num(4, btfS32, -(2 ** 31), 2 ** 31 - 1, (b, o) => b.readInt32LE(o), (b, o, v) => void b.writeInt32LE(v, o));
 /** Host-order u64, as a bigint. */
-export const u64 = int<bigint>(8, btfU64, (b, o) => b.readBigUInt64LE(o), (b, o, v) => void b.writeBigUInt64LE(v, o));
+export const u64 = int<bigint>(8, btfU64, (b, o) => b.readBigUInt64LE(o), (b, o, v) => {
+  if (typeof v !== "bigint" || v < 0n || v > U64_MAX) throw new BpfError("BPF_ERR_INVALID_ARG", `${String(v)} does not fit a u64`);
+  b.writeBigUInt64LE(v, o);
+});
 /** Network-order u16 (__be16): ports. */
-export const be16 = int<number>(2, be16Btf, (b, o) => b.readUInt16BE(o), (b, o, v) => void b.writeUInt16BE(v, o));
+export const be16 = num(2, be16Btf, 0, 0xffff, (b, o) => b.readUInt16BE(o), (b, o, v) => void b.writeUInt16BE(v, o));
 /** Network-order u32 (__be32). */
-export const be32 = int<number>(4, be32Btf, (b, o) => b.readUInt32BE(o), (b, o, v) => void b.writeUInt32BE(v, o));
+export const be32 = num(4, be32Btf, 0, 2 ** 32 - 1, (b, o) => b.readUInt32BE(o), (b, o, v) => void b.writeUInt32BE(v, o));
 
 const byteArrays = new Map<number, BtfType>();
 
@@ -156,7 +174,12 @@ export function struct<const F extends Fields>(name: string, fields: F & NoReser
     for (const f of layout) {
       const x = v[f.key];
       if (x === undefined && f.type.btf) throw new BpfError("BPF_ERR_INVALID_ARG", `struct ${name}: field ${f.key} is missing`);
-      f.type.write(b, o + f.offset, x);
+      try {
+        f.type.write(b, o + f.offset, x);
+      } catch (e) {
+        if (e instanceof BpfError) throw new BpfError(e.code, `struct ${name}: field ${f.key}: ${e.message}`);
+        throw e;
+      }
     }
   };
   const s: Record<string, unknown> = Object.fromEntries(layout.map((f) => [f.key, f.offset]));

@@ -6,6 +6,7 @@
 import { Command, CommanderError } from "commander";
 import { type Io, processIo, UsageError } from "./io.js";
 import { commandFactories, hiddenCommandFactories } from "./commands/index.js";
+import { nameToaToToolkit } from "../programs/application.js";
 
 /** Build the command tree; `exit` records the exit code an action wants. */
 export function buildProgram(io: Io, exit: (code: number) => void): Command {
@@ -28,6 +29,7 @@ export function buildProgram(io: Io, exit: (code: number) => void): Command {
 
 /** Run the CLI with `argv` (without node and script); resolves to the exit code. */
 export async function run(argv: string[], io: Io = processIo): Promise<number> {
+  nameToaToToolkit();
   let code = 0;
   const program = buildProgram(io, (c) => (code = c));
   try {

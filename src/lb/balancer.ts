@@ -181,7 +181,16 @@ export class Balancer {
 
   /** Close everything now. */
   async close(): Promise<void> {
-    for (const f of this.frontends) f.close();
+    // Each part closes even when one before it throws (a sender whose detach fails must not leave
+    // the packet path attached or the health checks running); the first error is thrown at the end.
+    const errors: unknown[] = [];
+    for (const f of this.frontends) {
+      try {
+        f.close();
+      } catch (e) {
+        errors.push(e);
+      }
+    }
     for (const p of this.pools.values()) p.stop();
     if (this.admin) {
       const a = this.admin;
@@ -189,6 +198,7 @@ export class Balancer {
       a.closeAllConnections();
       await new Promise((r) => a.close(() => r(undefined)));
     }
+    if (errors.length) throw errors[0];
   }
 
   /** The state shown by the status page, /status.json and /metrics. */

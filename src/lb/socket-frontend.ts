@@ -25,6 +25,8 @@ export class SocketFrontend implements Frontend {
   /** Listeners removed by a reload whose connections are still open. */
   private readonly retired = new Set<Listener>();
   private writer: ClientAddressWriter | null = null;
+  /** The writer was opened by the prepare not yet committed (closed again if it is refused or aborted). */
+  private writerOpenedByPrepare = false;
   /** Bound by {@link prepare}, waiting for {@link commit}: new listeners, and the running ones kept. */
   private pending: { opened: Listener[]; kept: Map<string, Listener> } | null = null;
 
@@ -39,7 +41,19 @@ export class SocketFrontend implements Frontend {
     if (mine.some((l) => l.mode === "toa") && !this.writer) {
       if (!this.openWriter) throw new LbError("LB_ERR_TOA_SENDER", "TOA sender unavailable: no sender configured (use mode proxy-v2, proxy-v1 or none)");
       this.writer = await this.openWriter();
+      // Opened for this config only: a refused prepare or an abort must not leave it attached.
+      this.writerOpenedByPrepare = true;
     }
+    try {
+      await this.bindNew(mine);
+    } catch (e) {
+      this.closeWriterOpenedByPrepare();
+      throw e;
+    }
+  }
+
+  /** Bind the listeners of `mine` that are new or moved; the running ones are kept. */
+  private async bindNew(mine: LbConfig["listeners"]): Promise<void> {
     // New listeners first: if one cannot bind, nothing has changed yet.
     const opened: Listener[] = [];
     const deps = { pool: (n: string) => this.pools.get(n), writer: () => this.writer, log: this.log };
@@ -66,12 +80,22 @@ export class SocketFrontend implements Frontend {
   abort(): void {
     for (const l of this.pending?.opened ?? []) l.stopAccepting();
     this.pending = null;
+    this.closeWriterOpenedByPrepare();
+  }
+
+  private closeWriterOpenedByPrepare(): void {
+    if (!this.writerOpenedByPrepare) return;
+    this.writerOpenedByPrepare = false;
+    const w = this.writer;
+    this.writer = null;
+    w?.close?.();
   }
 
   /** Keep, add, retire. */
   commit(config: LbConfig): void {
     const { opened, kept } = this.pending ?? { opened: [], kept: new Map<string, Listener>() };
     this.pending = null;
+    this.writerOpenedByPrepare = false;
     for (const lc of config.listeners) {
       const l = kept.get(lc.name);
       if (l) l.config = lc;

@@ -3,15 +3,12 @@
  * so the two sides can't disagree.
  */
 import type { MapSpec } from "../bpf/index.js";
-import { btf, setApplication } from "../bpf/index.js";
+import { btf } from "../bpf/index.js";
+import { nameToaToToolkit } from "./application.js";
 import { be16, bytes, pad, struct, u16, u32, u8 } from "../bpf/struct.js";
 
-/**
- * The toolkit knows nothing about TOA: tell it who is using it (tc filters named "toa:<program>",
- * hints that send the user to `toa doctor`). Here because every part of toa that loads programs
- * reads these layouts; an entry point may call it again.
- */
-setApplication({ name: "toa", featureCheck: "toa doctor" });
+// The Node API has no entry point: its first import of the layouts names toa to the toolkit.
+nameToaToToolkit();
 
 /**
  * struct toa_peer: the sk_storage value, one per socket that carried a TOA. Addresses are 16 bytes

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { array, be16, be32, bytes, pad, struct, u16, u32, u64, u8, type ValueOf } from "../../src/bpf/struct.js";
 import { buildBtf } from "../../src/bpf/btf.js";
+import { BpfError } from "../../src/bpf/errors.js";
 
 test("struct: fields at their natural alignment, size rounded to the largest", () => {
   const cases = [
@@ -88,4 +89,17 @@ test("struct: decode(encode(v)) is v for any value (property)", () => {
       assert.equal(b.readUInt16BE(S.b), v.b, "be16 in network order at its offset");
     }),
   );
+});
+
+test("a value a field can't hold is a BpfError naming the struct and the field; u32 takes ~0 masks", () => {
+  const S = struct("range_check", { kind: u8, port: be16, mask: u32, n: u64 });
+  const ok = { kind: 255, port: 65535, mask: ~0, n: 2n ** 64n - 1n };
+  assert.equal(S.decode(S.encode(ok)).mask, 0xffffffff, "~0 is the all-ones u32");
+  for (const [field, bad] of [["kind", 256], ["kind", -1], ["port", 65536], ["mask", 2 ** 32], ["kind", 1.5], ["n", 2n ** 64n]] as const) {
+    assert.throws(
+      () => S.encode({ ...ok, [field]: bad }),
+      (e: unknown) => e instanceof BpfError && e.code === "BPF_ERR_INVALID_ARG" && e.message.startsWith(`struct range_check: field ${field}: `),
+      `${field} = ${String(bad)}`,
+    );
+  }
 });

@@ -77,3 +77,46 @@ test("buildStatus: listeners of every frontend in order; backend figures and TOA
   assert.deepEqual(s.toa, { written: 6, skippedNoSpace: 1 });
   assert.equal(s.packet, null);
 });
+
+test("a reload that opens the sender and then can't bind closes the sender again; close() goes on past a sender that throws", async (t) => {
+  const backend = await echoBackend(t);
+  // A port held by another socket: the reload's new listener can't bind it.
+  const holder = createServer().listen(0, "127.0.0.1");
+  await once(holder, "listening");
+  t.after(() => holder.close());
+  const busy = (holder.address() as AddressInfo).port;
+  let opened = 0;
+  let closed = 0;
+  let throwOnClose = false;
+  const writer: ClientAddressWriter = {
+    register: () => undefined,
+    unregister: () => undefined,
+    counters: () => ({ written: 0, skippedNoSpace: 0 }),
+    close: () => {
+      closed++;
+      if (throwOnClose) throw new Error("detach failed");
+    },
+  };
+  const admin = (mode: string) =>
+    validateConfig({ listeners: [{ name: "l", listen: "127.0.0.1:0", pool: "p", mode }], pools: { p: { backends: [backend] } }, admin: "127.0.0.1:0" }, "test");
+  const lb = await Balancer.start(admin("none"), { log: silent, openWriter: async () => (opened++, writer) });
+  let lbClosed = false;
+  t.after(() => (lbClosed ? undefined : lb.close()));
+  const toaOnBusyPort = validateConfig({ listeners: [{ name: "l", listen: `127.0.0.1:${busy}`, pool: "p", mode: "toa" }], pools: { p: { backends: [backend] } }, admin: "127.0.0.1:0" }, "test");
+  await assert.rejects(lb.reload(toaOnBusyPort));
+  assert.deepEqual({ opened, closed }, { opened: 1, closed: 1 }, "the sender opened for the refused config is closed");
+  assert.equal(lb.snapshot().listeners[0].mode, "none");
+
+  await lb.reload(admin("toa"));
+  assert.equal(opened, 2);
+  const port = lb.adminAddress()!.port;
+  throwOnClose = true;
+  await assert.rejects(lb.close(), /detach failed/);
+  lbClosed = true;
+  assert.equal(closed, 2);
+  // What comes after the frontends was closed even so (before, a throwing sender stopped close()
+  // there): the admin listener's port is free again.
+  const again = createServer().listen(port, "127.0.0.1");
+  await once(again, "listening");
+  again.close();
+});

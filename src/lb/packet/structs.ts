@@ -134,7 +134,6 @@ export function natServiceKey(k: ServiceKeyStruct): NatServiceKey {
 }
 
 export const encodeServiceKey = (k: NatServiceKey): Buffer => ServiceKey.encode(serviceKeyStruct(k));
-export const decodeServiceKey = (b: Buffer): NatServiceKey => natServiceKey(ServiceKey.decode(b));
 
 /** struct nat_service, as the control plane writes it (the program owns the cursors). */
 export interface NatService {
