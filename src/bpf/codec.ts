@@ -2,8 +2,6 @@
 import { BpfError } from "./errors.js";
 import { type FieldType, u32 as u32Field, s32 as s32Field, u64 as u64Field } from "./struct.js";
 
-const ctype = { u32: u32Field, s32: s32Field, u64: u64Field };
-
 /** Converts between T and a fixed number of bytes. */
 export interface Codec<T> {
   readonly size: number;
@@ -37,10 +35,10 @@ export function scalar<T>(field: FieldType<T>): Codec<T> {
 }
 
 /** Host-endian u32 (what `__u32` keys and values are in the kernel). */
-export const u32: Codec<number> = scalar(ctype.u32);
+export const u32: Codec<number> = scalar(u32Field);
 
 /** Host-endian s32 (file descriptors as sk_storage keys). */
-export const s32: Codec<number> = scalar(ctype.s32);
+export const s32: Codec<number> = scalar(s32Field);
 
 /** Host-endian u64. */
-export const u64: Codec<bigint> = scalar(ctype.u64);
+export const u64: Codec<bigint> = scalar(u64Field);
