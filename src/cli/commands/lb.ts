@@ -11,6 +11,7 @@ import { CLIENT_ADDRESS_MODES, SCHEDULERS, DEFAULTS } from "../../lb/choices.js"
 import { hasInlineConfig, type LbFlags, rawConfigFromFlags } from "../../lb/flags.js";
 import { ConfigError } from "../../lb/errors.js";
 import { formatEndpoint } from "../../lb/endpoint.js";
+import { handleSignals } from "../../lb/signals.js";
 
 interface LbOptions extends LbFlags {
   config?: string;
@@ -111,32 +112,12 @@ async function runBalancer(o: LbOptions, config: LbConfig, io: Io): Promise<numb
   const balancer = await Balancer.start(config, { log, openWriter, loadConfig: o.config ? () => loadConfigFile(o.config!) : undefined });
   if (o.pidFile) writeFileSync(o.pidFile, `${process.pid}\n`);
   io.err(`toa lb: running (pid ${process.pid}); SIGHUP reloads, SIGTERM drains`);
-  return await new Promise<number>((resolve) => {
-    let stopping = false;
-    const onHup = (): void => {
-      if (!o.config) return void log.warn("SIGHUP: the config came from the command line; nothing to reload");
-      balancer.reload().catch(() => undefined);
-    };
-    const onTerm = (sig: string): void => {
-      if (stopping) {
-        log.warn(`${sig} again: closing now`);
-        void balancer.close();
-        return;
-      }
-      stopping = true;
-      log.info(`${sig}: draining`);
-      void balancer.drain().then(() => {
-        process.off("SIGHUP", onHup);
-        process.off("SIGTERM", onTerm);
-        process.off("SIGINT", onTerm);
-        if (o.pidFile) rmSync(o.pidFile, { force: true });
-        log.flush();
-        resolve(0);
-      });
-    };
-    process.on("SIGHUP", onHup);
-    process.on("SIGTERM", onTerm);
-    process.on("SIGINT", onTerm);
+  return await handleSignals(process, balancer, log, {
+    canReload: o.config !== undefined,
+    onStopped: () => {
+      if (o.pidFile) rmSync(o.pidFile, { force: true });
+      log.flush();
+    },
   });
 }
 
