@@ -63,14 +63,19 @@ pools:
   await new Promise((r) => setTimeout(r, scaled(1000)));
   const killedAt = Date.now();
   await n1.proc.stop();
+  const goneAt = Date.now();
   const results = await run;
   const after = results.filter((r) => r.t > killedAt + 1000);
   const slowest = Math.max(...results.map((r) => r.ms));
   const errors = results.filter((r) => r.err);
   assert.ok(results.length > 50, `only ${results.length} requests`);
   assert.ok(slowest < 1000 + scaled(500), `a client waited ${slowest}ms (connect timeout 1s)`);
-  // Only requests in flight on the stopped nginx may fail; nothing fails after it is known DOWN.
-  assert.ok(errors.length <= 4, JSON.stringify(errors));
+  // Only requests that reached nginx while it was going away may fail (connections it had not yet
+  // accepted are reset when it exits: ten in 1.4 s on 6.12 under TCG, one or two here). A request that
+  // starts once it is gone meets a refused connect, which the balancer retries on the other backend;
+  // and nothing fails after it is known DOWN.
+  const late = errors.filter((r) => r.t > goneAt);
+  assert.deepEqual(late, [], `failed after nginx had exited (${goneAt}): ${JSON.stringify(late)}`);
   assert.ok(after.length > 10 && after.every((r) => r.ok === "backend 0"), JSON.stringify(after.slice(0, 5)));
   const status = JSON.parse(await topo.balancer.run("curl", ["-sS", `http://${ADDR.lbInside4}:9100/status.json`])) as { pools: { backends: { state: string }[] }[] };
   assert.deepEqual(status.pools[0].backends.map((b) => b.state), ["UP", "DOWN"]);
