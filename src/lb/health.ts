@@ -33,7 +33,10 @@ export function checkOnce(b: { address: string; port: number }, hc: HealthCheckC
       cleanup = () => s.destroy();
       s.once("connect", () => {
         if (hc.sendProxy) s.end(PROXY_UNKNOWN);
-        else s.destroy();
+        // A reset, not a FIN (HAProxy's layer-4 check does the same): a check that closed first
+        // would leave its port in TIME_WAIT for 60 s, one per check, and with a narrow local port
+        // range the checks themselves run out of ports (EADDRNOTAVAIL) and mark a backend DOWN.
+        else s.resetAndDestroy();
         finish("");
       });
       s.once("error", (e: NodeJS.ErrnoException) => finish(e.code ?? e.message));
