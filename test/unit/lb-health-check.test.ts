@@ -6,6 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, type AddressInfo } from "node:net";
+import { createServer as createHttpServer } from "node:http";
 import { readFileSync } from "node:fs";
 import { checkOnce } from "../../src/lb/health.js";
 import type { HealthCheckConfig } from "../../src/lb/config.js";
@@ -38,4 +39,18 @@ test("a TCP check of a closed port reports ECONNREFUSED", async () => {
   const port = (server.address() as AddressInfo).port;
   await new Promise((r) => server.close(r));
   assert.equal(await checkOnce({ address: "127.0.0.1", port }, tcp), "ECONNREFUSED");
+});
+
+test("an HTTP check reads the status and leaves no TIME_WAIT behind", async (t) => {
+  // The check asks for "connection: close", so the server closes first and keeps the TIME_WAIT.
+  const server = createHttpServer({ keepAliveTimeout: 60_000 }, (req, res) => res.writeHead(req.url === "/ok" ? 200 : 503).end("ok"));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  t.after(() => server.close());
+  server.on("connection", (c) => t.after(() => c.destroy()));
+  const port = (server.address() as AddressInfo).port;
+  const http: HealthCheckConfig = { ...tcp, type: "http", path: "/ok" };
+  for (let i = 0; i < 5; i++) assert.equal(await checkOnce({ address: "127.0.0.1", port }, http), "");
+  assert.equal(await checkOnce({ address: "127.0.0.1", port }, { ...http, path: "/down" }), "HTTP 503 (expected 200)");
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(timeWaitTo(port), 0, "a health check left its port in TIME_WAIT");
 });
