@@ -22,7 +22,7 @@ import { attachCgroup, enableRunStats, programInfo } from "../../src/bpf/index.j
 import { loadReceiver, measureReceiverCost, receiverCounters, ToaSender, unloadReceiver } from "../../src/agent/index.js";
 import { synDefault } from "../../src/agent/settings.js";
 import { createTestCgroup, ownCgroup, type TestCgroup } from "../../test/harness/cgroup.js";
-import { sh, waitFor, type Started } from "../../test/harness/exec.js";
+import { exitedWithin, sh, waitFor, type Started } from "../../test/harness/exec.js";
 import { link, Netns } from "../../test/harness/netns.js";
 import { uniqueName } from "../../test/harness/privileged.js";
 import { CPS_CLIENT, nginxConf, PY } from "./scripts.js";
@@ -142,11 +142,7 @@ async function json<T>(p: Started, key?: string, timeoutMs = 60_000): Promise<T>
       .filter((l) => l.startsWith("{") && (!key || l.includes(`"${key}"`)))
       .pop();
   if (key) await waitFor(`"${key}" from pid ${p.pid}`, find, timeoutMs, 10);
-  else {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([p.exited, new Promise((_, rej) => (timer = setTimeout(() => rej(new Error(`pid ${p.pid} still running: ${p.output().slice(-300)}`)), timeoutMs)))]);
-    clearTimeout(timer);
-  }
+  else await exitedWithin(`pid ${p.pid}`, p, timeoutMs);
   const line = find();
   if (!line) throw new Error(`no result from pid ${p.pid}: ${p.output().slice(-500)}`);
   return JSON.parse(line) as T;

@@ -67,6 +67,19 @@ export function start(cmd: string, args: string[], opts: SpawnOptions = {}): Sta
   };
 }
 
+/**
+ * The process's exit code, or a failure carrying the end of its output once `timeoutMs` (scaled by
+ * the time factor) has passed: a process that never exits must fail the caller, not hang the run.
+ */
+export function exitedWithin(what: string, p: { exited: Promise<number | null>; output(): string }, timeoutMs: number): Promise<number | null> {
+  const ms = scaled(timeoutMs);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} still running after ${ms} ms; its output:\n${p.output().slice(-2000)}`)), ms);
+  });
+  return Promise.race([p.exited, late]).finally(() => clearTimeout(timer));
+}
+
 /** Poll `check` until it returns a truthy value or the deadline passes (scaled by the time factor). */
 export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 10_000, everyMs = 50): Promise<T> {
   const deadline = Date.now() + scaled(timeoutMs);

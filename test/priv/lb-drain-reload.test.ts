@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { requireRoot } from "../harness/privileged.js";
-import { waitFor } from "../harness/exec.js";
+import { exitedWithin, waitFor } from "../harness/exec.js";
 import { scaled } from "../harness/time.js";
 import { ADDR, TOA_BIN, createTopology, curl, startLb, startNginx, writeConfig, type Topology } from "../../bench/lb/topology.js";
 
@@ -48,19 +48,6 @@ pools:
     backends: ["${ADDR.backend4[backend]}:80"]
 `;
 
-
-/**
- * `exited`, or a failure carrying the process's output once `ms` have passed: a process that never
- * exits must fail this test, not hang the run.
- */
-function exitedWithin(what: string, p: { exited: Promise<number | null>; output(): string }, ms: number): Promise<number | null> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} still running after ${ms} ms; its output:\n${p.output()}`)), ms);
-  });
-  return Promise.race([p.exited, late]).finally(() => clearTimeout(timer));
-}
-
 test("SIGHUP and toa lb --reload apply a new config; an established connection keeps its backend", async (t) => {
   if (!requireRoot(t)) return;
   const topo = await createTopology(t);
@@ -86,7 +73,7 @@ test("SIGHUP and toa lb --reload apply a new config; an established connection k
   assert.match(ok, /reloaded .*lb\.yaml: 1 listener\(s\), 1 pool\(s\)/);
   assert.match(await curl(topo, `http://${ADDR.lb4}/`), /^backend 0 /);
   ka.child.stdin!.write("go\n");
-  assert.equal(await exitedWithin("the keep-alive client", ka, scaled(30_000)), 0, ka.output());
+  assert.equal(await exitedWithin("the keep-alive client", ka, 30_000), 0, ka.output());
   assert.match(ka.output(), /\["backend 0","backend 0","backend 0"\]/);
 });
 
@@ -105,9 +92,9 @@ test("SIGTERM drains: open connections finish, new ones are refused, exit 0; the
   await waitFor("draining", () => lb.proc.output().includes("draining"));
   await assert.rejects(curl(topo, `http://${ADDR.lb4}/`, ["--max-time", "2"]), /exit 7/); // refused
   ka.child.stdin!.write("go\n");
-  assert.equal(await exitedWithin("the keep-alive client", ka, scaled(30_000)), 0, ka.output());
+  assert.equal(await exitedWithin("the keep-alive client", ka, 30_000), 0, ka.output());
   const t0 = Date.now();
-  assert.equal(await exitedWithin("toa lb (SIGTERM)", lb.proc, scaled(30_000)), 0);
+  assert.equal(await exitedWithin("toa lb (SIGTERM)", lb.proc, 30_000), 0);
   assert.ok(Date.now() - t0 < 1000);
 
   // A client that never leaves: the process exits at the 2 s deadline.
@@ -117,7 +104,7 @@ test("SIGTERM drains: open connections finish, new ones are refused, exit 0; the
   await waitFor("first answer", () => stay.output().includes("answer backend 0"));
   const t1 = Date.now();
   process.kill(lb2.proc.pid, "SIGTERM");
-  assert.equal(await exitedWithin("toa lb (SIGTERM)", lb2.proc, scaled(30_000)), 0);
+  assert.equal(await exitedWithin("toa lb (SIGTERM)", lb2.proc, 30_000), 0);
   const took = Date.now() - t1;
   assert.ok(took >= 1900 && took < 3500, `exited after ${took}ms`);
   assert.match(lb2.proc.output(), /drain deadline passed: closing 1 connection/);
