@@ -202,8 +202,25 @@ function cpsClient(env: Env, s: Side, w: { start: number; stop: number }, toa = 
   ]);
 }
 
-async function cps(env: Env, withSide: Side, toa = true): Promise<{ r: Record<Side, Cps>; toa: number }> {
-  return under(env, withSide, async () => {
+/**
+ * Attach baseline `which` (baselines.ts) to server cgroup `side` for fn: the same rounds as the
+ * receiver's, with a program that does only part of its work.
+ */
+async function underBaseline<T>(env: Env, side: Side, which: Baseline, fn: () => Promise<T>): Promise<{ r: T; toa: number }> {
+  const loaded = loadBaseline(which);
+  const attached = [attachCgroup(env.server[side].path, loaded.sockops, "CGROUP_SOCK_OPS")];
+  try {
+    return { r: await fn(), toa: 0 };
+  } finally {
+    for (const a of attached) a.detach();
+    loaded.close();
+  }
+}
+
+/** conn/s on both pipelines, the receiver (or `baseline` instead) on `withSide`. */
+async function cps(env: Env, withSide: Side, toa = true, baseline?: Baseline): Promise<{ r: Record<Side, Cps>; toa: number }> {
+  const on = <T,>(fn: () => Promise<T>) => (baseline ? underBaseline(env, withSide, baseline, fn) : under(env, withSide, fn));
+  return on(async () => {
     const servers = await nginxBoth(env);
     try {
       const w = window(CPS_MS);
@@ -527,7 +544,9 @@ method: two identical pipelines A and B run at the same time, each a client (net
   B in odd ones. ${ROUNDS} rounds; ratio = median of per-round ratios with/without; range = min–max over rounds.
   - conn/s: nginx (return 200, 1 process, no access log) ← Node client, ${CONCURRENCY} loops of connect/GET/
     read to FIN/RST close, per pipeline; counted in the same ${CPS_MS / 1000} s window after ${WARM_MS / 1000} s warm-up. CPU = usage_usec
-    of the pipeline's two cgroups per exchange (softirq work runs on their tasks' time).
+    of the pipeline's two cgroups per exchange (softirq work runs on their tasks' time). Each round also runs
+    conn/s with baselines.ts's storage program in the receiver's place (bpf_sk_storage_get(F_CREATE) and one
+    store at PASSIVE_ESTABLISHED, nothing else): the cost of keeping anything per socket.
   - bulk: one connection per pipeline, Python sendall/recv_into of 4 MiB, bytes received in the same
     ${BULK_MS / 1000} s window; down = server sends, up = client sends.
   - getpeername: one Python process, one accepted socket per server cgroup, ${GP_REPS} × ${GP_CALLS} sock.getpeername()
@@ -552,15 +571,20 @@ method: two identical pipelines A and B run at the same time, each a client (net
     const plainR: Awaited<ReturnType<typeof cps>>[] = [];
     const cpsRounds: { withSide: Side; r: Awaited<ReturnType<typeof cps>> }[] = [];
     const plainRounds: { withSide: Side; r: Awaited<ReturnType<typeof cps>> }[] = [];
+    // The floor under the conn/s goal: a program that only allocates each socket's storage, as any
+    // receiver keeping a per-socket address must, in the same rounds.
+    const storageRounds: { withSide: Side; r: Awaited<ReturnType<typeof cps>> }[] = [];
     for (let i = 0; i < ROUNDS; i++) {
       const withSide: Side = i % 2 ? "b" : "a";
-      process.stderr.write(`  conn/s with and without a TOA: round ${i + 1}/${ROUNDS}, receiver on ${withSide}\n`);
+      process.stderr.write(`  conn/s with and without a TOA, and storage only: round ${i + 1}/${ROUNDS}, receiver on ${withSide}\n`);
       const t = await cps(e, withSide, true);
       const n = await cps(e, withSide, false);
+      const st = await cps(e, withSide, true, "storage");
       cpsR.push(t);
       plainR.push(n);
       cpsRounds.push({ withSide, r: t });
       plainRounds.push({ withSide, r: n });
+      storageRounds.push({ withSide, r: st });
     }
     const downR = await rounds("bulk down", (s) => bulk(e, s, "down"));
     const upR = await rounds("bulk up", (s) => bulk(e, s, "up"));
@@ -584,6 +608,7 @@ method: two identical pipelines A and B run at the same time, each a client (net
     const ratio = (p: { with: number[]; without: number[] }) => p.with.map((w, i) => w / p.without[i]);
     const cpsP = pick(cpsRounds.map((x) => ({ withSide: x.withSide, r: x.r.r })), (c) => c.cps);
     const plainP = pick(plainRounds.map((x) => ({ withSide: x.withSide, r: x.r.r })), (c) => c.cps);
+    const storageP = pick(storageRounds.map((x) => ({ withSide: x.withSide, r: x.r.r })), (c) => c.cps);
     const cpuP = pick(cpsRounds.map((x) => ({ withSide: x.withSide, r: x.r.r })), (c) => c.cpuUs / c.done);
     const downP = pick(downR, (x) => x);
     const upP = pick(upR, (x) => x);
@@ -608,6 +633,7 @@ method: two identical pipelines A and B run at the same time, each a client (net
 
     console.log(TABLE_HEAD);
     row("new connections/s (nginx), every one with a TOA", cpsP, 0, 0.98);
+    row("new connections/s (nginx), every one with a TOA, a program that only allocates the socket storage instead of the receiver", storageP, 0);
     row("new connections/s (nginx), none with a TOA", plainP, 0, 0.98);
     row("CPU per connection, client + server (µs)", cpuP, 1, undefined, true);
     row("bulk, server → client (MB/s)", downP, 0, 0.99);
