@@ -17,6 +17,7 @@ import type { TestContext } from "node:test";
 import { Netns, link } from "../../test/harness/netns.js";
 import { start, waitFor, waitForProcess, type Started } from "../../test/harness/exec.js";
 import { nginxConf } from "../../test/harness/nginx-conf.js";
+import { scaled } from "../../test/harness/time.js";
 import type { StatusSnapshot } from "../../src/lb/status.js";
 
 /** Run-time context: a node:test TestContext or a bench's own cleanup list. */
@@ -110,7 +111,11 @@ export async function startNginx(
     servers,
     accessLog: { path: accessLog, format: '$remote_addr $proxy_protocol_addr $server_addr:$server_port "$request" $status' },
     workerConnections: 8192,
-    httpExtra: "  keepalive_timeout 60s;\n  keepalive_requests 100000;",
+    // An idle keep-alive connection must outlive the slowest steps of a test under emulation: nginx
+    // closes it after keepalive_timeout, and a client between two requests never gets its answer
+    // (6.1-arm64 once, on a loaded machine: lb-drain-reload's third request, sent after two
+    // `toa lb --reload` runs of the CLI, went unanswered).
+    httpExtra: `  keepalive_timeout ${Math.ceil(scaled(60_000) / 1000)}s;\n  keepalive_requests 100000;`,
   });
   const confPath = join(dir, "nginx.conf");
   writeFileSync(confPath, conf);

@@ -21,6 +21,8 @@ const answers = [];
 let buf = "";
 const next = () => new Promise((resolve) => { const on = (d) => { buf += d; const m = /backend \\d/.exec(buf); if (m && buf.includes("\\n", m.index)) { s.off("data", on); answers.push(m[0]); buf = ""; resolve(); } }; s.on("data", on); });
 const get = () => { s.write("GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"); return next(); };
+// A connection closed before an answer is a failure to report, not a wait that never ends.
+s.on("close", () => { console.log("closed by the balancer after " + answers.length + " answer(s)"); process.exit(3); });
 await new Promise((r) => s.once("connect", r));
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 for (let i = 0; i < rounds; i++) {
@@ -28,6 +30,7 @@ for (let i = 0; i < rounds; i++) {
   console.log("answer " + answers[answers.length - 1]);
   if (i < rounds - 1) await lines.next();
 }
+s.removeAllListeners("close");
 s.end();
 console.log(JSON.stringify(answers));
 process.exit(0);
