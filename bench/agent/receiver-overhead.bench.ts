@@ -26,7 +26,7 @@ import { exitedWithin, sh, waitFor, type Started } from "../../test/harness/exec
 import { link, Netns } from "../../test/harness/netns.js";
 import { uniqueName } from "../../test/harness/privileged.js";
 import { CPS_CLIENT, nginxConf, PY } from "./scripts.js";
-import { type Baseline, loadBaseline } from "./baselines.js";
+import { type Baseline, type BaselinePrograms, loadBaseline } from "./baselines.js";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 10);
 const CPS_MS = Number(process.env.CPS_MS ?? 2000);
@@ -203,23 +203,25 @@ function cpsClient(env: Env, s: Side, w: { start: number; stop: number }, toa = 
 }
 
 /**
- * Attach baseline `which` (baselines.ts) to server cgroup `side` for fn: the same rounds as the
- * receiver's, with a program that does only part of its work.
+ * Attach baseline `which` (baselines.ts) to server cgroup `side` in the receiver's place, run fn
+ * with the loaded programs, detach and close them.
  */
-async function underBaseline<T>(env: Env, side: Side, which: Baseline, fn: () => Promise<T>): Promise<{ r: T; toa: number }> {
+async function underBaseline<T>(env: Env, side: Side, which: Baseline, fn: (loaded: BaselinePrograms) => Promise<T>): Promise<T> {
   const loaded = loadBaseline(which);
   const attached = [attachCgroup(env.server[side].path, loaded.sockops, "CGROUP_SOCK_OPS")];
+  if (loaded.getpeername4) attached.push(attachCgroup(env.server[side].path, loaded.getpeername4, "CGROUP_INET4_GETPEERNAME"));
   try {
-    return { r: await fn(), toa: 0 };
+    return await fn(loaded);
   } finally {
     for (const a of attached) a.detach();
     loaded.close();
   }
 }
 
-/** conn/s on both pipelines, the receiver (or `baseline` instead) on `withSide`. */
+/** conn/s on both pipelines, the receiver (or `baseline` in its place) on `withSide`. */
 async function cps(env: Env, withSide: Side, toa = true, baseline?: Baseline): Promise<{ r: Record<Side, Cps>; toa: number }> {
-  const on = <T,>(fn: () => Promise<T>) => (baseline ? underBaseline(env, withSide, baseline, fn) : under(env, withSide, fn));
+  const on = (fn: () => Promise<Record<Side, Cps>>) =>
+    baseline ? underBaseline(env, withSide, baseline, fn).then((r) => ({ r, toa: 0 /* a baseline counts nothing */ })) : under(env, withSide, fn);
   return on(async () => {
     const servers = await nginxBoth(env);
     try {
@@ -302,33 +304,30 @@ async function programCost(env: Env, what: "toa" | "plain" | Baseline): Promise<
     }
   };
   if (what !== "toa" && what !== "plain") {
-    const loaded = loadBaseline(what);
-    const attached = [attachCgroup(env.server.a.path, loaded.sockops, "CGROUP_SOCK_OPS")];
-    if (loaded.getpeername4) attached.push(attachCgroup(env.server.a.path, loaded.getpeername4, "CGROUP_INET4_GETPEERNAME"));
-    const stats = enableRunStats();
-    try {
-      const before = programInfo(loaded.sockops.fd);
-      const gpBefore = loaded.getpeername4 && programInfo(loaded.getpeername4.fd);
-      const c = await run();
-      // The servers are stopped: every connection has closed (the cookie map's deletes are counted).
-      const after = programInfo(loaded.sockops.fd);
-      const gpAfter = loaded.getpeername4 && programInfo(loaded.getpeername4.fd);
-      // Connections the server completed: the client's count of exchanges in the whole run.
-      const conns = c.total;
-      const gpCalls = gpBefore && gpAfter ? Number(gpAfter.runCount - gpBefore.runCount) : 0;
-      const gpNs = gpBefore && gpAfter ? Number(gpAfter.runTimeNs - gpBefore.runTimeNs) : 0;
-      return {
-        conns,
-        sockopsRuns: Number(after.runCount - before.runCount) / conns,
-        sockopsNs: Number(after.runTimeNs - before.runTimeNs) / conns,
-        getpeerCalls: gpCalls / conns,
-        getpeerNsPerCall: gpNs / Math.max(1, gpCalls),
-      };
-    } finally {
-      stats.close();
-      for (const a of attached) a.detach();
-      loaded.close();
-    }
+    return underBaseline(env, "a", what, async (loaded) => {
+      const stats = enableRunStats();
+      try {
+        const before = programInfo(loaded.sockops.fd);
+        const gpBefore = loaded.getpeername4 && programInfo(loaded.getpeername4.fd);
+        const c = await run();
+        // The servers are stopped: every connection has closed (the cookie map's deletes are counted).
+        const after = programInfo(loaded.sockops.fd);
+        const gpAfter = loaded.getpeername4 && programInfo(loaded.getpeername4.fd);
+        // Connections the server completed: the client's count of exchanges in the whole run.
+        const conns = c.total;
+        const gpCalls = gpBefore && gpAfter ? Number(gpAfter.runCount - gpBefore.runCount) : 0;
+        const gpNs = gpBefore && gpAfter ? Number(gpAfter.runTimeNs - gpBefore.runTimeNs) : 0;
+        return {
+          conns,
+          sockopsRuns: Number(after.runCount - before.runCount) / conns,
+          sockopsNs: Number(after.runTimeNs - before.runTimeNs) / conns,
+          getpeerCalls: gpCalls / conns,
+          getpeerNsPerCall: gpNs / Math.max(1, gpCalls),
+        };
+      } finally {
+        stats.close();
+      }
+    });
   }
   const { r } = await under(env, "a", () => measureReceiverCost(env.pinDir, { during: run }));
   const of = (name: string) => r.programs.find((p) => p.name === name);
