@@ -566,21 +566,18 @@ method: two identical pipelines A and B run at the same time, each a client (net
     }
 
     // conn/s with a TOA in every connection and without one, interleaved round by round.
-    const cpsR: Awaited<ReturnType<typeof cps>>[] = [];
-    const plainR: Awaited<ReturnType<typeof cps>>[] = [];
-    const cpsRounds: { withSide: Side; r: Awaited<ReturnType<typeof cps>> }[] = [];
-    const plainRounds: { withSide: Side; r: Awaited<ReturnType<typeof cps>> }[] = [];
+    type CpsRound = { withSide: Side; r: Awaited<ReturnType<typeof cps>> };
+    const cpsRounds: CpsRound[] = [];
+    const plainRounds: CpsRound[] = [];
     // The floor under the conn/s goal: a program that only allocates each socket's storage, as any
     // receiver keeping a per-socket address must, in the same rounds.
-    const storageRounds: { withSide: Side; r: Awaited<ReturnType<typeof cps>> }[] = [];
+    const storageRounds: CpsRound[] = [];
     for (let i = 0; i < ROUNDS; i++) {
       const withSide: Side = i % 2 ? "b" : "a";
       process.stderr.write(`  conn/s with and without a TOA, and storage only: round ${i + 1}/${ROUNDS}, receiver on ${withSide}\n`);
       const t = await cps(e, withSide, true);
       const n = await cps(e, withSide, false);
       const st = await cps(e, withSide, true, "storage");
-      cpsR.push(t);
-      plainR.push(n);
       cpsRounds.push({ withSide, r: t });
       plainRounds.push({ withSide, r: n });
       storageRounds.push({ withSide, r: st });
@@ -605,10 +602,11 @@ method: two identical pipelines A and B run at the same time, each a client (net
       without: rs.map((x) => f(x.r[other(x.withSide)])),
     });
     const ratio = (p: { with: number[]; without: number[] }) => p.with.map((w, i) => w / p.without[i]);
-    const cpsP = pick(cpsRounds.map((x) => ({ withSide: x.withSide, r: x.r.r })), (c) => c.cps);
-    const plainP = pick(plainRounds.map((x) => ({ withSide: x.withSide, r: x.r.r })), (c) => c.cps);
-    const storageP = pick(storageRounds.map((x) => ({ withSide: x.withSide, r: x.r.r })), (c) => c.cps);
-    const cpuP = pick(cpsRounds.map((x) => ({ withSide: x.withSide, r: x.r.r })), (c) => c.cpuUs / c.done);
+    const pickCps = (rs: CpsRound[], f: (c: Cps) => number) => pick(rs.map((x) => ({ withSide: x.withSide, r: x.r.r })), f);
+    const cpsP = pickCps(cpsRounds, (c) => c.cps);
+    const plainP = pickCps(plainRounds, (c) => c.cps);
+    const storageP = pickCps(storageRounds, (c) => c.cps);
+    const cpuP = pickCps(cpsRounds, (c) => c.cpuUs / c.done);
     const downP = pick(downR, (x) => x);
     const upP = pick(upR, (x) => x);
     // Per round the fastest turn of each socket: the least disturbed by other work on the machine.
@@ -657,7 +655,7 @@ method: two identical pipelines A and B run at the same time, each a client (net
     console.log("kmalloc caches that grew (B per connection, medians, sk_storage / saved SYN): " + diffs.map((d) => `${d.k} ${fmt(d.store)} / ${fmt(d.syn)}`).join("; "));
     const toaPerConn = cpsRounds.map((x) => x.r.toa / Math.max(1, x.r.r[x.withSide].total));
     const toaPlain = plainRounds.map((x) => x.r.toa);
-    const errors = [...cpsR, ...plainR].reduce((a, x) => a + x.r.a.errors + x.r.b.errors, 0);
+    const errors = [...cpsRounds, ...plainRounds, ...storageRounds].reduce((a, x) => a + x.r.r.a.errors + x.r.r.b.errors, 0);
     console.log(
       `checks: getpeername() and accept() returned ${gpR[0].r.peer[gpR[0].withSide]} with the receiver, ${gpR[0].r.peer[other(gpR[0].withSide)]} without; TOAs found per conn/s exchange: ${spread(toaPerConn, 2)} with a TOA, ${spread(toaPlain, 0)} without; conn/s errors: ${errors}; ${costChecks(costs)}`,
     );
