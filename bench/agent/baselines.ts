@@ -4,7 +4,10 @@
  *   empty    `return 1` on every sock_ops run: the floor the run-time statistics themselves add
  *            (two clock reads per run), which every program's figure includes;
  *   storage  only what a receiver built on socket storage can't avoid: at PASSIVE_ESTABLISHED,
- *            bpf_sk_storage_get(F_CREATE) on a toa_peers map and one store into it;
+ *            bpf_sk_storage_get(F_CREATE) on a toa_peers map and one address stored into it, and a
+ *            getpeername4 program that only looks the storage up and writes that address;
+ *   lookup   the empty sock_ops program and the same getpeername4 program on an empty map: what a
+ *            connection without a TOA can't avoid (a storage look-up that finds nothing);
  *   cookie   the other way to keep a value per socket: a preallocated hash keyed by the socket
  *            cookie, written at PASSIVE_ESTABLISHED, deleted when the socket reaches TCP_CLOSE (the
  *            state callback is switched on for that socket only), and a getpeername4 program that
@@ -16,7 +19,7 @@ import { mapSpecs, Peer } from "../../src/programs/layout.js";
 
 const { add, call, exit, FP, jeq, jne, label, ldMap, ldx, mov, or, R0, R1, R2, R3, R4, R6, st, stx } = asm;
 
-export type Baseline = "empty" | "storage" | "cookie";
+export type Baseline = "empty" | "storage" | "lookup" | "cookie";
 
 /** Loaded programs: the sock_ops one, the getpeername4 one (cookie only), and what to close. */
 export interface BaselinePrograms {
@@ -26,6 +29,8 @@ export interface BaselinePrograms {
 }
 
 const BPF_TCP_CLOSE = 7;
+/** 203.0.113.7 as the u32 the context holds (network order): what the storage baseline stores. */
+const STORED_ADDR = 0x077100cb;
 const COOKIE = -8; // u64 key slot
 const VALUE = -8 - Peer.size; // toa_peer-sized value slot
 
@@ -52,7 +57,24 @@ function storageProgram(): asm.Item[] {
     mov(R4, 1), // BPF_SK_STORAGE_GET_F_CREATE
     call("sk_storage_get"),
     jeq(R0, 0, "out"),
-    st("W", R0, 0, 1),
+    st("W", R0, Peer.addr, STORED_ADDR),
+    label("out"),
+    ...returnOne(),
+  ];
+}
+
+/** getpeername4: p = bpf_sk_storage_get(peers, ctx->sk, NULL, 0); if p, user_ip4 = p->addr. */
+function lookupGetpeername(): asm.Item[] {
+  return [
+    mov(R6, R1),
+    ldx("DW", R2, R6, SockAddr.sk),
+    ldMap(R1, mapSpecs.peers.name),
+    mov(R3, 0),
+    mov(R4, 0),
+    call("sk_storage_get"),
+    jeq(R0, 0, "out"),
+    ldx("W", R2, R0, Peer.addr),
+    stx("W", R6, SockAddr.userIp4, R2),
     label("out"),
     ...returnOne(),
   ];
@@ -117,10 +139,15 @@ export function loadBaseline(which: Baseline): BaselinePrograms {
     const sockops = Program.load({ name, type: "SOCK_OPS", instructions: returnOne() });
     return { sockops, close: () => sockops.close() };
   }
-  if (which === "storage") {
+  if (which === "storage" || which === "lookup") {
     const peers = BpfMap.create(mapSpecs.peers);
-    const sockops = Program.load({ name, type: "SOCK_OPS", instructions: storageProgram() }, { maps: { [mapSpecs.peers.name]: peers } });
-    return { sockops, close: () => (sockops.close(), peers.close()) };
+    const maps = { maps: { [mapSpecs.peers.name]: peers } };
+    const sockops = Program.load({ name, type: "SOCK_OPS", instructions: which === "storage" ? storageProgram() : returnOne() }, maps);
+    const getpeername4 = Program.load(
+      { name: which === "storage" ? "bench_st_gp4" : "bench_lk_gp4", type: "CGROUP_SOCK_ADDR", expectedAttachType: "CGROUP_INET4_GETPEERNAME", instructions: lookupGetpeername() },
+      maps,
+    );
+    return { sockops, getpeername4, close: () => (sockops.close(), getpeername4.close(), peers.close()) };
   }
   const map = "bench_cookies";
   const cookies = BpfMap.create({ name: map, type: "HASH", keySize: 8, valueSize: Peer.size, maxEntries: 65536 });
