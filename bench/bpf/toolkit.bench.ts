@@ -51,11 +51,10 @@ import {
   slotCount,
   stx,
 } from "../../src/bpf/asm/index.js";
+import { median } from "../stats.js";
 
 const ROUNDS = 5;
 const LOOKUPS = 200_000;
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** Median over ROUNDS of the ns per call of `fn`, called `n` times per round (after one warm-up round). */
 function measure(n: number, fn: (i: number) => unknown): number {

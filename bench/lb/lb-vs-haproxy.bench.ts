@@ -10,6 +10,7 @@ import { execFileSync } from "node:child_process";
 import { ADDR, createTopology, startLb, writeConfig, type Topology } from "./topology.js";
 import { waitFor, type Started } from "../../test/harness/exec.js";
 import { BACKEND, CLIENT, RAW_RELAY } from "./scripts.js";
+import { median } from "../stats.js";
 
 const CPS_MS = Number(process.env.CPS_MS ?? 3000);
 const BULK = Number(process.env.BULK_MB ?? 200) * 1e6;
@@ -234,7 +235,6 @@ method: three netns (client → balancer → backend) on veth; one Node backend 
       samples.get(name)!.push(row);
     }
   }
-  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
   const medianRow = (rs: Row[]): Row => {
     const out = { ...rs[0] } as Record<string, number | undefined>;
     for (const k of Object.keys(out)) if (out[k] !== undefined && !["bytesPerConn", "slabPerConn", "tablePerConn"].includes(k)) out[k] = median(rs.map((r) => (r as unknown as Record<string, number>)[k]));

@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { waitFor, type Started } from "../../test/harness/exec.js";
 import { ADDR, createTopology, startLb, writeConfig, type Ctx } from "./topology.js";
 import { ECHO_SERVER_PY, SYN_FLOOD_PY } from "./flood-scripts.js";
+import { median } from "../stats.js";
 
 const FLOOD = Number(process.env.FLOOD ?? 20_000);
 const FLOOD_S = Number(process.env.FLOOD_S ?? 4);
@@ -68,8 +69,6 @@ interface Outcome {
   recoveredAfterMs: number | null;
   counters?: string;
 }
-
-const median = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] : NaN);
 
 async function main(): Promise<void> {
   const cleanups: (() => unknown)[] = [];
