@@ -21,7 +21,7 @@ const { add, call, exit, FP, jeq, jne, label, ldMap, ldx, mov, or, R0, R1, R2, R
 
 export type Baseline = "empty" | "storage" | "lookup" | "cookie";
 
-/** Loaded programs: the sock_ops one, the getpeername4 one (cookie only), and what to close. */
+/** Loaded programs: the sock_ops one, the getpeername4 one (all but the empty baseline), and what to close. */
 export interface BaselinePrograms {
   sockops: Program;
   getpeername4?: Program;
