@@ -16,6 +16,7 @@
 import { asm, BpfMap, Program } from "../../src/bpf/index.js";
 import { CbFlag, Op, SockAddr, SockOps } from "../../src/bpf/uapi.js";
 import { mapSpecs, Peer } from "../../src/programs/layout.js";
+import { peerStorage } from "../../src/programs/macros.js";
 
 const { add, call, exit, FP, jeq, jne, label, ldMap, ldx, mov, or, R0, R1, R2, R3, R4, R6, st, stx } = asm;
 
@@ -50,13 +51,7 @@ function storageProgram(): asm.Item[] {
     jeq(R2, Op.PASSIVE_ESTABLISHED_CB, "passive"),
     ...returnOne(),
     label("passive"),
-    ldx("DW", R2, R6, SockOps.sk),
-    jeq(R2, 0, "out"),
-    ldMap(R1, mapSpecs.peers.name),
-    mov(R3, 0),
-    mov(R4, 1), // BPF_SK_STORAGE_GET_F_CREATE
-    call("sk_storage_get"),
-    jeq(R0, 0, "out"),
+    ...peerStorage(SockOps.sk, true, "out"), // the receiver's own storage call
     st("W", R0, Peer.addr, STORED_ADDR),
     label("out"),
     ...returnOne(),
@@ -67,12 +62,7 @@ function storageProgram(): asm.Item[] {
 function lookupGetpeername(): asm.Item[] {
   return [
     mov(R6, R1),
-    ldx("DW", R2, R6, SockAddr.sk),
-    ldMap(R1, mapSpecs.peers.name),
-    mov(R3, 0),
-    mov(R4, 0),
-    call("sk_storage_get"),
-    jeq(R0, 0, "out"),
+    ...peerStorage(SockAddr.sk, false, "out"),
     ldx("W", R2, R0, Peer.addr),
     stx("W", R6, SockAddr.userIp4, R2),
     label("out"),
