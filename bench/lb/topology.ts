@@ -135,6 +135,8 @@ export async function startNginx(
 
 /** A running `toa lb`. */
 export interface RunningLb {
+  /** Its instance name (`--instance`, made unique per start unless the args give one). */
+  instance: string;
   proc: Started;
   /** The config file (when started from one). */
   configFile?: string;
@@ -151,28 +153,57 @@ export function writeConfig(topo: Topology, name: string, yaml: string): string 
  * Start `toa lb ARGS` in the balancer ns (optionally in a cgroup) and wait until it says it runs and
  * `waitListen` (e.g. "198.51.100.1:80") is bound.
  */
-export async function startLb(t: Ctx, topo: Topology, args: string[], waitListen: string[], opts: { cgroup?: string; nodeArgs?: string[] } = {}): Promise<RunningLb> {
-  const node = [...(opts.nodeArgs ?? []), TOA_BIN, "lb"];
+export async function startLb(
+  t: Ctx,
+  topo: Topology,
+  args: string[],
+  waitListen: string[],
+  opts: { cgroup?: string; nodeArgs?: string[]; hostMounts?: boolean; bin?: string; waitRunning?: boolean } = {},
+): Promise<RunningLb> {
+  const node = [...(opts.nodeArgs ?? []), opts.bin ?? TOA_BIN, "lb"];
+  // Every balancer its own instance: its claim on ports, pins and tc filters are apart from any
+  // other's, and removed at teardown whatever the test did.
+  let instance = args[args.indexOf("--instance") + 1];
+  if (!args.includes("--instance")) {
+    instance = `lbt-${process.pid.toString(36)}-${(++lbCount).toString(36)}`;
+    args = [...args, "--instance", instance];
+  }
   // With a cgroup, enter the netns with nsenter: `ip netns exec` remounts /sys, which hides the
-  // cgroup2 mount the TOA sender attaches to.
+  // cgroup2 mount the TOA sender attaches to, and bpffs (hostMounts: pins that outlive the process).
   const proc = opts.cgroup
     ? start("nsenter", [`--net=/run/netns/${topo.balancer.name}`, "sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', opts.cgroup, process.execPath, ...node, ...args])
-    : topo.balancer.start(t as TestContext, process.execPath, [...node, ...args]);
-  if (opts.cgroup) t.after(() => proc.stop());
+    : topo.balancer.start(t as TestContext, process.execPath, [...node, ...args], { hostMounts: opts.hostMounts });
+  t.after(async () => {
+    await proc.stop();
+    await removeLbInstance(instance);
+  });
   // Loading toa_nat is the slow part of a packet-path start: seconds under emulation on old kernels.
   const t0 = Date.now();
-  await waitForProcess(
-    "toa lb to listen",
-    proc,
-    async () => {
-      const ss = await topo.balancer.run("ss", ["-Htln"]);
-      return waitListen.every((a) => ss.includes(a)) && proc.output().includes("running (pid");
-    },
-    30_000,
-  );
+  if (opts.waitRunning !== false) {
+    await waitForProcess(
+      "toa lb to listen",
+      proc,
+      async () => {
+        const ss = await topo.balancer.run("ss", ["-Htln"]);
+        return waitListen.every((a) => ss.includes(a)) && proc.output().includes("running (pid");
+      },
+      30_000,
+    );
+  }
   t.diagnostic?.(`toa lb listening ${Date.now() - t0} ms after its start`);
   const i = args.indexOf("--config");
-  return { proc, configFile: i >= 0 ? args[i + 1] : undefined };
+  return { proc, configFile: i >= 0 ? args[i + 1] : undefined, instance };
+}
+
+let lbCount = 0;
+
+/** Take a test balancer's instance away (its pins, tcx links and claim), as `toa lb remove --drain-timeout 0`. */
+export async function removeLbInstance(instance: string): Promise<void> {
+  const { removeInstance } = await import("../../src/lb/packet/remove.js");
+  const { defaultPinDir } = await import("../../src/lb/packet/instance-name.js");
+  const { removeClaim } = await import("../../src/lb/claims.js");
+  await removeInstance({ pinDir: defaultPinDir(instance), drainMs: 0, timeouts: { connectMs: 1000, synMs: 1000, idleMs: 1000, closedMs: 0 } }).catch(() => undefined);
+  removeClaim(instance);
 }
 
 /** curl in the client ns; returns the body (throws on failure). */

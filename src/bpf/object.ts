@@ -23,12 +23,16 @@ export interface LinkInfo {
   cgroupId: bigint;
   /** Cgroup links: enum bpf_attach_type. */
   attachType: number;
+  /** tcx links: the device's ifindex (the union's first u32); 0 once the device went away (defunct). */
+  ifindex: number;
 }
 
 /** Read bpf_link_info for a link fd. */
 export function linkInfo(fd: number): LinkInfo {
   const { type, id, progId, cgroupId, attachType } = objInfo(fd, LinkInfoStruct);
-  return { type, id, programId: progId, cgroupId, attachType };
+  // The union's first member: the cgroup id (u64) for cgroup links, { ifindex, attach_type } for tcx.
+  const ifindex = type === LinkType.TCX ? Number(cgroupId & 0xffffffffn) : 0;
+  return { type, id, programId: progId, cgroupId, attachType, ifindex };
 }
 
 /** What a pin holds. */

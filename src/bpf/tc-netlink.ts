@@ -102,6 +102,19 @@ export function addBpfFilterRequest(f: BpfFilterSpec): NetlinkRequest {
   ]);
 }
 
+/**
+ * `tc filter replace dev X ingress prio P handle H bpf da fd N name NAME`: the program of the filter
+ * at `at` is swapped for `f.programFd` in place (cls_bpf replaces it under RCU: every packet meets
+ * either the old or the new program, none meets no filter).
+ */
+export function replaceBpfFilterRequest(f: BpfFilterSpec, at: FilterAddress): NetlinkRequest {
+  if (at.handle === 0) throw new BpfError("BPF_ERR_INVALID_ARG", "refusing to replace filter handle 0: name the filter's own handle");
+  return request(Rtm.NEWTFILTER, NlmFlag.CREATE | NlmFlag.REPLACE | NlmFlag.ECHO, tcmsg(f.ifindex, at.handle, at.parent, filterInfo(at.priority)), [
+    nla.string(TCA_KIND, "bpf"),
+    nla.nested(TCA_OPTIONS, [nla.u32(TCA_BPF_FD, f.programFd), nla.string(TCA_BPF_NAME, f.name), nla.u32(TCA_BPF_FLAGS, TCA_BPF_FLAG_ACT_DIRECT)]),
+  ]);
+}
+
 /** Where exactly one filter is: handle, priority and parent (a handle of 0 would mean all filters at that priority). */
 export interface FilterAddress {
   ifindex: number;
@@ -221,6 +234,15 @@ export function addBpfFilter(sock: NetlinkSocket, f: BpfFilterSpec): FilterAddre
   const found = listFilters(sock, f.ifindex, f.direction).find((x) => x.name === f.name && (f.priority === 0 || x.priority === f.priority));
   if (!found) throw new BpfError("BPF_ERR_SYSCALL", `${ctx.command} (${ctx.detail}): the kernel acknowledged the filter but it is not in the dump`);
   return found;
+}
+
+/** Swap the program of the bpf filter at `at` (see {@link replaceBpfFilterRequest}). */
+export function replaceBpfFilter(sock: NetlinkSocket, f: BpfFilterSpec, at: FilterAddress): void {
+  sock.request(replaceBpfFilterRequest(f, at), {
+    command: "RTM_NEWTFILTER",
+    detail: `replace bpf filter ${JSON.stringify(f.name)} handle ${at.handle} prio ${at.priority} on ${where(f.ifindex, f.direction)}`,
+    hints: { ...deviceHints, ENOENT: "the filter or its clsact qdisc went away meanwhile", EINVAL: "the kernel refused the new program for this filter (not SCHED_CLS?)" },
+  });
 }
 
 /** Delete one filter; false when it was already gone (device, qdisc or filter removed meanwhile). */

@@ -16,7 +16,8 @@ import { BpfError, currentApplication, errnoName, SyscallError, UnsupportedFeatu
 import { BpfCommand, bpf, bpfTry, syscalls } from "./syscall.js";
 import { AttachType, Program, ProgramType } from "./program.js";
 import { exit, mov, R0 } from "./asm/index.js";
-import { LinkCreateAttr, linkDetach, objPin, ProgQueryAttr } from "./sys.js";
+import { LinkCreateAttr, linkDetach, LinkUpdateAttr, objGet, objPin, ProgQueryAttr } from "./sys.js";
+import { linkInfo, LinkType } from "./object.js";
 import { zero } from "./struct.js";
 import {
   addBpfFilter,
@@ -26,6 +27,7 @@ import {
   type FilterAddress,
   getLinkRequest,
   listFilters,
+  replaceBpfFilter,
   parseLinkIndex,
   type TcDirection,
   type TcFilter,
@@ -85,6 +87,7 @@ const ourClsact = new Map<number, number>();
 export class TcAttachment {
   private linkFd: number;
   private detached = false;
+  private currentProgramId: number;
 
   constructor(
     readonly mode: TcMode,
@@ -98,11 +101,76 @@ export class TcAttachment {
     private readonly ownsClsact = false,
   ) {
     this.linkFd = linkFd;
+    this.currentProgramId = programId;
   }
 
   /** The tcx link fd (-1 in netlink mode or once detached). */
   get fd(): number {
     return this.linkFd;
+  }
+
+  /**
+   * A tcx link pinned at `path` (by {@link pin}, maybe by another process): its attachment again. The
+   * link must be a tcx link that is still attached (its device exists: a defunct link has ifindex 0).
+   */
+  static fromPinnedLink(path: string, direction: TcDirection = "ingress"): TcAttachment {
+    const fd = objGet(path);
+    try {
+      const info = linkInfo(fd);
+      if (info.type !== LinkType.TCX) throw new BpfError("BPF_ERR_INVALID_ARG", `${path}: a link of type ${info.type}, not a tcx link (${LinkType.TCX})`);
+      if (info.ifindex === 0) throw new BpfError("BPF_ERR_INVALID_ARG", `${path}: its device is gone (the link is defunct)`);
+      return new TcAttachment("tcx", info.ifindex, direction, info.programId, fd);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  }
+
+  /**
+   * The classic filter named `name` on a device, as an attachment (what an earlier process attached
+   * in netlink mode); undefined when there is none. With several of that name, the first.
+   */
+  static findFilter(ifindex: number, name: string, direction: TcDirection = "ingress"): TcAttachment | undefined {
+    let filters: TcFilter[];
+    try {
+      filters = withRtnetlink((sock) => listFilters(sock, ifindex, direction));
+    } catch (e) {
+      // No clsact qdisc on the device (EINVAL "Parent Qdisc doesn't exists"): no filter either.
+      const errno = (e as { errnoName?: string }).errnoName;
+      if (errno === "EINVAL" || errno === "ENOENT") return undefined;
+      throw e;
+    }
+    const f = filters.find((x) => x.kind === "bpf" && x.name === name);
+    return f ? new TcAttachment("netlink", ifindex, direction, f.programId ?? 0, -1, { ifindex, parent: f.parent, priority: f.priority, handle: f.handle, name }) : undefined;
+  }
+
+  /**
+   * Swap the attached program for `next` with no moment without one: BPF_LINK_UPDATE for a tcx link,
+   * a filter replace at the same handle and priority for a netlink filter (the chain order stays).
+   */
+  replace(next: Program): void {
+    if (this.detached) throw new BpfError("BPF_ERR_CLOSED", "replace() on a detached tc attachment");
+    checkOptions(this.ifindex, next, this.direction, {});
+    if (this.mode === "tcx") {
+      const attr = LinkUpdateAttr.encode({ linkFd: this.linkFd, newProgFd: next.fd, flags: 0, oldProgFd: 0 });
+      bpf(BpfCommand.LINK_UPDATE, attr, attr.length, `tcx ${this.direction} of ifindex ${this.ifindex}`);
+    } else {
+      const f = this.filter!;
+      withRtnetlink((sock) => replaceBpfFilter(sock, { ifindex: this.ifindex, direction: this.direction, priority: f.priority, programFd: next.fd, name: f.name }, f));
+    }
+    this.currentProgramId = next.info.id;
+  }
+
+  /** The id of the program attached now (changes with {@link replace}). */
+  get attachedProgramId(): number {
+    return this.currentProgramId;
+  }
+
+  /** Close the link fd without detaching (a pinned tcx link stays attached; netlink: nothing to close). */
+  release(): void {
+    if (this.linkFd >= 0) closeSync(this.linkFd);
+    this.linkFd = -1;
+    this.detached = true;
   }
 
   /** Pin the tcx link so that the attachment outlives this process (netlink filters persist by themselves). */

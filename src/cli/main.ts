@@ -4,6 +4,7 @@
  * `(io, setExit) => Command`.
  */
 import { Command, CommanderError } from "commander";
+import { packageVersion } from "../shared/self.js";
 import { type Io, processIo, UsageError } from "./io.js";
 import { commandFactories, hiddenCommandFactories } from "./commands/index.js";
 import { nameToaToToolkit } from "../programs/application.js";
@@ -15,7 +16,9 @@ export function buildProgram(io: Io, exit: (code: number) => void): Command {
       "Real client addresses for servers behind full-NAT load balancers (TCP Option Address, TOA), " +
         "with eBPF programs assembled in TypeScript: no kernel module, no compiler.",
     )
-    .version(process.env.npm_package_version ?? "0.1.0")
+    .version(packageVersion())
+    // A subcommand's options are its own wherever its parent has one of the same name (`toa lb remove --instance`).
+    .enablePositionalOptions()
     .showHelpAfterError("(run with --help for usage)")
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
     .exitOverride();

@@ -132,12 +132,23 @@ export async function cleanupDemo(s: DemoState): Promise<string[]> {
     if (pid && inOurCgroup(pid, s)) await attempt(`stop pid ${pid}`, () => stopPid(pid));
   }
   await attempt(`unload ${s.pinDir}`, () => unloadReceiver(s.pinDir));
+  // The balancer's packet path outlives its process (its pins): take the demo's instance away too.
+  await attempt(`remove toa lb instance ${demoInstance(s.id)}`, async () => {
+    const { removeInstance } = await import("../lb/packet/remove.js");
+    const { defaultPinDir } = await import("../lb/packet/instance-name.js");
+    const { removeClaim } = await import("../lb/claims.js");
+    await removeInstance({ pinDir: defaultPinDir(demoInstance(s.id)), drainMs: 0, timeouts: { connectMs: 1000, synMs: 1000, idleMs: 1000, closedMs: 0 } });
+    removeClaim(demoInstance(s.id));
+  });
   for (const cg of [s.cgroups.balancer, s.cgroups.backend, s.cgroups.parent]) await attempt(`remove cgroup ${cg}`, () => removeCgroup(cg));
   for (const ns of Object.values(s.netns)) await attempt(`delete netns ${ns}`, () => deleteNetns(ns));
   if (s.tmpDir) await attempt(`remove ${s.tmpDir}`, () => rmSync(s.tmpDir, { recursive: true, force: true }));
   await attempt("state file", () => rmSync(join(STATE_DIR, `${s.id}.json`), { force: true }));
   return errors;
 }
+
+/** The demo balancer's instance name (its pins: /sys/fs/bpf/toa-lb/<name>). */
+const demoInstance = (id: string): string => `demo-${id}`.slice(0, 32);
 
 function inOurCgroup(pid: number, s: DemoState): boolean {
   try {
@@ -267,6 +278,7 @@ async function demoSteps(s: DemoState, say0: (l: string) => void, opts: DemoOpti
   writeFileSync(
     config,
     `admin: ${ADMIN}
+instance: ${demoInstance(s.id)}
 drainTimeout: 1s
 dataPath: ${packet ? "packet" : "js"}
 listeners:

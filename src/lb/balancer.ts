@@ -28,6 +28,10 @@ export interface BalancerOptions {
   openWriter?: OpenWriter;
   /** Loads the config again for POST /reload (the CLI re-reads the file); absent = reload refused. */
   loadConfig?: () => LbConfig;
+  /** Runs before a config is applied (start and reloads); throwing refuses it (the CLI checks port claims). */
+  beforeApply?: (config: LbConfig) => void;
+  /** Runs after a config is in force, with whether a packet instance is served (the CLI writes its claim). */
+  onApplied?: (config: LbConfig, hasPacketInstance: boolean) => void;
 }
 
 export class Balancer {
@@ -61,6 +65,9 @@ export class Balancer {
     try {
       await b.apply(config);
     } catch (e) {
+      // Nothing of this start may be left: a packet instance it made is removed, one it adopted
+      // keeps serving as it did.
+      for (const f of b.frontends) await f.abandon().catch((err: unknown) => b.log.error({ err }, "abandoning a failed start"));
       await b.close();
       throw e;
     }
@@ -114,6 +121,7 @@ export class Balancer {
   }
 
   private async apply(config: LbConfig): Promise<void> {
+    this.opts.beforeApply?.(config);
     // Every frontend gets ready before anything changes; if one refuses, the others undo. The packet
     // path first: a listen address that isn't ours or a backend without a route is refused before a
     // socket is bound.
@@ -153,30 +161,34 @@ export class Balancer {
       this.adminKey = key;
     }
     this.config = config;
+    this.opts.onApplied?.(config, this.hasPacketInstance());
   }
 
-  /** Connections open now, in every frontend (listeners a reload removed included). */
-  activeConnections(): number {
-    return this.frontends.reduce((n, f) => n + f.active(), 0);
+  /** Connections open now, in every frontend (listeners a reload removed included), or in those `which` picks. */
+  activeConnections(which: (f: Frontend) => boolean = () => true): number {
+    return this.frontends.filter(which).reduce((n, f) => n + f.active(), 0);
   }
 
   /**
-   * Stop accepting, wait for open connections to finish up to `deadlineMs` (the config's
-   * drainTimeout), then close the rest and everything else. Resolves when done.
+   * The process's end (SIGTERM): the relay stops accepting and waits for its open connections up to
+   * `deadlineMs` (the config's drainTimeout), then closes the rest. The packet path is left serving
+   * from the kernel, untouched: a restart adopts it (`toa lb remove` takes it away). Resolves when done.
    */
   async drain(deadlineMs = this.config.drainTimeoutMs): Promise<void> {
     if (this.draining) return;
     this.draining = true;
-    for (const f of this.frontends) f.stopAccepting();
-    const n = this.activeConnections();
-    this.log.info({ active: n }, `draining: not accepting; waiting up to ${formatDuration(deadlineMs)} for ${n} connection(s)`);
+    const mine = (f: Frontend) => !f.outlivesProcess;
+    for (const f of this.frontends.filter(mine)) f.stopAccepting();
+    const n = this.activeConnections(mine);
+    const kept = this.frontends.some((f) => f.outlivesProcess && f.stats().packet);
+    this.log.info({ active: n }, `draining: relay not accepting; waiting up to ${formatDuration(deadlineMs)} for ${n} connection(s)${kept ? "; the packet path goes on serving" : ""}`);
     const until = Date.now() + deadlineMs;
-    const settle = () => Promise.all(this.frontends.map((f) => f.settle()));
-    while (this.activeConnections() > 0 && Date.now() < until) await settle();
-    const left = this.activeConnections();
+    const settle = () => Promise.all(this.frontends.filter(mine).map((f) => f.settle()));
+    while (this.activeConnections(mine) > 0 && Date.now() < until) await settle();
+    const left = this.activeConnections(mine);
     if (left > 0) this.log.warn({ left }, `drain deadline passed: closing ${left} connection(s)`);
     await this.close();
-    this.log.info("stopped");
+    this.log.info(kept ? "stopped; the packet path serves on from the kernel (a start adopts it; `toa lb remove` takes it away)" : "stopped");
   }
 
   /** Close everything now. */
@@ -205,5 +217,10 @@ export class Balancer {
   snapshot(): StatusSnapshot {
     const { config, startedAtMs, draining, reloads, reloadFailures } = this;
     return buildStatus({ config, startedAtMs, draining, reloads, reloadFailures }, this.pools.values(), this.frontends.map((f) => f.stats()));
+  }
+
+  /** Whether this process serves a packet-path instance (its pins outlive it). */
+  hasPacketInstance(): boolean {
+    return this.packet.instance() !== null;
   }
 }

@@ -11,7 +11,7 @@ import type { Endpoint } from "./endpoint.js";
 import { ConfigError } from "./errors.js";
 import { type ClientAddressMode, type DataPath, type SchedulerName, CLIENT_ADDRESS_MODES, DEFAULTS } from "./choices.js";
 import { Checker, describe, isAny } from "./config/checker.js";
-import { checkPacketListener, validatePacket } from "./config/packet.js";
+import { checkPacketListener, validateInstance, validatePacket } from "./config/packet.js";
 import { validatePool } from "./config/pool.js";
 
 export { type ClientAddressMode, type DataPath, type SchedulerName, CLIENT_ADDRESS_MODES, DATA_PATHS, SCHEDULERS, DEFAULTS } from "./choices.js";
@@ -34,6 +34,10 @@ export interface PacketConfig {
   readonly maxHalfOpen: number;
   /** A connection still opening after this long is removed, giving its place back. */
   readonly synTimeoutMs: number;
+  /** The instance's name (top-level `instance:`): its tc filters are `toa:nat:<instance>`. */
+  readonly instance: string;
+  /** Where the instance's tables, program and links are pinned (default /sys/fs/bpf/toa-lb/<instance>). */
+  readonly pinDir: string;
 }
 
 /** One backend of a pool; `id` is its `addr:port` text, unique within the pool. */
@@ -100,10 +104,17 @@ export interface LbConfig {
   /** How long SIGTERM waits for established connections before closing them. */
   readonly drainTimeoutMs: number;
   readonly packet: PacketConfig;
+  /** The instance's name (`instance:`, default "default"); `--instance` overrides the file's. */
+  readonly instance: string;
+}
+
+/** What the command line sets over a file's config. */
+export interface ConfigOverrides {
+  readonly instance?: string;
 }
 
 /** Read and validate a YAML config file; throws {@link ConfigError} naming the file and fields. */
-export function loadConfigFile(file: string): LbConfig {
+export function loadConfigFile(file: string, overrides: ConfigOverrides = {}): LbConfig {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
@@ -116,18 +127,19 @@ export function loadConfigFile(file: string): LbConfig {
   } catch (e) {
     throw new ConfigError(file, [{ path: "", message: `not valid YAML: ${(e as Error).message.split("\n")[0].replace(/:$/, "")}` }]);
   }
-  return validateConfig(raw, file);
+  return validateConfig(raw, file, overrides);
 }
 
 /**
  * Validate a raw config (parsed YAML, or built from flags) into a frozen {@link LbConfig}. `source`
  * names the file in messages. Throws {@link ConfigError} with every issue found.
  */
-export function validateConfig(raw: unknown, source: string): LbConfig {
+export function validateConfig(raw: unknown, source: string, overrides: ConfigOverrides = {}): LbConfig {
   const c = new Checker();
   const top = c.object(raw ?? undefined, "");
   if (!top) throw new ConfigError(source, c.issues);
-  c.keys(top, "", ["listeners", "pools", "admin", "timeouts", "drainTimeout", "dataPath", "packet"]);
+  c.keys(top, "", ["instance", "listeners", "pools", "admin", "timeouts", "drainTimeout", "dataPath", "packet"]);
+  const instance = validateInstance(c, overrides.instance ?? top.instance);
   const dataPath = c.dataPath(top.dataPath, "dataPath", DEFAULTS.dataPath);
 
   // Timeouts shared by every listener unless it sets its own.
@@ -142,7 +154,7 @@ export function validateConfig(raw: unknown, source: string): LbConfig {
     }
   }
   const drainTimeoutMs = c.duration(top.drainTimeout, "drainTimeout", DEFAULTS.drainTimeoutMs, 0);
-  const packet = validatePacket(c, top.packet);
+  const packet = validatePacket(c, top.packet, instance);
 
   let admin: Endpoint | null = null;
   if (top.admin !== undefined && top.admin !== null) {
@@ -217,7 +229,7 @@ export function validateConfig(raw: unknown, source: string): LbConfig {
     c.add("admin", `port ${admin.port} is also used by a listener`);
   }
   if (c.issues.length > 0) throw new ConfigError(source, c.issues);
-  return Object.freeze({ source, listeners: Object.freeze(listeners), pools: Object.freeze(pools), admin, drainTimeoutMs, packet });
+  return Object.freeze({ source, instance, listeners: Object.freeze(listeners), pools: Object.freeze(pools), admin, drainTimeoutMs, packet });
 }
 
 export { defaultHalfOpen } from "./config/packet.js";

@@ -20,3 +20,12 @@ export function formatDuration(ms: number): string {
   if (ms % 1000 === 0 && ms >= 1000) return `${ms / 1000}s`;
   return `${ms}ms`;
 }
+
+/** An age for people: `42s`, `5m`, `3h`, `2d` (rounded to its unit). */
+export function formatAge(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  if (s < 172800) return `${Math.round(s / 3600)}h`;
+  return `${Math.round(s / 86400)}d`;
+}

@@ -25,7 +25,12 @@ export type LbErrorCode =
   /** A function of `src/lb` was called with a value it cannot use (e.g. an address that is not one). */
   | "LB_ERR_INVALID_ARG"
   /** Something already closed was used (the packet path's tables after close()). */
-  | "LB_ERR_CLOSED";
+  | "LB_ERR_CLOSED"
+  /**
+   * A packet-path instance (its pinned tables and program) can't be used as asked: another build's
+   * layout, another process serving it, or source ports another instance uses towards the same backend.
+   */
+  | "LB_ERR_INSTANCE";
 
 /** The only error class thrown by `src/lb`; `cause` keeps the underlying error. */
 export class LbError extends CodedError<LbErrorCode> {}

@@ -32,6 +32,13 @@ export interface Frontend {
   address(name: string): AddressInfo | null;
   /** What the status page, /status.json and /metrics show of this frontend. */
   stats(): FrontendStats;
-  /** Close everything now, connections included. */
+  /**
+   * Whether its connections outlive this process (the packet path: the kernel forwards them from
+   * pinned tables). A SIGTERM drain neither stops nor waits for such a frontend.
+   */
+  readonly outlivesProcess: boolean;
+  /** Close everything now: connections included, except those that outlive the process. */
   close(): void;
+  /** A start that failed: close, and take away what this start made that would outlive it. */
+  abandon(): Promise<void>;
 }

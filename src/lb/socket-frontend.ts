@@ -152,6 +152,12 @@ export class SocketFrontend implements Frontend {
     };
   }
 
+  readonly outlivesProcess = false;
+
+  async abandon(): Promise<void> {
+    this.close();
+  }
+
   close(): void {
     for (const l of [...this.listeners.values(), ...this.retired]) {
       l.stopAccepting();

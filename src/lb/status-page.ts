@@ -4,6 +4,7 @@
  * counters. Self-contained (inline CSS, no script), refreshes itself every 5 s.
  */
 import type { BackendStatus, StatusSnapshot } from "./status.js";
+import { formatAge } from "./duration.js";
 
 const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -18,13 +19,7 @@ export function formatBytes(n: number): string {
   return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
 }
 
-function ago(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 120) return `${s}s`;
-  if (s < 7200) return `${Math.round(s / 60)}m`;
-  if (s < 172800) return `${Math.round(s / 3600)}h`;
-  return `${Math.round(s / 86400)}d`;
-}
+const ago = formatAge;
 
 function stateClass(b: BackendStatus): string {
   return b.state === "UP" ? "up" : b.state === "DOWN" ? "down" : "nocheck";
@@ -60,6 +55,7 @@ export function renderStatusPage(s: StatusSnapshot): string {
     : `<p class="sub">No listener uses toa mode.</p>`;
   const packet = s.packet
     ? `<h2>packet path <span class="sub">tc ingress (${esc(s.packet.attach)}) on ${esc(s.packet.devices.join(", "))} · ${s.packet.active} open of ${s.packet.maxConnections} · ${s.packet.halfOpen} opening of ${s.packet.maxHalfOpen} · ${s.packet.entries} table entries</span></h2>
+<p class="sub">instance ${esc(s.packet.instance.name)} at ${esc(s.packet.instance.pinDir)} · made ${esc(ago(s.nowMs - s.packet.instance.createdMs))} ago${s.packet.instance.adopted ? ` · adopted by this process (adoption ${s.packet.instance.adoptions})` : " · made by this process"} · program ${esc(s.packet.instance.programTag)} (build ${esc(s.packet.instance.build)}) since ${esc(ago(s.nowMs - s.packet.instance.programSinceMs))} ago · layout ${s.packet.instance.layoutVersion}</p>
 ${s.packet.warnings.map((w) => `<p class="sub">⚠ ${esc(w)}</p>`).join("")}
 <table class="packet"><tr>${Object.entries(s.packet.counters).map(([k]) => `<th>${esc(k.replace(/_/g, " "))}</th>`).join("")}</tr><tr>${Object.entries(s.packet.counters)
         .map(([k, v]) => `<td class="${v && k !== "flows_created" ? "warn" : ""}">${v}</td>`)

@@ -17,6 +17,7 @@
  *
  * Addresses are 16 bytes; IPv4 uses the first 4 (the rest zero). Ports are in network order.
  */
+import { createHash } from "node:crypto";
 import type { MapSpec } from "../bpf/index.js";
 import { be16, bytes, pad, struct, u16, u32, u64, u8 } from "../bpf/struct.js";
 
@@ -234,4 +235,63 @@ export function natMapSpecs(maxConnections: number, maxHalfOpen: number): Record
     scratch: { name: NatMapName.scratch, type: "PERCPU_ARRAY", keySize: 4, valueSize: SCRATCH_SIZE, maxEntries: 1 },
     admission: { name: NatMapName.admission, type: "ARRAY", keySize: 4, valueSize: 8, maxEntries: Admission.slots },
   };
+}
+
+/**
+ * The instance's own record, nat_meta[0] (ARRAY of one): pinned with the tables so that a later
+ * process knows what it adopts. The program never reads it. `magic` and `layoutVersion` stay at
+ * offsets 0 and 4 in every build, so any build can tell an instance it can't read.
+ */
+export const InstanceMeta = struct("nat_meta", {
+  /** NAT_META_MAGIC: this map is a toa lb instance's. */
+  magic: u32,
+  /** NAT_LAYOUT_VERSION of the build that made the tables. */
+  layoutVersion: u32,
+  /** natLayoutHash() of that build: the maps' and structs' exact shape. */
+  layoutHash: bytes(8),
+  /** When the instance was made (Unix ms). */
+  createdMs: u64,
+  /** The kernel's tag of the program attached now (8 bytes of SHA-1 over its instructions). */
+  programTag: bytes(8),
+  /** When that program was attached or swapped in (Unix ms). */
+  programSinceMs: u64,
+  /** Processes that took the instance over after the one that made it. */
+  adoptions: u32,
+  /** The tables' fixed sizes (packet.maxConnections, packet.maxHalfOpen when made). */
+  maxConnections: u32,
+  maxHalfOpen: u32,
+  _pad: pad(4),
+  /** Package version of the build that attached the program (NUL-padded text). */
+  build: bytes(16),
+  /** The instance's name (NUL-padded): its tc filters are named `toa:nat:<name>`. */
+  instance: bytes(32),
+});
+
+export const NAT_META_MAGIC = 0x4c414f54; // "TOAL" little endian
+export const NAT_META_NAME = "nat_meta";
+export const natMetaSpec: MapSpec = { name: NAT_META_NAME, type: "ARRAY", keySize: 4, valueSize: InstanceMeta.size, maxEntries: 1 };
+
+/**
+ * The layout of the tables, as a number a person bumps when it changes on purpose. Adoption also
+ * compares {@link natLayoutHash}, which changes with any change of shape, so a forgotten bump can't
+ * make a build misread another's tables.
+ */
+export const NAT_LAYOUT_VERSION = 1;
+
+/** The shape of a struct: every field's offset, and its size and alignment. */
+function shape(s: object): Record<string, number> {
+  return Object.fromEntries(Object.entries(s).filter(([, v]) => typeof v === "number"));
+}
+
+/**
+ * 16 hex digits naming everything two builds must agree on to share tables: the maps (types, key
+ * and value sizes, fixed entry counts), the structs' field offsets and the meaning of flag bits,
+ * counter indices and admission slots.
+ */
+export function natLayoutHash(): string {
+  const specs = natMapSpecs(1, 1);
+  const maps = Object.values(specs).map((m) => [m.name, m.type, m.keySize, m.valueSize, m.name === NatMapName.flows ? 0 : m.maxEntries]);
+  const structs = [FlowKey, FlowValue, ServiceKey, ServiceValue, BackendValue].map(shape);
+  const enums = [FlowDir, FlowFlag, Admission, NatScheduler, NatCounter, NatBackendCounter, { NAT_GLOBAL_COUNTERS, SLOTS, MAX_SERVICES, MAX_BACKENDS, SCRATCH_SIZE }];
+  return createHash("sha256").update(JSON.stringify({ maps, structs, enums })).digest("hex").slice(0, 16);
 }

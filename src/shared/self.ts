@@ -7,6 +7,7 @@
  *
  * so `process.execPath` alone is right in one form only; {@link toaArgv} is right in both.
  */
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 let singleExecutable = false;
@@ -32,4 +33,18 @@ export function cliScript(): string {
 /** The full argv that runs `toa ARGS` in either form: `[file, ...args]`, ready for spawn/execFile. */
 export function toaArgv(...args: string[]): [string, ...string[]] {
   return singleExecutable ? [process.execPath, ...args] : [process.execPath, cliScript(), ...args];
+}
+
+let version: string | undefined;
+
+/** This build's package version (package.json beside dist/), or "unknown" where none is found. */
+export function packageVersion(): string {
+  if (version === undefined) {
+    try {
+      version = (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version?: string }).version ?? "unknown";
+    } catch {
+      version = process.env.npm_package_version ?? "unknown";
+    }
+  }
+  return version;
 }

@@ -31,13 +31,15 @@ export class Netns {
    * Start a long-running process inside the namespace, optionally inside a cgroup folder: the shell
    * writes its own pid to cgroup.procs, then execs the command, so the command starts there.
    */
-  start(t: TestContext | undefined, cmd: string, args: string[], opts: SpawnOptions & { cgroup?: string } = {}): Started {
-    const { cgroup, ...spawnOpts } = opts;
-    // `ip netns exec` remounts /sys for the namespace, which hides the cgroup v2 mount; nsenter only
-    // switches the network namespace, so the cgroup folder stays reachable.
+  start(t: TestContext | undefined, cmd: string, args: string[], opts: SpawnOptions & { cgroup?: string; hostMounts?: boolean } = {}): Started {
+    const { cgroup, hostMounts, ...spawnOpts } = opts;
+    // `ip netns exec` remounts /sys for the namespace, which hides the cgroup v2 mount and the host's
+    // bpffs (pins made there go with the process); nsenter only switches the network namespace.
     const p = cgroup
       ? start("nsenter", [`--net=/run/netns/${this.name}`, "sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, cmd, ...args], spawnOpts)
-      : start("ip", ["netns", "exec", this.name, cmd, ...args], spawnOpts);
+      : hostMounts
+        ? start("nsenter", [`--net=/run/netns/${this.name}`, cmd, ...args], spawnOpts)
+        : start("ip", ["netns", "exec", this.name, cmd, ...args], spawnOpts);
     t?.after(() => p.stop());
     return p;
   }

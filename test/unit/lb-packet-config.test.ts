@@ -27,7 +27,7 @@ test("dataPath packet: toa and none are accepted, with defaults for the packet b
   assert.equal(c.listeners[0].dataPath, "packet");
   assert.deepEqual(
     { ...c.packet, interfaces: [...c.packet.interfaces] },
-    { maxConnections: 65536, mtu: 1500, interfaces: [], closedTimeoutMs: 2_000, maxHalfOpen: 16384, synTimeoutMs: 5_000 },
+    { maxConnections: 65536, mtu: 1500, interfaces: [], closedTimeoutMs: 2_000, maxHalfOpen: 16384, synTimeoutMs: 5_000, instance: "default", pinDir: "/sys/fs/bpf/toa-lb/default" },
   );
   const n = validateConfig(base({ mode: "none" }, { scheduler: "source-hash" }, { packet: { maxConnections: 1000, mtu: 9000, interfaces: ["eth0"], closedTimeout: "2s" } }), "lb.yaml");
   assert.equal(n.packet.maxConnections, 1000);
@@ -37,6 +37,18 @@ test("dataPath packet: toa and none are accepted, with defaults for the packet b
   assert.deepEqual([h.packet.maxHalfOpen, h.packet.synTimeoutMs], [100, 1000]);
   assert.equal(validateConfig(base({}, {}, { packet: { maxConnections: 32 } }), "lb.yaml").packet.maxHalfOpen, 16, "at least 16");
   assert.deepEqual([...n.packet.interfaces], ["eth0"]);
+});
+
+test("instance: names the pin folder unless packet.pinDir does; --instance overrides the file; bad names and folders are refused by field", () => {
+  const named = validateConfig(base({}, {}, { instance: "blue" }), "lb.yaml");
+  assert.deepEqual([named.instance, named.packet.instance, named.packet.pinDir], ["blue", "blue", "/sys/fs/bpf/toa-lb/blue"]);
+  const over = validateConfig(base({}, {}, { instance: "blue" }), "lb.yaml", { instance: "green" });
+  assert.deepEqual([over.instance, over.packet.pinDir], ["green", "/sys/fs/bpf/toa-lb/green"]);
+  const dir = validateConfig(base({}, {}, { instance: "blue", packet: { pinDir: "/sys/fs/bpf/lb/blue/" } }), "lb.yaml");
+  assert.equal(dir.packet.pinDir, "/sys/fs/bpf/lb/blue");
+  assert.match(refused(base({}, {}, { instance: "a.b" })), /lb\.yaml: instance: must be 1-32 letters, digits, '_' or '-'/);
+  assert.match(refused(base({}, {}, { packet: { pinDir: "relative/dir" } })), /packet\.pinDir: must be an absolute folder on bpffs/);
+  assert.match(refused(base({}, {}, { packet: { pinDir: "/sys/fs/bpf/toa.lb" } })), /packet\.pinDir: bpffs refuses names with a dot; use e\.g\. \/sys\/fs\/bpf\/toa-lb/);
 });
 
 test("dataPath packet refuses what it can't do, naming the field and the way out", () => {

@@ -1,4 +1,5 @@
 /** `toa lb`: the full-NAT layer-4 load balancer (src/lb). Thin: parse, build the config, run, print. */
+import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync, rmSync } from "node:fs";
 import { request } from "node:http";
 import { Command, Option } from "commander";
@@ -12,9 +13,11 @@ import { hasInlineConfig, type LbFlags, rawConfigFromFlags } from "../../lb/flag
 import { ConfigError } from "../../lb/errors.js";
 import { formatEndpoint } from "../../lb/endpoint.js";
 import { handleSignals } from "../../lb/signals.js";
+import { lbInstallServiceCommand, lbRemoveCommand, lbUninstallServiceCommand } from "./lb-instance.js";
 
 interface LbOptions extends LbFlags {
   config?: string;
+  instance?: string;
   check?: boolean;
   reload?: boolean;
   pidFile?: string;
@@ -48,9 +51,15 @@ Examples:
   toa lb --config /etc/toa/lb.yaml             # run in the foreground; logs are JSON (pino)
   toa lb --reload --config /etc/toa/lb.yaml    # POST /reload to its admin listener (or: kill -HUP)
 
-Signals: SIGHUP reloads the config file, keeping established connections; SIGTERM/SIGINT drain
-(stop accepting, wait up to drainTimeout, then close). A second SIGTERM closes at once.
+Signals: SIGHUP reloads the config file, keeping established connections. SIGTERM/SIGINT: the JS
+relay drains (stops accepting, waits up to drainTimeout, closes; a second signal closes at once);
+the packet path is left serving from the kernel, and the next start adopts it with no connection lost.
 Admin listener: / (status page), /status.json, /metrics (Prometheus), POST /reload.
+
+The packet path's instance (tables, program, links) is pinned in packet.pinDir
+(/sys/fs/bpf/toa-lb/<instance>): crashes, restarts and upgrades keep every connection.
+  toa lb remove --config /etc/toa/lb.yaml      # take it away: stop new SYNs, drain, unpin
+  toa lb install-service --config /etc/toa/lb.yaml   # systemd unit (restart = hitless for the packet path)
 `;
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -59,12 +68,19 @@ const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 async function buildConfig(o: LbOptions): Promise<LbConfig> {
   // Loaded when a command runs, not when the command tree is built (every `toa` start).
   const { loadConfigFile, validateConfig } = await import("../../lb/config.js");
+  const overrides = o.instance !== undefined ? { instance: o.instance } : {};
   if (o.config) {
     if (hasInlineConfig(o)) throw new UsageError("use either --config FILE or --listen/--backend, not both");
-    return loadConfigFile(o.config);
+    return loadConfigFile(o.config, overrides);
   }
   if (!o.listen?.length || !o.backend?.length) throw new UsageError("give --config FILE, or at least one --listen ADDR:PORT and one --backend ADDR:PORT");
-  return validateConfig(rawConfigFromFlags(o), "command line");
+  return validateConfig(rawConfigFromFlags(o), "command line", overrides);
+}
+
+/** What --check says of the pinned instance this config would adopt. */
+async function instanceSummary(c: LbConfig): Promise<string> {
+  const { describePinnedInstance } = await import("../../lb/packet/describe.js");
+  return describePinnedInstance(c);
 }
 
 function summary(c: LbConfig): string {
@@ -109,13 +125,28 @@ async function runBalancer(o: LbOptions, config: LbConfig, io: Io): Promise<numb
     const kind = config.listeners.find((l) => l.mode === "toa")?.toaKind ?? DEFAULTS.toaKind;
     return (await loadToaSender({ cgroupPath: o.cgroup, kind }))();
   };
-  const balancer = await Balancer.start(config, { log, openWriter, loadConfig: o.config ? () => loadConfigFile(o.config!) : undefined });
+  const { checkClaims, removeClaim, writeClaim } = await import("../../lb/claims.js");
+  const startedMs = Date.now();
+  // Another live process serving this instance, or ports another instance uses towards a backend: refused.
+  checkClaims(config);
+  const overrides = o.instance !== undefined ? { instance: o.instance } : {};
+  const balancer = await Balancer.start(config, {
+    log,
+    openWriter,
+    loadConfig: o.config ? () => loadConfigFile(o.config!, overrides) : undefined,
+    // Each config in force (start, reloads) is this instance's claim on its ports.
+    beforeApply: (next) => checkClaims(next),
+    onApplied: (applied, hasPacket) => writeClaim(applied, hasPacket, startedMs),
+  });
   if (o.pidFile) writeFileSync(o.pidFile, `${process.pid}\n`);
-  io.err(`toa lb: running (pid ${process.pid}); SIGHUP reloads, SIGTERM drains`);
+  io.err(`toa lb: running (pid ${process.pid}); SIGHUP reloads, SIGTERM stops (the packet path serves on)`);
+  notifyReady();
   return await handleSignals(process, balancer, log, {
     canReload: o.config !== undefined,
     onStopped: () => {
       if (o.pidFile) rmSync(o.pidFile, { force: true });
+      // A packet instance keeps its claim: the kernel goes on using its ports.
+      if (!balancer.hasPacketInstance()) removeClaim(config.instance);
       log.flush();
     },
   });
@@ -123,6 +154,8 @@ async function runBalancer(o: LbOptions, config: LbConfig, io: Io): Promise<numb
 
 export const lbCommand: CommandFactory = (io, exit) =>
   new Command("lb")
+    // Options after a subcommand (`toa lb remove --instance X`) are the subcommand's.
+    .enablePositionalOptions()
     .description("Full-NAT layer-4 load balancer that passes the client address to backends (TOA, PROXY v1/v2)")
     .option("-c, --config <file>", "YAML config file (reference: docs/lb.md)")
     .option("--check", "validate the config and exit (0 = ok, 1 = refused)")
@@ -142,6 +175,7 @@ export const lbCommand: CommandFactory = (io, exit) =>
     .addOption(new Option("--data-path <path>", "js (default): two sockets per connection, bytes relayed in JS (every mode); packet: no socket on the balancer, the kernel rewrites packets (full NAT, modes toa, proxy-v2, none). See docs/lb.md").choices(["packet", "js"]))
     .option("--admin <addr:port>", "admin listener: status page, /metrics, /status.json, POST /reload")
     .option("--cgroup <dir>", "cgroup v2 folder to attach the TOA sender to (default: the balancer's own)")
+    .option("--instance <name>", "the instance's name (over the config's `instance:`; default \"default\"): names the packet path's pin folder /sys/fs/bpf/toa-lb/<name>, its tc filters and its claim on source ports")
     .option("--log-level <level>", "pino log level: fatal, error, warn, info, debug", "info")
     .addHelpText("after", HELP)
     .action(async (o: LbOptions) => {
@@ -163,6 +197,7 @@ export const lbCommand: CommandFactory = (io, exit) =>
       }
       if (o.check) {
         io.out(summary(config));
+        io.out(await instanceSummary(config));
         return exit(0);
       }
       if (o.reload) {
@@ -174,4 +209,13 @@ export const lbCommand: CommandFactory = (io, exit) =>
         return exit(0);
       }
       exit(await runBalancer(o, config, io));
-    });
+    })
+    .addCommand(lbRemoveCommand(io, exit))
+    .addCommand(lbInstallServiceCommand(io, exit))
+    .addCommand(lbUninstallServiceCommand(io, exit));
+
+/** READY=1 for systemd (Type=notify) once serving; nothing without a notify socket. */
+function notifyReady(): void {
+  if (!process.env.NOTIFY_SOCKET) return;
+  execFile("systemd-notify", ["--ready", `--pid=${process.pid}`], () => undefined);
+}

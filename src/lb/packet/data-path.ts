@@ -8,12 +8,16 @@
  *   every second    ─▶ NatTables.sweep (finished, idle, never answered)  → active counts per backend
  */
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, readlinkSync } from "node:fs";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
-import { attachTc, ifindexOf, Program, removeTcFilters, type TcAttachment } from "../../bpf/index.js";
+import { type BpfMap, ensurePinDir, Program, type TcAttachment } from "../../bpf/index.js";
 import { natProgram } from "../../programs/nat/index.js";
-import { NatMapName } from "../../programs/nat-layout.js";
+import { InstanceMeta, NAT_META_NAME, NatMapName } from "../../programs/nat-layout.js";
+import { packageVersion } from "../../shared/self.js";
+import { type AttachResult, attachInstance, detachElsewhere } from "./attach.js";
+import { createMeta, filterName, type InstanceFacts, layoutProblem, metaFacts, metaValue, openMeta, openPinnedMaps, PROGRAM_PIN, readMetaRaw, unpinInstance, unpinOne } from "./instance.js";
 import type { ListenerConfig, PacketConfig } from "../config.js";
 import { LbError } from "../errors.js";
 import type { Pool } from "../pool.js";
@@ -23,7 +27,7 @@ import { type AppliedService, type NatCounters, type NatServiceSpec, NatTables }
 import { SWEEP_REASONS, type SweepResult } from "./flows.js";
 
 const run = promisify(execFile);
-const FILTER_NAME = "toa:nat";
+const MAP_KEYS = Object.keys(NatMapName) as (keyof typeof NatMapName)[];
 const SWEEP_MS = 1000;
 /** The flow table's fill at which the status warns (eviction is near), and below which it stops. */
 const CAPACITY_WARN_AT = 0.8;
@@ -41,6 +45,8 @@ export interface PacketBackendFigures {
 
 /** What the status page shows about the packet path. */
 export interface PacketStatus {
+  /** The pinned instance: its name, folder, age, program and how this process came to serve it. */
+  instance: InstanceFacts & { adopted: boolean; readyMs: number };
   attach: string;
   devices: string[];
   maxConnections: number;
@@ -96,10 +102,13 @@ export class PacketDataPath {
     private config: PacketConfig,
     private readonly tables: NatTables,
     private readonly program: Program,
+    private readonly meta: BpfMap<number, Buffer>,
     private readonly attachments: TcAttachment[],
     readonly devices: string[],
     private readonly log: Logger,
+    private readonly start: { adopted: boolean; readyMs: number; startWarnings: string[] },
   ) {
+    this.warnings = [...start.startWarnings];
     // Not unref()ed: with only packet listeners this timer is what keeps the balancer running.
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
   }
@@ -108,32 +117,107 @@ export class PacketDataPath {
     return this._listeners;
   }
 
-  /** Load the program and attach it to the devices (all that are up but lo, unless listed). */
+  /**
+   * Make the instance's data path serve: adopt the instance pinned at `config.pinDir` (same tables,
+   * this build's program swapped in on every device) or make it there (tables, program, attachments,
+   * pins; the record last). A failure leaves an adopted instance serving as it was, and nothing of a
+   * new one.
+   */
   static async open(config: PacketConfig, log: Logger): Promise<PacketDataPath> {
+    const t0 = performance.now();
     const devices = config.interfaces.length > 0 ? [...config.interfaces] : await upDevices();
     if (devices.length === 0) throw new LbError("LB_ERR_LISTEN", "dataPath packet: no network device is up (but lo) to attach to; list them in packet.interfaces");
-    const tables = NatTables.create(config.maxConnections, config.maxHalfOpen);
-    const attachments: TcAttachment[] = [];
-    let program: Program | undefined;
+    const { pinDir, instance } = config;
     try {
-      const byName = Object.fromEntries((Object.keys(NatMapName) as (keyof typeof NatMapName)[]).map((k) => [NatMapName[k], tables.maps[k]]));
-      program = Program.load(natProgram(), { maps: byName });
-      for (const dev of devices) {
-        try {
-          removeTcFilters(ifindexOf(dev), { namePrefix: FILTER_NAME }); // a crashed run's netlink filter
-        } catch {
-          // nothing of ours there (or no clsact qdisc)
-        }
-        attachments.push(attachTc(dev, program, "ingress", { name: FILTER_NAME }));
-      }
+      ensurePinDir(pinDir);
     } catch (e) {
-      for (const a of attachments) a.detach();
+      throw new LbError("LB_ERR_INSTANCE", `packet.pinDir ${pinDir}: ${(e as Error).message}`, { cause: e });
+    }
+    const warnings: string[] = [];
+    if (privateMountNamespace()) {
+      warnings.push(
+        `packet data path: this process has a mount namespace of its own (\`ip netns exec\` makes one), so its pins in ${pinDir} are not the host's and go when it exits: ` +
+          `the data path won't outlive the process; run it with \`nsenter --net=/run/netns/NAME\` instead`,
+      );
+    }
+    const metaMap = openMeta(pinDir);
+    let adopted: InstanceFacts | undefined;
+    let tables: NatTables | undefined;
+    let meta = metaMap;
+    let program: Program | undefined;
+    let attached: AttachResult | undefined;
+    try {
+      if (metaMap) {
+        const raw = readMetaRaw(metaMap, pinDir);
+        const problem = layoutProblem(raw, pinDir);
+        if (problem) throw new LbError("LB_ERR_INSTANCE", problem);
+        adopted = metaFacts(InstanceMeta.decode(raw), pinDir);
+        if (adopted.name !== instance) throw new LbError("LB_ERR_INSTANCE", `${pinDir} holds instance "${adopted.name}", but this config's instance is "${instance}": set instance: ${adopted.name}, or give packet.pinDir another folder`);
+        tables = NatTables.open(openPinnedMaps(pinDir), { own: true });
+        for (const [field, had, want] of [["maxConnections", adopted.maxConnections, config.maxConnections], ["maxHalfOpen", adopted.maxHalfOpen, config.maxHalfOpen]] as const) {
+          if (had !== want) warnings.push(`packet.${field} is ${want} but the adopted instance's tables were made for ${had}: they keep ${had} until the instance is removed and made again (\`toa lb remove\`, then start)`);
+        }
+      } else {
+        // Pins without a record: a start that died before it finished. Nothing serves through them.
+        const left = unpinInstance(pinDir);
+        if (left.removed.length > 0) log.warn({ removed: left.removed }, `packet data path: removed the pins of an unfinished start in ${pinDir}`);
+        ensurePinDir(pinDir); // the folder went with the last pin
+        tables = NatTables.create(config.maxConnections, config.maxHalfOpen);
+        for (const k of MAP_KEYS) tables.maps[k].pin(join(pinDir, NatMapName[k]));
+        meta = createMeta();
+      }
+      const byName = Object.fromEntries(MAP_KEYS.map((k) => [NatMapName[k], tables!.maps[k]]));
+      program = Program.load(natProgram(), { maps: byName });
+      attached = await attachInstance(devices, program, pinDir, filterName(instance));
+      unpinOne(pinDir, PROGRAM_PIN);
+      program.pin(join(pinDir, PROGRAM_PIN));
+      const now = Date.now();
+      const tag = program.info.tag;
+      meta!.update(
+        0,
+        metaValue({
+          instance,
+          createdMs: adopted?.createdMs ?? now,
+          programTag: tag,
+          programSinceMs: adopted && adopted.programTag === tag ? adopted.programSinceMs : now,
+          adoptions: adopted ? adopted.adoptions + 1 : 0,
+          maxConnections: adopted?.maxConnections ?? config.maxConnections,
+          maxHalfOpen: adopted?.maxHalfOpen ?? config.maxHalfOpen,
+          build: packageVersion(),
+        }),
+      );
+      if (!adopted) meta!.pin(join(pinDir, NAT_META_NAME));
+    } catch (e) {
+      if (!adopted && attached) {
+        for (const a of attached.attachments) {
+          try {
+            a.detach();
+          } catch {
+            // gone with its device
+          }
+        }
+      } else for (const a of attached?.attachments ?? []) a.release();
       program?.close();
-      tables.close();
+      meta?.close();
+      tables?.close();
+      if (!adopted && !(e instanceof LbError && e.code === "LB_ERR_INSTANCE" && metaMap)) unpinInstance(pinDir);
+      if (e instanceof LbError) throw e;
       throw new LbError("LB_ERR_LISTEN", `dataPath packet: cannot attach the NAT program: ${(e as Error).message}`, { cause: e });
     }
-    log.info({ devices, attach: attachments[0]?.mode }, `packet data path on ${devices.join(", ")} (tc ingress, ${attachments[0]?.mode})`);
-    return new PacketDataPath(config, tables, program, attachments, devices, log);
+    const facts = metaFacts(InstanceMeta.decode(meta!.lookup(0)!), pinDir);
+    const readyMs = Math.round(performance.now() - t0);
+    const how = adopted
+      ? `adopted instance ${instance} (made ${new Date(facts.createdMs).toISOString()}, ${facts.adoptions} adoption(s)); program ${adopted.programTag === facts.programTag ? "unchanged" : `${adopted.programTag} → ${facts.programTag}`}, swapped on ${attached.swapped.join(", ") || "no device"}`
+      : `new instance ${instance}`;
+    log.info({ devices, attach: attached.attachments[0]?.mode, instance, pinDir, adopted: !!adopted, swapped: attached.swapped, created: attached.created, removed: attached.removed, readyMs }, `packet data path on ${devices.join(", ")} (tc ingress, ${attached.attachments[0]?.mode}): ${how}; serving ${readyMs} ms after start`);
+    for (const w of warnings) log.warn(w);
+    return new PacketDataPath(config, tables, program, meta!, attached.attachments, devices, log, { adopted: !!adopted, readyMs, startWarnings: warnings });
+  }
+
+  /** The instance as pinned now: name, times, program tag, adoptions. */
+  instance(): InstanceFacts & { adopted: boolean; readyMs: number } {
+    const raw = this.meta.lookup(0);
+    return { ...metaFacts(InstanceMeta.decode(raw!), this.config.pinDir), adopted: this.start.adopted, readyMs: this.start.readyMs };
   }
 
   /**
@@ -146,7 +230,11 @@ export class PacketDataPath {
     if (config.maxConnections !== this.config.maxConnections) fixed.push(`packet.maxConnections (${this.config.maxConnections} → ${config.maxConnections})`);
     if (config.maxHalfOpen !== this.config.maxHalfOpen) fixed.push(`packet.maxHalfOpen (${this.config.maxHalfOpen} → ${config.maxHalfOpen})`);
     if (config.interfaces.join(",") !== this.config.interfaces.join(",")) fixed.push(`packet.interfaces ([${this.config.interfaces.join(", ")}] → [${config.interfaces.join(", ")}])`);
-    if (fixed.length > 0) throw new LbError("LB_ERR_CONFIG", `${fixed.join(" and ")}: set when the packet data path starts (its tables and attachments); restart to change`);
+    if (config.pinDir !== this.config.pinDir) fixed.push(`packet.pinDir (${this.config.pinDir} → ${config.pinDir})`);
+    if (config.instance !== this.config.instance) fixed.push(`instance (${this.config.instance} → ${config.instance})`);
+    if (fixed.length > 0) {
+      throw new LbError("LB_ERR_CONFIG", `${fixed.join(" and ")}: fixed while the instance exists (its tables and attachments outlive restarts); to change, \`toa lb remove\` the instance, then start`);
+    }
     const routes = new Map<string, Route>();
     for (const l of listeners) {
       const r = await routeTo(l.listen.address).catch((e: Error) => {
@@ -200,7 +288,7 @@ export class PacketDataPath {
     this.applyNow();
     const warnings = this.portWarnings();
     for (const w of warnings) if (!this.warnings.includes(w)) this.log.warn(w);
-    this.warnings = warnings;
+    this.warnings = [...this.start.startWarnings, ...warnings];
   }
 
   private specs(): NatServiceSpec[] {
@@ -337,6 +425,7 @@ export class PacketDataPath {
 
   status(counters = this.tables.counters()): PacketStatus {
     return {
+      instance: this.instance(),
       attach: this.attachments[0]?.mode ?? "",
       devices: this.devices,
       maxConnections: this.config.maxConnections,
@@ -351,10 +440,20 @@ export class PacketDataPath {
     };
   }
 
-  /** Detach and free everything; connections still in the tables stop being forwarded. */
+  /**
+   * Let go of the instance, leaving it serving: timers stop, fds close; the program stays attached
+   * and the tables pinned, so established connections keep flowing and new ones are admitted on the
+   * last tables until a process adopts it again (docs/lb.md "Restarts").
+   */
   close(): void {
-    clearInterval(this.sweepTimer);
-    for (const p of this.pools.values()) p.onHealthChange = null;
+    this.stopTimers();
+    for (const a of this.attachments) a.release();
+    this.closeFds();
+  }
+
+  /** Take the instance away: detach from every device and unpin everything it pinned. */
+  async remove(): Promise<{ removed: string[]; kept: string[] }> {
+    this.stopTimers();
     for (const a of this.attachments) {
       try {
         a.detach();
@@ -362,7 +461,28 @@ export class PacketDataPath {
         this.log.warn({ err: (e as Error).message }, "packet data path: detach failed");
       }
     }
+    await detachElsewhere([], this.config.pinDir, filterName(this.config.instance));
+    this.closeFds();
+    return unpinInstance(this.config.pinDir);
+  }
+
+  private stopTimers(): void {
+    clearInterval(this.sweepTimer);
+    for (const p of this.pools.values()) p.onHealthChange = null;
+  }
+
+  private closeFds(): void {
     this.program.close();
+    this.meta.close();
     this.tables.close();
+  }
+}
+
+/** Whether this process sees other mounts than PID 1 (`ip netns exec`, a container): its bpffs is not the host's. */
+function privateMountNamespace(): boolean {
+  try {
+    return readlinkSync("/proc/self/ns/mnt") !== readlinkSync("/proc/1/ns/mnt");
+  } catch {
+    return false;
   }
 }

@@ -4,7 +4,9 @@
  * balancer starts without them, seconds under emulation), keeps its tables in step with each reload
  * and closes it when no listener uses it any more.
  */
+import { existsSync } from "node:fs";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import type { Logger } from "pino";
 import type { LbConfig, ListenerConfig } from "../config.js";
 import { formatEndpoint } from "../endpoint.js";
@@ -12,6 +14,7 @@ import type { Frontend } from "../frontend.js";
 import type { Pool } from "../pool.js";
 import { type FrontendStats, modeText } from "../status.js";
 import type { PacketDataPath } from "./data-path.js";
+import { META_PIN } from "./instance-name.js";
 
 /** How often a drain looks at the tables again (a sweep reads them all). */
 const SETTLE_MS = 200;
@@ -19,6 +22,7 @@ const SETTLE_MS = 200;
 const onPacketPath = (l: ListenerConfig): boolean => l.dataPath === "packet";
 
 export class PacketFrontend implements Frontend {
+  readonly outlivesProcess = true;
   private path: PacketDataPath | null = null;
   /** Set by {@link prepare}: the path was opened for the config being applied (closed again on abort). */
   private openedNow = false;
@@ -31,7 +35,9 @@ export class PacketFrontend implements Frontend {
   /** A listen address that isn't ours or a backend without a route is refused here, before anything changes. */
   async prepare(config: LbConfig): Promise<void> {
     const mine = config.listeners.filter(onPacketPath);
-    this.openedNow = mine.length > 0 && !this.path;
+    // An instance pinned from before is adopted even by a config without packet listeners: its
+    // open connections are still to be followed and swept.
+    this.openedNow = !this.path && (mine.length > 0 || existsSync(join(config.packet.pinDir, META_PIN)));
     if (this.openedNow) this.path = await (await import("./data-path.js")).PacketDataPath.open(config.packet, this.log);
     try {
       await this.path?.prepare(mine, new Map(Object.entries(config.pools)), config.packet);
@@ -42,17 +48,19 @@ export class PacketFrontend implements Frontend {
   }
 
   abort(): void {
-    if (this.openedNow) this.closePath();
+    if (this.openedNow) void this.dropNew();
     this.openedNow = false;
   }
 
-  /** The tables follow the pools just updated; without packet listeners the path goes. */
+  /**
+   * The tables follow the pools just updated. Without packet listeners the services go (new SYNs
+   * pass) but the instance stays: its open connections end by themselves; `toa lb remove` takes it.
+   */
   commit(config: LbConfig): void {
     this.openedNow = false;
     const mine = config.listeners.filter(onPacketPath);
     const had = new Set(this.path?.listeners.map((l) => l.name));
-    if (mine.length > 0) this.path!.sync(mine, this.pools, config.packet);
-    else this.closePath();
+    this.path?.sync(mine, this.pools, config.packet);
     for (const l of mine) {
       if (!had.has(l.name)) this.log.info({ listener: l.name, mode: l.mode, pool: l.pool }, `packet path for ${formatEndpoint(l.listen)} (${l.mode}) → pool ${l.pool}`);
     }
@@ -97,13 +105,33 @@ export class PacketFrontend implements Frontend {
     };
   }
 
+  /** Let go, leaving the instance serving from the kernel. */
   close(): void {
-    this.closePath();
-  }
-
-  private closePath(): void {
     const p = this.path;
     this.path = null;
     p?.close();
+  }
+
+  async abandon(): Promise<void> {
+    if (this.path && !this.path.instance().adopted) await this.dropNew();
+    else this.close();
+  }
+
+  /** Remove an instance this process made (a start that failed must leave nothing behind). */
+  private async dropNew(): Promise<void> {
+    const p = this.path;
+    this.path = null;
+    if (!p) return;
+    if (p.instance().adopted) return p.close();
+    try {
+      await p.remove();
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, "packet data path: removing the instance of a failed start");
+    }
+  }
+
+  /** The instance this process serves, or null. */
+  instance(): ReturnType<PacketDataPath["instance"]> | null {
+    return this.path?.instance() ?? null;
   }
 }

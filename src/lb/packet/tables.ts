@@ -89,6 +89,8 @@ const MAP_NAMES = Object.keys(NatMapName) as (keyof typeof NatMapName)[];
 
 export class NatTables {
   private closed = false;
+  /** Maps given to {@link open} with `own`: closed with this object. */
+  private alsoClose: BpfMap<any, any>[] = [];
   /** Service key text → id (row of nat_slots); ids free to take, oldest freed last. */
   private readonly serviceIds = new Map<string, number>();
   private readonly freeServiceIds: number[] = [];
@@ -163,7 +165,7 @@ export class NatTables {
    * is checked against natMapSpecs; ids and indices they hold are kept. The maps stay the caller's:
    * {@link close} leaves them open, and the caller must not close them while this object is used.
    */
-  static open(maps: Record<keyof typeof NatMapName, BpfMap<any, any>>): NatTables {
+  static open(maps: Record<keyof typeof NatMapName, BpfMap<any, any>>, options: { own?: boolean } = {}): NatTables {
     const want = natMapSpecs(1, 1);
     const views: Partial<Record<keyof typeof NatMapName, BpfMap<any, any>>> = {};
     for (const name of MAP_NAMES) {
@@ -172,7 +174,10 @@ export class NatTables {
       // A second view on the same fd with this module's codecs (it never closes the fd).
       views[name] = new BpfMap<any, any>(m.fd, m.info, codecs[name]);
     }
-    return new NatTables(views as NatMaps, false);
+    const tables = new NatTables(views as NatMaps, false);
+    // Owned: close() closes the given maps too (pinned maps opened for this object alone).
+    if (options.own) tables.alsoClose = Object.values(maps);
+    return tables;
   }
 
   /** The index of a backend (by address, port and local address), or undefined when it has none. */
@@ -310,6 +315,7 @@ export class NatTables {
     if (this.closed) return;
     this.closed = true;
     if (this.owned) for (const m of Object.values(this.maps)) m.close();
+    for (const m of this.alsoClose) m.close();
   }
 
   private checkOpen(): void {

@@ -31,7 +31,7 @@ export const proxyLen = (f: Family) => 16 + 2 * f.alen + 4;
 
 /**
  * One family's body as the routines see it: the family, and where they may go
- *   pass  return TC_ACT_OK (not ours: the stack has it)
+ *   pass  return TC_ACT_UNSPEC (not ours: the next tc program, then the stack)
  *   exit  return r0 (a verdict already in r0)
  *   flow  forward the packet of the known flow in r7
  *   open  a SYN to a service: open a new connection

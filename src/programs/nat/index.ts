@@ -19,9 +19,10 @@
  *                                  sequence numbers move up and the backend's acknowledgments down
  *                                  by its length                                seq-shift.ts
  *
- * Packets the program doesn't own go on to the stack untouched (TC_ACT_OK): a SYN to a service with
- * no healthy backend or no free port reaches the stack, which refuses it (nothing listens), so a
- * client is never left waiting. IP options, fragments and IPv6 extension headers also pass (the
+ * Packets the program doesn't own go on untouched with TC_ACT_UNSPEC (tcx's TCX_NEXT): the next tc
+ * program or filter on the device runs (another balancer instance, Cilium, a firewall), then the
+ * stack; TC_ACT_OK would end the chain there. A SYN to a service with no healthy backend or no free
+ * port reaches the stack, which refuses it (nothing listens), so a client is never left waiting. IP options, fragments and IPv6 extension headers also pass (the
  * listener is refused then, never mangled): parse.ts.
  *
  * Checksums: addresses are in the pseudo-header (BPF_F_PSEUDO_HDR), ports and the inserted option
@@ -33,7 +34,7 @@
  * while a connection opens); r8, r9 = scratch that survives helper calls. Stack: frame.ts.
  */
 import { asm, type ProgramSpec } from "../../bpf/index.js";
-import { ETH_P_IP_BE, ETH_P_IPV6_BE, Skb, TC_ACT_OK, TcpFlag as TCP } from "../../bpf/uapi.js";
+import { ETH_P_IP_BE, ETH_P_IPV6_BE, Skb, TcAction, TcpFlag as TCP } from "../../bpf/uapi.js";
 import { FlowFlag, FlowValue, NatCounter, NatMapName } from "../nat-layout.js";
 import { type Ctx, type Family, V4, V6 } from "./family.js";
 import { counterAdd, reverseKey, S } from "./frame.js";
@@ -97,7 +98,7 @@ export function natProgram(): ProgramSpec {
     ...family(V4, L.v4, L),
     ...family(V6, L.v6, L),
     label(L.pass),
-    mov(R0, TC_ACT_OK),
+    mov(R0, TcAction.NEXT),
     label(L.exit),
     exit(),
   ];

@@ -2,9 +2,9 @@
  * Parse the packet (Ethernet, IPv4 without options or IPv6 without extension headers, TCP) into the
  * flow key and the stack slots; anything else goes on to the stack.
  *
- *   if (data + l4 + sizeof(struct tcphdr) > data_end) return TC_ACT_OK;
- *   if (ip->ihl != 5 || ip->frag_off & (IP_MF | IP_OFFSET)) return TC_ACT_OK;   // IPv4
- *   if (ip->protocol != IPPROTO_TCP) return TC_ACT_OK;
+ *   if (data + l4 + sizeof(struct tcphdr) > data_end) return TC_ACT_UNSPEC;
+ *   if (ip->ihl != 5 || ip->frag_off & (IP_MF | IP_OFFSET)) return TC_ACT_UNSPEC;   // IPv4
+ *   if (ip->protocol != IPPROTO_TCP) return TC_ACT_UNSPEC;
  *   key = { saddr, daddr, sport, dport, family }; tcpFlags, thl, l3len from the headers
  */
 import { asm } from "../../bpf/index.js";
