@@ -832,7 +832,7 @@ print(json.dumps(r))
   writeFileSync(config, yaml("{ mtu: 1500, closedTimeout: 1s, maxConnections: 1000 }"));
   process.kill(lb.proc.pid, "SIGHUP");
   await waitFor("the refused reload", async () => (await status(topo)).reloadFailures === 1, 10_000);
-  assert.match(lb.proc.output(), /packet\.maxConnections \(65536 → 1000\) and packet\.maxHalfOpen \(16384 → 250\): set when the packet data path starts/);
+  assert.match(lb.proc.output(), /packet\.maxConnections \(65536 → 1000\) and packet\.maxHalfOpen \(16384 → 250\): fixed while the instance exists/);
   const [third] = await crafted(topo, [conn(40033)]);
   assert.match(third.reply ?? "", /^peer=203\.0\.113\.1:\d+ len=1000\n$/, "mtu 576 still");
 });

@@ -24,7 +24,7 @@ import {
 import { FakeKernel } from "../harness/fake-kernel.js";
 
 const { encodeMessage, encodeAttrs, nla, parseAck, parseMessages, NlmFlag, NlmsgType } = netlink;
-const { addBpfFilterRequest, addClsactRequest, deleteClsactRequest, deleteFilterRequest, dumpFiltersRequest, getLinkRequest, parseFilter, Rtm, tcmsg, TcHandle } = tcNetlink;
+const { addBpfFilterRequest, replaceBpfFilterRequest, addClsactRequest, deleteClsactRequest, deleteFilterRequest, dumpFiltersRequest, getLinkRequest, parseFilter, Rtm, tcmsg, TcHandle } = tcNetlink;
 
 /** Hex with spaces and comments allowed, for byte layouts written field by field. */
 const hex = (s: string) => Buffer.from(s.replace(/#[^\n]*/g, "").replace(/\s+/g, ""), "hex");
@@ -81,6 +81,15 @@ test("rtnetlink requests are laid out as the kernel's structs and attributes", a
       name: "egress filter with the kernel's priority choice",
       have: encodeMessage(addBpfFilterRequest({ ifindex: 300, direction: "egress", priority: 0, programFd: 1, name: "x" }), 2).subarray(16, 36),
       want: hex("00 00 0000 2c010000 00000000 f3ffffff 00030000"),
+    },
+    {
+      name: "tc filter replace: the filter's own handle and priority, CREATE|REPLACE (no EXCL)",
+      have: encodeMessage(replaceBpfFilterRequest({ ifindex: 3, direction: "ingress", priority: 0, programFd: 9, name: "toa:t" }, { ifindex: 3, parent: TcHandle.INGRESS, priority: 49152, handle: 1 }), 1).subarray(0, 36),
+      want: hex(`
+        4c000000 2c00 0905 01000000 00000000  # len 76, RTM_NEWTFILTER, REQUEST|ECHO|REPLACE|CREATE
+        00 00 0000 03000000 01000000          # ifindex 3, handle 1
+        f2ffffff 0003 00c0                    # parent ingress, info 49152 << 16 | htons(ETH_P_ALL)
+      `),
     },
     {
       name: "tc filter del: exactly one filter (handle, prio, parent)",
