@@ -60,7 +60,8 @@ export async function bundle(root, outfile) {
     legalComments: "none",
     // import.meta.url serves only the npm form (finding bin.js and node_modules next to the module);
     // the single executable never reads it (src/shared/self.ts, src/bpf/syscall.ts).
-    define: { "import.meta.url": "undefined" },
+    // The executable carries no package.json: its version is written in at build time (self.ts).
+    define: { "import.meta.url": "undefined", "process.env.TOA_BUILD_VERSION": JSON.stringify(JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version) },
     plugins: [embeddedKoffi(root)],
   });
   return bundledPackages(root, result.metafile);

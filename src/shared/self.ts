@@ -37,8 +37,12 @@ export function toaArgv(...args: string[]): [string, ...string[]] {
 
 let version: string | undefined;
 
-/** This build's package version (package.json beside dist/), or "unknown" where none is found. */
+/**
+ * This build's package version: written into the single executable when it is bundled
+ * (scripts/package/bundle.mjs), else package.json beside dist/; "unknown" where neither is found.
+ */
 export function packageVersion(): string {
+  if (version === undefined && process.env.TOA_BUILD_VERSION) version = process.env.TOA_BUILD_VERSION;
   if (version === undefined) {
     try {
       version = (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version?: string }).version ?? "unknown";
