@@ -3,16 +3,14 @@
  * operator handles it. Its packet path outlives the process, so taking a service away is its own
  * command, and systemd's restart is hitless.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { Command } from "commander";
 import type { CommandFactory } from "./index.js";
 import { UsageError } from "../io.js";
-import { toaArgv } from "../../shared/self.js";
 import { DEFAULTS } from "../../lb/choices.js";
 import { defaultPinDir, INSTANCE_NAME } from "../../lb/packet/instance-name.js";
 import { parseDuration } from "../../lb/duration.js";
+import { execLine, installedToaArgv, removeUnit, writeUnit } from "./service.js";
 
 interface RemoveOptions {
   config?: string;
@@ -56,18 +54,9 @@ Examples:
         if (typeof d === "string") throw new UsageError(`--drain-timeout: ${d}`);
         drainMs = d;
       }
-      const { liveClaims, removeClaim } = await import("../../lb/claims.js");
-      const live = liveClaims().find((c) => c.pinDir === pinDir || c.instance === instance);
-      if (live) {
-        let running = false;
-        try {
-          process.kill(live.pid, 0);
-          running = true;
-        } catch {
-          // gone: nothing puts the services back
-        }
-        if (running) throw new UsageError(`instance "${live.instance}" is served by pid ${live.pid}: stop it first (systemctl stop toa-lb, or kill ${live.pid}), then remove`);
-      }
+      const { removeClaim, servingClaim } = await import("../../lb/claims.js");
+      const live = servingClaim(instance, pinDir);
+      if (live) throw new UsageError(`instance "${live.instance}" is served by pid ${live.pid}: stop it first (systemctl stop toa-lb, or kill ${live.pid}), then remove`);
       const timeouts = {
         connectMs: Math.max(...(config?.listeners.map((l) => l.connectTimeoutMs) ?? [DEFAULTS.connectTimeoutMs])),
         idleMs: Math.max(...(config?.listeners.map((l) => l.idleTimeoutMs) ?? [DEFAULTS.idleTimeoutMs])),
@@ -92,7 +81,6 @@ Examples:
 
 /** The balancer's unit; the .deb and .rpm ship the same one (scripts/package). */
 export function lbUnitText(toa: string[], config: string): string {
-  const q = (s: string) => (/^[A-Za-z0-9_.,:/=@+-]+$/.test(s) ? s : `"${s.replace(/(["\\])/g, "\\$1")}"`);
   return `[Unit]
 Description=toa lb: full-NAT layer-4 load balancer writing the client address (TOA, PROXY v2)
 Documentation=man:toa(1)
@@ -102,8 +90,8 @@ Wants=network-online.target
 [Service]
 Type=notify
 NotifyAccess=all
-ExecStartPre=${[...toa, "lb", "--check", "--config", config].map(q).join(" ")}
-ExecStart=${[...toa, "lb", "--config", config].map(q).join(" ")}
+ExecStartPre=${execLine([...toa, "lb", "--check", "--config", config])}
+ExecStart=${execLine([...toa, "lb", "--config", config])}
 # SIGHUP: re-read the config, established connections kept.
 ExecReload=/bin/kill -HUP $MAINPID
 # SIGTERM: the JS relay drains (up to drainTimeout); the packet path is left serving from the kernel,
@@ -120,14 +108,6 @@ WantedBy=multi-user.target
 `;
 }
 
-function systemctl(io: { err(t: string): void }, args: string[]): void {
-  try {
-    execFileSync("systemctl", args, { stdio: ["ignore", "ignore", "pipe"] });
-  } catch (e) {
-    io.err(`warning: systemctl ${args.join(" ")} failed: ${(e as Error).message.split("\n")[0]}`);
-  }
-}
-
 const UNIT = "/etc/systemd/system/toa-lb.service";
 
 export const lbInstallServiceCommand: CommandFactory = (io, exit) =>
@@ -141,16 +121,13 @@ export const lbInstallServiceCommand: CommandFactory = (io, exit) =>
       const { loadConfigFile } = await import("../../lb/config.js");
       const file = resolve(o.config);
       loadConfigFile(file); // throws ConfigError naming the file and field
-      const toa = toaArgv();
-      const missing = toa.find((f) => !existsSync(f));
-      if (missing) throw new UsageError(`cannot find the toa executable (${missing}): run install-service through the installed \`toa\``);
-      writeFileSync(o.unitPath, lbUnitText(toa, file));
-      io.out(`wrote ${o.unitPath}`);
-      if (o.enable) {
-        systemctl(io, ["daemon-reload"]);
-        systemctl(io, ["enable", "toa-lb.service"]);
-        io.out("enabled toa-lb.service (start it: `systemctl start toa-lb`; log: `journalctl -u toa-lb`)");
-      }
+      writeUnit(io, {
+        unitPath: o.unitPath,
+        unit: "toa-lb.service",
+        text: lbUnitText(installedToaArgv(), file),
+        enable: o.enable,
+        enabled: "enabled toa-lb.service (start it: `systemctl start toa-lb`; log: `journalctl -u toa-lb`)",
+      });
       exit(0);
     });
 
@@ -160,11 +137,6 @@ export const lbUninstallServiceCommand: CommandFactory = (io, exit) =>
     .option("--unit-path <file>", "the unit to remove", UNIT)
     .option("--no-enable", "don't run systemctl")
     .action((o: { unitPath: string; enable: boolean }) => {
-      if (o.enable) systemctl(io, ["disable", "--now", "toa-lb.service"]);
-      if (existsSync(o.unitPath)) {
-        rmSync(o.unitPath);
-        io.out(`removed ${o.unitPath}`);
-      } else io.out(`no unit at ${o.unitPath}`);
-      if (o.enable) systemctl(io, ["daemon-reload"]);
+      removeUnit(io, { unitPath: o.unitPath, unit: "toa-lb.service", enable: o.enable });
       exit(0);
     });

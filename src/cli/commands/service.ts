@@ -18,7 +18,6 @@ import { toaArgv } from "../../shared/self.js";
  * watches. The .deb and .rpm ship the same unit (scripts/package).
  */
 export function unitText(toa: string[], agentArgs: string[], before: string[] = []): string {
-  const q = (s: string) => (/^[A-Za-z0-9_.,:/=@+-]+$/.test(s) ? s : `"${s.replace(/(["\\])/g, "\\$1")}"`);
   return `[Unit]
 Description=toa agent: real client addresses from TCP Option Address (eBPF receiver, kept attached through restarts)
 Documentation=https://www.npmjs.com/package/toa
@@ -31,7 +30,7 @@ Wants=network-pre.target
 [Service]
 Type=notify
 NotifyAccess=all
-ExecStart=${[...toa, "agent", ...agentArgs].map(q).join(" ")}
+ExecStart=${execLine([...toa, "agent", ...agentArgs])}
 # SIGHUP: the agent re-reads --config.
 ExecReload=/bin/kill -HUP $MAINPID
 # Stopping the agent leaves the receivers attached (they live in the kernel); \`toa unload\` removes them.
@@ -46,6 +45,43 @@ WantedBy=multi-user.target
 `;
 }
 
+/** A command line as a unit's Exec*= takes it: each word quoted when it needs to be. */
+export function execLine(argv: string[]): string {
+  return argv.map((s) => (/^[A-Za-z0-9_.,:/=@+-]+$/.test(s) ? s : `"${s.replace(/(["\\])/g, "\\$1")}"`)).join(" ");
+}
+
+/** The argv that runs this toa, every file of it there: a unit must not name a path that isn't. */
+export function installedToaArgv(): string[] {
+  const toa = toaArgv();
+  const missing = toa.find((f) => !existsSync(f));
+  if (missing) throw new UsageError(`cannot find the toa executable (${missing}): run install-service through the installed \`toa\``);
+  return toa;
+}
+
+type UnitIo = { out(t: string): void; err(t: string): void };
+
+/** Write a unit file and, with `enable`, enable it (saying `enabled`). */
+export function writeUnit(io: UnitIo, o: { unitPath: string; unit: string; text: string; enable: boolean; enabled: string }): void {
+  writeFileSync(o.unitPath, o.text);
+  io.out(`wrote ${o.unitPath}`);
+  if (o.enable) {
+    systemctl(io, ["daemon-reload"]);
+    systemctl(io, ["enable", o.unit]);
+    io.out(o.enabled);
+  }
+}
+
+/** Disable and stop a unit (with `enable`), then remove its file. */
+export function removeUnit(io: UnitIo, o: { unitPath: string; unit: string; enable: boolean }): void {
+  if (o.enable) systemctl(io, ["disable", "--now", o.unit]);
+  if (existsSync(o.unitPath)) {
+    rmSync(o.unitPath);
+    io.out(`removed ${o.unitPath}`);
+  } else io.out(`no unit at ${o.unitPath}`);
+  if (o.enable) systemctl(io, ["daemon-reload"]);
+}
+
+/** Run systemctl; a failure is a warning (the unit file is written either way). */
 function systemctl(io: { err(t: string): void }, args: string[]): void {
   try {
     execFileSync("systemctl", args, { stdio: ["ignore", "ignore", "pipe"] });
@@ -109,16 +145,13 @@ Examples:
     )
     .action(async (opts: ServiceOptions) => {
       const args = await serviceAgentArgs(opts);
-      const toa = toaArgv();
-      const missing = toa.find((f) => !existsSync(f));
-      if (missing) throw new UsageError(`cannot find the toa executable (${missing}): run install-service through the installed \`toa\``);
-      writeFileSync(opts.unitPath, unitText(toa, args, opts.unit ?? []));
-      io.out(`wrote ${opts.unitPath}`);
-      if (opts.enable) {
-        systemctl(io, ["daemon-reload"]);
-        systemctl(io, ["enable", "toa.service"]);
-        io.out("enabled toa.service: it runs from boot (start it now with `systemctl start toa`; `journalctl -u toa` shows its log)");
-      }
+      writeUnit(io, {
+        unitPath: opts.unitPath,
+        unit: "toa.service",
+        text: unitText(installedToaArgv(), args, opts.unit ?? []),
+        enable: opts.enable,
+        enabled: "enabled toa.service: it runs from boot (start it now with `systemctl start toa`; `journalctl -u toa` shows its log)",
+      });
       exit(0);
     });
 
@@ -128,11 +161,6 @@ export const uninstallServiceCommand: CommandFactory = (io, exit) =>
     .option("--unit-path <file>", "the unit to remove", "/etc/systemd/system/toa.service")
     .option("--no-enable", "don't run systemctl")
     .action((opts: { unitPath: string; enable: boolean }) => {
-      if (opts.enable) systemctl(io, ["disable", "--now", "toa.service"]);
-      if (existsSync(opts.unitPath)) {
-        rmSync(opts.unitPath);
-        io.out(`removed ${opts.unitPath}`);
-      } else io.out(`no unit at ${opts.unitPath}`);
-      if (opts.enable) systemctl(io, ["daemon-reload"]);
+      removeUnit(io, { unitPath: opts.unitPath, unit: "toa.service", enable: opts.enable });
       exit(0);
     });
