@@ -199,11 +199,8 @@ let lbCount = 0;
 
 /** Take a test balancer's instance away (its pins, tcx links and claim), as `toa lb remove --drain-timeout 0`. */
 export async function removeLbInstance(instance: string): Promise<void> {
-  const { removeInstance } = await import("../../src/lb/packet/remove.js");
-  const { defaultPinDir } = await import("../../src/lb/packet/instance-name.js");
-  const { removeClaim } = await import("../../src/lb/claims.js");
-  await removeInstance({ pinDir: defaultPinDir(instance), drainMs: 0, timeouts: { connectMs: 1000, synMs: 1000, idleMs: 1000, closedMs: 0 } }).catch(() => undefined);
-  removeClaim(instance);
+  const { removeInstanceNow } = await import("../../src/lb/packet/remove.js");
+  await removeInstanceNow(instance).catch(() => undefined);
 }
 
 /** curl in the client ns; returns the body (throws on failure). */

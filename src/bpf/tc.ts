@@ -87,7 +87,6 @@ const ourClsact = new Map<number, number>();
 export class TcAttachment {
   private linkFd: number;
   private detached = false;
-  private currentProgramId: number;
 
   constructor(
     readonly mode: TcMode,
@@ -101,7 +100,6 @@ export class TcAttachment {
     private readonly ownsClsact = false,
   ) {
     this.linkFd = linkFd;
-    this.currentProgramId = programId;
   }
 
   /** The tcx link fd (-1 in netlink mode or once detached). */
@@ -158,12 +156,6 @@ export class TcAttachment {
       const f = this.filter!;
       withRtnetlink((sock) => replaceBpfFilter(sock, { ifindex: this.ifindex, direction: this.direction, priority: f.priority, programFd: next.fd, name: f.name }, f));
     }
-    this.currentProgramId = next.info.id;
-  }
-
-  /** The id of the program attached now (changes with {@link replace}). */
-  get attachedProgramId(): number {
-    return this.currentProgramId;
   }
 
   /** Close the link fd without detaching (a pinned tcx link stays attached; netlink: nothing to close). */

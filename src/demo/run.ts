@@ -133,13 +133,7 @@ export async function cleanupDemo(s: DemoState): Promise<string[]> {
   }
   await attempt(`unload ${s.pinDir}`, () => unloadReceiver(s.pinDir));
   // The balancer's packet path outlives its process (its pins): take the demo's instance away too.
-  await attempt(`remove toa lb instance ${demoInstance(s.id)}`, async () => {
-    const { removeInstance } = await import("../lb/packet/remove.js");
-    const { defaultPinDir } = await import("../lb/packet/instance-name.js");
-    const { removeClaim } = await import("../lb/claims.js");
-    await removeInstance({ pinDir: defaultPinDir(demoInstance(s.id)), drainMs: 0, timeouts: { connectMs: 1000, synMs: 1000, idleMs: 1000, closedMs: 0 } });
-    removeClaim(demoInstance(s.id));
-  });
+  await attempt(`remove toa lb instance ${demoInstance(s.id)}`, async () => (await import("../lb/packet/remove.js")).removeInstanceNow(demoInstance(s.id)));
   for (const cg of [s.cgroups.balancer, s.cgroups.backend, s.cgroups.parent]) await attempt(`remove cgroup ${cg}`, () => removeCgroup(cg));
   for (const ns of Object.values(s.netns)) await attempt(`delete netns ${ns}`, () => deleteNetns(ns));
   if (s.tmpDir) await attempt(`remove ${s.tmpDir}`, () => rmSync(s.tmpDir, { recursive: true, force: true }));

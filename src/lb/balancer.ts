@@ -180,7 +180,7 @@ export class Balancer {
     const mine = (f: Frontend) => !f.outlivesProcess;
     for (const f of this.frontends.filter(mine)) f.stopAccepting();
     const n = this.activeConnections(mine);
-    const kept = this.frontends.some((f) => f.outlivesProcess && f.stats().packet);
+    const kept = this.hasPacketInstance();
     this.log.info({ active: n }, `draining: relay not accepting; waiting up to ${formatDuration(deadlineMs)} for ${n} connection(s)${kept ? "; the packet path goes on serving" : ""}`);
     const until = Date.now() + deadlineMs;
     const settle = () => Promise.all(this.frontends.filter(mine).map((f) => f.settle()));

@@ -84,6 +84,11 @@ export function liveClaims(dir = CLAIM_DIR): Claim[] {
   return out;
 }
 
+/** The claim of a running process that serves the instance (by name, or by its pin folder), if one runs. */
+export function servingClaim(instance: string, pinDir?: string, dir = CLAIM_DIR): Claim | undefined {
+  return liveClaims(dir).find((c) => (c.instance === instance || (pinDir !== undefined && c.pinDir === pinDir)) && alive(c.pid));
+}
+
 /**
  * Refuse `config` when another live process serves its instance, or when its port uses overlap
  * another live instance's. `pid` is this process.

@@ -19,8 +19,6 @@ export function formatBytes(n: number): string {
   return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
 }
 
-const ago = formatAge;
-
 function stateClass(b: BackendStatus): string {
   return b.state === "UP" ? "up" : b.state === "DOWN" ? "down" : "nocheck";
 }
@@ -40,7 +38,7 @@ export function renderStatusPage(s: StatusSnapshot): string {
       const up = p.backends.filter((b) => b.healthy).length;
       const rows = p.backends
         .map(
-          (b) => `<tr class="${stateClass(b)}"><td class="name">${esc(b.id)}</td><td class="state">${b.state}</td><td>${esc(b.lastCheck || "-")}</td><td>${ago(s.nowMs - b.lastChangeMs)}</td>` +
+          (b) => `<tr class="${stateClass(b)}"><td class="name">${esc(b.id)}</td><td class="state">${b.state}</td><td>${esc(b.lastCheck || "-")}</td><td>${formatAge(s.nowMs - b.lastChangeMs)}</td>` +
             `<td>${b.weight}</td><td>${b.active}</td><td>${b.connections}</td><td>${formatBytes(b.bytesIn)}</td><td>${formatBytes(b.bytesOut)}</td>` +
             `<td>${b.connectErrors}</td><td>${b.portExhausted}</td><td>${b.checksFailed}</td></tr>`,
         )
@@ -55,7 +53,7 @@ export function renderStatusPage(s: StatusSnapshot): string {
     : `<p class="sub">No listener uses toa mode.</p>`;
   const packet = s.packet
     ? `<h2>packet path <span class="sub">tc ingress (${esc(s.packet.attach)}) on ${esc(s.packet.devices.join(", "))} · ${s.packet.active} open of ${s.packet.maxConnections} · ${s.packet.halfOpen} opening of ${s.packet.maxHalfOpen} · ${s.packet.entries} table entries</span></h2>
-<p class="sub">instance ${esc(s.packet.instance.name)} at ${esc(s.packet.instance.pinDir)} · made ${esc(ago(s.nowMs - s.packet.instance.createdMs))} ago${s.packet.instance.adopted ? ` · adopted by this process (adoption ${s.packet.instance.adoptions})` : " · made by this process"} · program ${esc(s.packet.instance.programTag)} (build ${esc(s.packet.instance.build)}) since ${esc(ago(s.nowMs - s.packet.instance.programSinceMs))} ago · layout ${s.packet.instance.layoutVersion}</p>
+<p class="sub">instance ${esc(s.packet.instance.name)} at ${esc(s.packet.instance.pinDir)} · made ${esc(formatAge(s.nowMs - s.packet.instance.createdMs))} ago${s.packet.instance.adopted ? ` · adopted by this process (adoption ${s.packet.instance.adoptions})` : " · made by this process"} · program ${esc(s.packet.instance.programTag)} (build ${esc(s.packet.instance.build)}) since ${esc(formatAge(s.nowMs - s.packet.instance.programSinceMs))} ago · layout ${s.packet.instance.layoutVersion}</p>
 ${s.packet.warnings.map((w) => `<p class="sub">⚠ ${esc(w)}</p>`).join("")}
 <table class="packet"><tr>${Object.entries(s.packet.counters).map(([k]) => `<th>${esc(k.replace(/_/g, " "))}</th>`).join("")}</tr><tr>${Object.entries(s.packet.counters)
         .map(([k, v]) => `<td class="${v && k !== "flows_created" ? "warn" : ""}">${v}</td>`)
@@ -75,7 +73,7 @@ tr.up td.state{color:#11650b;font-weight:700} tr.down td.state{color:#a00;font-w
 td.warn{background:#ffe38a} .summary{display:flex;gap:22px;margin:8px 0 4px} .summary div{background:#fff;padding:6px 12px;border-left:4px solid #3a4b6b}
 .summary b{display:block;font-size:17px} .legend span{display:inline-block;padding:1px 8px;margin-right:6px;border:1px solid #ccc}
 </style></head><body>
-<h1>toa lb <span class="sub">pid ${s.pid} · up ${ago(s.nowMs - s.startedAtMs)} · config ${esc(s.config)} · reloads ${s.reloads}${s.reloadFailures ? ` (${s.reloadFailures} failed)` : ""}${s.draining ? ' · <b style="color:#a00">DRAINING</b>' : ""}</span></h1>
+<h1>toa lb <span class="sub">pid ${s.pid} · up ${formatAge(s.nowMs - s.startedAtMs)} · config ${esc(s.config)} · reloads ${s.reloads}${s.reloadFailures ? ` (${s.reloadFailures} failed)` : ""}${s.draining ? ' · <b style="color:#a00">DRAINING</b>' : ""}</span></h1>
 <div class="summary"><div>active<b>${totals.active}</b></div><div>accepted<b>${totals.accepted}</b></div><div>bytes in<b>${formatBytes(totals.in)}</b></div><div>bytes out<b>${formatBytes(totals.out)}</b></div><div>TOA written<b>${s.toa ? s.toa.written : "-"}</b></div></div>
 <h2>listeners</h2>
 <table><thead><tr><th>name</th><th>address</th><th>mode</th><th>pool</th><th>active</th><th>total</th><th>bytes in</th><th>bytes out</th><th>no backend</th><th>failed</th><th>connect errors</th></tr></thead>

@@ -6,9 +6,8 @@
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { attachTc, ifindexOf, type Program, TcAttachment } from "../../bpf/index.js";
 import { join } from "node:path";
-import { unpin } from "../../bpf/index.js";
+import { attachTc, ifindexOf, type Program, TcAttachment, unpin } from "../../bpf/index.js";
 import { tcxPins, TCX_PIN_PREFIX } from "./instance.js";
 
 const run = promisify(execFile);
@@ -24,10 +23,12 @@ export interface AttachResult {
   removed: string[];
 }
 
-/** Every device of this network namespace, by name (lo included). */
-export async function allDevices(): Promise<{ name: string; index: number }[]> {
-  const { stdout } = await run("ip", ["-j", "link", "show"]);
-  return (JSON.parse(stdout) as { ifname?: string; ifindex?: number }[]).filter((l) => l.ifname && l.ifindex).map((l) => ({ name: l.ifname!, index: l.ifindex! }));
+/** The devices of this network namespace (lo included), or only those that are up. */
+export async function allDevices(o: { up?: boolean } = {}): Promise<{ name: string; index: number; flags: string[] }[]> {
+  const { stdout } = await run("ip", ["-j", "link", "show", ...(o.up ? ["up"] : [])]);
+  // `ip -j link show up` prints an empty object for each link the filter leaves out.
+  const links = JSON.parse(stdout) as { ifname?: string; ifindex?: number; flags?: string[] }[];
+  return links.filter((l) => l.ifname && l.ifindex).map((l) => ({ name: l.ifname!, index: l.ifindex!, flags: l.flags ?? [] }));
 }
 
 /**

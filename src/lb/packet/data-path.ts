@@ -7,27 +7,24 @@
  *   config + health ─▶ NatTables.apply (services, slots, backends)      on start, reload, health change
  *   every second    ─▶ NatTables.sweep (finished, idle, never answered)  → active counts per backend
  */
-import { execFile } from "node:child_process";
 import { readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import type { Logger } from "pino";
-import { type BpfMap, ensurePinDir, Program, type TcAttachment } from "../../bpf/index.js";
+import { ensurePinDir, Program, type TcAttachment } from "../../bpf/index.js";
 import { natProgram } from "../../programs/nat/index.js";
 import { InstanceMeta, NAT_META_NAME, NatMapName } from "../../programs/nat-layout.js";
 import { packageVersion } from "../../shared/self.js";
-import { type AttachResult, attachInstance, detachElsewhere } from "./attach.js";
+import { allDevices, type AttachResult, attachInstance, detachElsewhere } from "./attach.js";
 import { createMeta, filterName, type InstanceFacts, layoutProblem, metaFacts, metaValue, openMeta, openPinnedMaps, PROGRAM_PIN, readMetaRaw, unpinInstance, unpinOne } from "./instance.js";
 import type { ListenerConfig, PacketConfig } from "../config.js";
 import { LbError } from "../errors.js";
 import type { Pool } from "../pool.js";
 import type { ListenerStats } from "../listener.js";
 import { routeTo, type Route } from "./route.js";
-import { type AppliedService, type NatCounters, type NatServiceSpec, NatTables } from "./tables.js";
+import { type AppliedService, NAT_MAP_KEYS, type NatCounters, type NatServiceSpec, NatTables } from "./tables.js";
 import { SWEEP_REASONS, type SweepResult } from "./flows.js";
 
-const run = promisify(execFile);
-const MAP_KEYS = Object.keys(NatMapName) as (keyof typeof NatMapName)[];
+
 const SWEEP_MS = 1000;
 /** The flow table's fill at which the status warns (eviction is near), and below which it stops. */
 const CAPACITY_WARN_AT = 0.8;
@@ -74,10 +71,7 @@ function memlock(fd: number): number {
 
 /** Devices that are up, but lo: where clients and backends can come in. */
 async function upDevices(): Promise<string[]> {
-  const { stdout } = await run("ip", ["-j", "link", "show", "up"]);
-  // `ip -j link show up` prints an empty object for each link the filter leaves out.
-  const links = JSON.parse(stdout) as { ifname?: string; flags?: string[] }[];
-  return links.filter((l) => l.ifname && !(l.flags ?? []).includes("LOOPBACK")).map((l) => l.ifname!);
+  return (await allDevices({ up: true })).filter((d) => !d.flags.includes("LOOPBACK")).map((d) => d.name);
 }
 
 export class PacketDataPath {
@@ -102,11 +96,11 @@ export class PacketDataPath {
     private config: PacketConfig,
     private readonly tables: NatTables,
     private readonly program: Program,
-    private readonly meta: BpfMap<number, Buffer>,
     private readonly attachments: TcAttachment[],
     readonly devices: string[],
     private readonly log: Logger,
-    private readonly start: { adopted: boolean; readyMs: number; startWarnings: string[] },
+    /** How this process came to serve the instance; `facts` is its record as this process wrote it (the only writer while it runs). */
+    private readonly start: { facts: InstanceFacts; adopted: boolean; readyMs: number; startWarnings: string[] },
   ) {
     this.warnings = [...start.startWarnings];
     // Not unref()ed: with only packet listeners this timer is what keeps the balancer running.
@@ -146,6 +140,7 @@ export class PacketDataPath {
     let meta = metaMap;
     let program: Program | undefined;
     let attached: AttachResult | undefined;
+    let record: Buffer | undefined;
     try {
       if (metaMap) {
         const raw = readMetaRaw(metaMap, pinDir);
@@ -163,61 +158,62 @@ export class PacketDataPath {
         if (left.removed.length > 0) log.warn({ removed: left.removed }, `packet data path: removed the pins of an unfinished start in ${pinDir}`);
         ensurePinDir(pinDir); // the folder went with the last pin
         tables = NatTables.create(config.maxConnections, config.maxHalfOpen);
-        for (const k of MAP_KEYS) tables.maps[k].pin(join(pinDir, NatMapName[k]));
+        for (const k of NAT_MAP_KEYS) tables.maps[k].pin(join(pinDir, NatMapName[k]));
         meta = createMeta();
       }
-      const byName = Object.fromEntries(MAP_KEYS.map((k) => [NatMapName[k], tables!.maps[k]]));
+      const byName = Object.fromEntries(NAT_MAP_KEYS.map((k) => [NatMapName[k], tables!.maps[k]]));
       program = Program.load(natProgram(), { maps: byName });
       attached = await attachInstance(devices, program, pinDir, filterName(instance));
       unpinOne(pinDir, PROGRAM_PIN);
       program.pin(join(pinDir, PROGRAM_PIN));
       const now = Date.now();
       const tag = program.info.tag;
-      meta!.update(
-        0,
-        metaValue({
-          instance,
-          createdMs: adopted?.createdMs ?? now,
-          programTag: tag,
-          programSinceMs: adopted && adopted.programTag === tag ? adopted.programSinceMs : now,
-          adoptions: adopted ? adopted.adoptions + 1 : 0,
-          maxConnections: adopted?.maxConnections ?? config.maxConnections,
-          maxHalfOpen: adopted?.maxHalfOpen ?? config.maxHalfOpen,
-          build: packageVersion(),
-        }),
-      );
+      record = metaValue({
+        instance,
+        createdMs: adopted?.createdMs ?? now,
+        programTag: tag,
+        programSinceMs: adopted && adopted.programTag === tag ? adopted.programSinceMs : now,
+        adoptions: adopted ? adopted.adoptions + 1 : 0,
+        maxConnections: adopted?.maxConnections ?? config.maxConnections,
+        maxHalfOpen: adopted?.maxHalfOpen ?? config.maxHalfOpen,
+        build: packageVersion(),
+      });
+      meta!.update(0, record);
       if (!adopted) meta!.pin(join(pinDir, NAT_META_NAME));
     } catch (e) {
-      if (!adopted && attached) {
-        for (const a of attached.attachments) {
+      // An instance found here (adopted, or refused) keeps serving as it was; a new one goes whole.
+      const fresh = !metaMap;
+      for (const a of attached?.attachments ?? []) {
+        if (!fresh) a.release();
+        else {
           try {
             a.detach();
           } catch {
             // gone with its device
           }
         }
-      } else for (const a of attached?.attachments ?? []) a.release();
+      }
       program?.close();
       meta?.close();
       tables?.close();
-      if (!adopted && !(e instanceof LbError && e.code === "LB_ERR_INSTANCE" && metaMap)) unpinInstance(pinDir);
+      if (fresh) unpinInstance(pinDir);
       if (e instanceof LbError) throw e;
       throw new LbError("LB_ERR_LISTEN", `dataPath packet: cannot attach the NAT program: ${(e as Error).message}`, { cause: e });
     }
-    const facts = metaFacts(InstanceMeta.decode(meta!.lookup(0)!), pinDir);
+    meta!.close();
+    const facts = metaFacts(InstanceMeta.decode(record!), pinDir);
     const readyMs = Math.round(performance.now() - t0);
     const how = adopted
       ? `adopted instance ${instance} (made ${new Date(facts.createdMs).toISOString()}, ${facts.adoptions} adoption(s)); program ${adopted.programTag === facts.programTag ? "unchanged" : `${adopted.programTag} → ${facts.programTag}`}, swapped on ${attached.swapped.join(", ") || "no device"}`
       : `new instance ${instance}`;
     log.info({ devices, attach: attached.attachments[0]?.mode, instance, pinDir, adopted: !!adopted, swapped: attached.swapped, created: attached.created, removed: attached.removed, readyMs }, `packet data path on ${devices.join(", ")} (tc ingress, ${attached.attachments[0]?.mode}): ${how}; serving ${readyMs} ms after start`);
     for (const w of warnings) log.warn(w);
-    return new PacketDataPath(config, tables, program, meta!, attached.attachments, devices, log, { adopted: !!adopted, readyMs, startWarnings: warnings });
+    return new PacketDataPath(config, tables, program, attached.attachments, devices, log, { facts, adopted: !!adopted, readyMs, startWarnings: warnings });
   }
 
-  /** The instance as pinned now: name, times, program tag, adoptions. */
+  /** The instance as pinned: name, times, program tag, adoptions; and how this process came to serve it. */
   instance(): InstanceFacts & { adopted: boolean; readyMs: number } {
-    const raw = this.meta.lookup(0);
-    return { ...metaFacts(InstanceMeta.decode(raw!), this.config.pinDir), adopted: this.start.adopted, readyMs: this.start.readyMs };
+    return { ...this.start.facts, adopted: this.start.adopted, readyMs: this.start.readyMs };
   }
 
   /**
@@ -473,7 +469,6 @@ export class PacketDataPath {
 
   private closeFds(): void {
     this.program.close();
-    this.meta.close();
     this.tables.close();
   }
 }

@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { existsSync } from "node:fs";
 import type { LbConfig } from "../config.js";
-import { liveClaims } from "../claims.js";
+import { servingClaim } from "../claims.js";
 import { InstanceMeta } from "../../programs/nat-layout.js";
 import { layoutProblem, META_PIN, metaFacts, openMeta, readMetaRaw } from "./instance.js";
 import { formatAge } from "../duration.js";
@@ -28,16 +28,8 @@ export function describePinnedInstance(config: LbConfig, nowMs = Date.now()): st
   const problem = layoutProblem(raw, dir);
   if (problem) return `${head}REFUSED: ${problem}`;
   const f = metaFacts(InstanceMeta.decode(raw), dir);
-  const claim = liveClaims().find((c) => c.instance === config.instance);
-  let served = "no process: serving from the kernel on its last tables";
-  if (claim) {
-    try {
-      process.kill(claim.pid, 0);
-      served = `served by pid ${claim.pid}`;
-    } catch {
-      // the claim's process is gone
-    }
-  }
+  const claim = servingClaim(config.instance);
+  const served = claim ? `served by pid ${claim.pid}` : "no process: serving from the kernel on its last tables";
   return (
     `${head}pinned at ${dir}, made ${formatAge(nowMs - f.createdMs)} ago, adopted ${f.adoptions} time(s); ` +
     `program ${f.programTag} (build ${f.build}) running for ${formatAge(nowMs - f.programSinceMs)}; tables for ${f.maxConnections} connections; ${served}. ` +

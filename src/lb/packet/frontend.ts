@@ -112,12 +112,11 @@ export class PacketFrontend implements Frontend {
     p?.close();
   }
 
-  async abandon(): Promise<void> {
-    if (this.path && !this.path.instance().adopted) await this.dropNew();
-    else this.close();
+  abandon(): Promise<void> {
+    return this.dropNew();
   }
 
-  /** Remove an instance this process made (a start that failed must leave nothing behind). */
+  /** Remove an instance this process made, let go of one it adopted (a failed start leaves nothing of its own). */
   private async dropNew(): Promise<void> {
     const p = this.path;
     this.path = null;

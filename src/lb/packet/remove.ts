@@ -15,7 +15,8 @@ import { InstanceMeta, NAT_META_NAME, NatMapName } from "../../programs/nat-layo
 import { LbError } from "../errors.js";
 import { detachElsewhere } from "./attach.js";
 import { type SweepTimeouts } from "./flows.js";
-import { filterName, INSTANCE_PIN_ROOT, layoutProblem, metaFacts, openMeta, openPinnedMaps, readMetaRaw, unpinInstance } from "./instance.js";
+import { removeClaim } from "../claims.js";
+import { defaultPinDir, filterName, INSTANCE_PIN_ROOT, layoutProblem, metaFacts, openMeta, openPinnedMaps, readMetaRaw, unpinInstance } from "./instance.js";
 import { NatTables } from "./tables.js";
 
 export interface RemoveOptions {
@@ -50,6 +51,43 @@ export interface RemoveReport {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A drain under way: new SYNs already stopped; `count` says how many connections are still open. */
+interface Drain {
+  count(): number;
+  /** How it counts, for the progress line ("" for the usual way). */
+  how: string;
+  close(): void;
+}
+
+/** This build's layout: delete the services, then sweep, as the balancer itself does. */
+function stopBySweep(pinDir: string, timeouts: SweepTimeouts): Drain {
+  const tables = NatTables.open(openPinnedMaps(pinDir), { own: true });
+  try {
+    tables.apply([]); // new SYNs pass on (refused by the stack); backends stay while flows name them
+  } catch (e) {
+    tables.close();
+    throw e;
+  }
+  return {
+    count: () => [...tables.sweep(timeouts).active.values()].reduce((a, b) => a + b, 0),
+    how: "",
+    close: () => tables.close(),
+  };
+}
+
+/** Another build's layout: nothing can be read but keys, so delete every service and wait for an empty flow table. */
+function stopByEmptiness(pinDir: string): Drain {
+  const services = BpfMap.fromPin(join(pinDir, NatMapName.services));
+  const flows = BpfMap.fromPin(join(pinDir, NatMapName.flows));
+  for (const k of [...services.keys()]) services.delete(k);
+  services.close();
+  return {
+    count: () => Math.ceil([...flows.keys()].length / 2), // two entries per connection
+    how: " (another build's layout: waiting for its flow table to empty)",
+    close: () => flows.close(),
+  };
+}
+
 export async function removeInstance(o: RemoveOptions): Promise<RemoveReport> {
   const { pinDir } = o;
   const pollMs = o.pollMs ?? 200;
@@ -66,50 +104,24 @@ export async function removeInstance(o: RemoveOptions): Promise<RemoveReport> {
   const foreignLayout = layoutProblem(raw, pinDir);
   // Another build's record may be laid out otherwise: its name is then taken from the folder.
   const instance = foreignLayout ? pinDir.split("/").pop()! : metaFacts(InstanceMeta.decode(raw), pinDir).name;
+  // New SYNs stop here; then what is still open is counted until it ends or the deadline passes.
+  const drain = foreignLayout ? stopByEmptiness(pinDir) : stopBySweep(pinDir, o.timeouts);
   const t0 = Date.now();
   let openAtStart = 0;
   let open = 0;
-  if (!foreignLayout) {
-    const tables = NatTables.open(openPinnedMaps(pinDir), { own: true });
-    try {
-      tables.apply([]); // new SYNs pass on (refused by the stack); backends stay while flows name them
-      const count = () => {
-        const r = tables.sweep(o.timeouts);
-        return [...r.active.values()].reduce((a, b) => a + b, 0);
-      };
-      open = openAtStart = count();
-      let said = 0;
-      while (open > 0 && Date.now() - t0 < o.drainMs) {
-        if (Date.now() - said >= 1000) {
-          o.progress?.(`draining instance ${instance}: ${open} connection(s) open, ${Math.ceil((o.drainMs - (Date.now() - t0)) / 1000)} s left`);
-          said = Date.now();
-        }
-        await sleep(pollMs);
-        open = count();
+  try {
+    open = openAtStart = drain.count();
+    let said = 0;
+    while (open > 0 && Date.now() - t0 < o.drainMs) {
+      if (Date.now() - said >= 1000) {
+        o.progress?.(`draining instance ${instance}${drain.how}: ${open} connection(s) open, ${Math.ceil((o.drainMs - (Date.now() - t0)) / 1000)} s left`);
+        said = Date.now();
       }
-    } finally {
-      tables.close();
+      await sleep(pollMs);
+      open = drain.count();
     }
-  } else {
-    const services = BpfMap.fromPin(join(pinDir, NatMapName.services));
-    const flows = BpfMap.fromPin(join(pinDir, NatMapName.flows));
-    try {
-      for (const k of [...services.keys()]) services.delete(k);
-      const entries = () => [...flows.keys()].length;
-      open = openAtStart = Math.ceil(entries() / 2);
-      let said = 0;
-      while (open > 0 && Date.now() - t0 < o.drainMs) {
-        if (Date.now() - said >= 1000) {
-          o.progress?.(`draining instance ${instance} (another build's layout: waiting for its flow table to empty): ${open} connection(s), ${Math.ceil((o.drainMs - (Date.now() - t0)) / 1000)} s left`);
-          said = Date.now();
-        }
-        await sleep(pollMs);
-        open = Math.ceil(entries() / 2);
-      }
-    } finally {
-      services.close();
-      flows.close();
-    }
+  } finally {
+    drain.close();
   }
   const detached = await detachElsewhere([], pinDir, filterName(instance));
   const r = unpinInstance(pinDir);
@@ -124,5 +136,17 @@ function rmdirIfEmpty(dir: string): void {
     if (readdirSync(dir).length === 0) rmdirSync(dir);
   } catch {
     // another instance made something there meanwhile, or it is gone already
+  }
+}
+
+/**
+ * Take the instance named `instance` (at its default folder) away at once, cutting what is open, and
+ * forget its claim: the end of a demo or a test, whose balancer's instance must not outlive it.
+ */
+export async function removeInstanceNow(instance: string): Promise<RemoveReport> {
+  try {
+    return await removeInstance({ pinDir: defaultPinDir(instance), drainMs: 0, timeouts: { connectMs: 1000, synMs: 1000, idleMs: 1000, closedMs: 0 } });
+  } finally {
+    removeClaim(instance);
   }
 }

@@ -84,7 +84,8 @@ const codecs = {
   admission: { key: codec.u32, value: codec.u64 },
 } as const;
 
-const MAP_NAMES = Object.keys(NatMapName) as (keyof typeof NatMapName)[];
+/** The tables by their keys in NatMapName (creation, pinning and program loading walk them in this order). */
+export const NAT_MAP_KEYS = Object.keys(NatMapName) as (keyof typeof NatMapName)[];
 
 
 export class NatTables {
@@ -143,7 +144,7 @@ export class NatTables {
     const specs = natMapSpecs(maxConnections, maxHalfOpen);
     const made: Partial<Record<keyof typeof NatMapName, BpfMap<any, any>>> = {};
     try {
-      for (const name of MAP_NAMES) made[name] = BpfMap.create<any, any>(specs[name], codecs[name]);
+      for (const name of NAT_MAP_KEYS) made[name] = BpfMap.create<any, any>(specs[name], codecs[name]);
     } catch (e) {
       for (const m of Object.values(made)) m?.close();
       throw e;
@@ -168,7 +169,7 @@ export class NatTables {
   static open(maps: Record<keyof typeof NatMapName, BpfMap<any, any>>, options: { own?: boolean } = {}): NatTables {
     const want = natMapSpecs(1, 1);
     const views: Partial<Record<keyof typeof NatMapName, BpfMap<any, any>>> = {};
-    for (const name of MAP_NAMES) {
+    for (const name of NAT_MAP_KEYS) {
       const m = maps[name];
       checkMap(m, want[name], name !== "flows");
       // A second view on the same fd with this module's codecs (it never closes the fd).
